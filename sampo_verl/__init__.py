@@ -1,0 +1,6 @@
+"""sampo-verl: importing the package registers everything it adds into verl's registries.
+
+verl imports it in every Ray process when ``VERL_USE_EXTERNAL_MODULES=sampo_verl`` is set.
+"""
+
+from sampo_verl import losses  # noqa: F401  (registers policy losses)

@@ -1,0 +1,28 @@
+"""sampo-verl: stable multi-turn agentic RL (ARLArena / SAMPO) as an extension of verl 0.9.1."""
+
+from setuptools import find_packages, setup
+
+# verl 0.9.1 imports these at run time without declaring them.
+VERL_UNDECLARED = [
+    "cachetools",
+    "fastapi",
+    "uvicorn",
+    "pyzmq",
+    "msgspec",
+    "TransferQueue==0.1.11",  # verl's v1 trainer (trainer.use_v1=true)
+]
+
+setup(
+    name="sampo-verl",
+    version="0.1.0",
+    description="SAMPO policy loss, multi-turn advantages, agent loops and a CPU backend for verl",
+    packages=find_packages(include=["sampo_verl", "sampo_verl.*"]),
+    package_data={"sampo_verl": ["config/*.yaml", "config/**/*.yaml"]},
+    python_requires=">=3.10",
+    install_requires=["verl==0.9.1", *VERL_UNDECLARED],
+    extras_require={
+        "test": ["pytest", "hypothesis"],
+        "vllm": ["verl[vllm]==0.9.1"],
+        "alfworld": ["alfworld==0.4.2"],
+    },
+)
