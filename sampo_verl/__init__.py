@@ -2,5 +2,3 @@
 
 verl imports it in every Ray process when ``VERL_USE_EXTERNAL_MODULES=sampo_verl`` is set.
 """
-
-from sampo_verl import losses  # noqa: F401  (registers policy losses)
