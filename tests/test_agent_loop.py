@@ -1,0 +1,210 @@
+"""The env agent loop against a scripted server with verl's LLMServerClient call signature."""
+
+import asyncio
+import time
+
+import hydra
+import pytest
+from omegaconf import OmegaConf
+from verl.experimental.agent_loop.agent_loop import (
+    AgentLoopOutput,
+    DictConfigWrap,
+    ToolListWrap,
+    _agent_loop_registry,
+)
+from verl.utils.dataset.rl_dataset import RLHFDataset
+from verl.utils.tensordict_utils import list_of_dict_to_tensordict
+
+from sampo_verl.agent_loop import EnvAgentLoop
+from sampo_verl.envs import TextEnv, make_env, register_env
+from sampo_verl.prompts import format_response
+from sampo_verl.scripted_server import ScriptedServer, tiny_tokenizer
+
+TOKENIZER = tiny_tokenizer()
+LAKE = {"env": "frozenlake", "seed": 3, "env_options": '{"size": 4, "hole_prob": 0.3}'}
+
+
+def trainer_config(use_v1: bool = True):
+    return OmegaConf.create(
+        {
+            "actor_rollout_ref": {"rollout": {"prompt_length": 4096, "response_length": 64}},
+            "trainer": {"use_v1": use_v1},
+            "data": {"apply_chat_template_kwargs": {}},
+        }
+    )
+
+
+def make_loop(server, config=None, **loop_options):
+    """Instantiate the loop exactly as verl's AgentLoopWorker does (hydra + registry entry)."""
+    config = config or trainer_config()
+    return hydra.utils.instantiate(
+        config={**_agent_loop_registry["sampo_env_agent"], **loop_options},
+        trainer_config=DictConfigWrap(config=config),
+        server_manager=server,
+        tokenizer=TOKENIZER,
+        processor=None,
+        hf_model_type=None,
+        dataset_cls=RLHFDataset,
+        data_config=DictConfigWrap(config.data),
+        tools=ToolListWrap([]),
+    )
+
+
+def play(policy, extra_info=LAKE, logprob=None, **loop_options) -> tuple[list[AgentLoopOutput], ScriptedServer]:
+    server = ScriptedServer(TOKENIZER, policy, logprob=logprob)
+
+    async def main():
+        loop = make_loop(server, **loop_options)
+        return await loop.run({"temperature": 1.0}, raw_prompt=[], extra_info=extra_info, uid="u1", session_id=2)
+
+    return asyncio.run(main()), server
+
+
+def scripted(responses):
+    return lambda prompt, i: responses[i] if i < len(responses) else responses[-1]
+
+
+def expert_plan(extra_info=LAKE):
+    env = make_env("frozenlake", size=4, hole_prob=0.3)
+    obs, info = env.reset(extra_info["seed"])
+    observations, plan, done = [obs], [], False
+    while not done:
+        plan.append(env.expert_action())
+        obs, _, done, _ = env.step(plan[-1])
+        observations.append(obs)
+    return plan, observations
+
+
+def test_expert_episode_one_output_per_turn_with_fields():
+    plan, observations = expert_plan()
+    responses = [format_response(f"go {a}", a) for a in plan]
+    outputs, server = play(scripted(responses), logprob=-0.5)
+    assert len(outputs) == len(plan) == len(server.calls)
+    for step, (out, response) in enumerate(zip(outputs, responses)):
+        expected_ids = TOKENIZER.encode(response, add_special_tokens=False) + [TOKENIZER.eos_token_id]
+        assert out.response_ids == expected_ids and out.response_mask == [1] * len(expected_ids)
+        assert out.response_logprobs == [-0.5] * len(expected_ids)
+        assert out.prompt_ids == server.calls[step][1]
+        prompt = TOKENIZER.decode(out.prompt_ids)
+        assert f"Current observation:\n{observations[step]}" in prompt and "<action>" in prompt
+        f = out.extra_fields
+        assert f["traj_uid"] == "u1_2" and f["step"] == step and f["anchor"] == observations[step]
+        assert f["action_valid"] and f["format_valid"] and f["parse_reason"] == "ok"
+        assert f["step_reward"] == (1.0 if step == len(plan) - 1 else 0.0)
+        assert f["won"] == (step == len(plan) - 1)
+        assert f["episode_reward"] == 1.0 and out.reward_score == 1.0
+        assert f["success"] == 1.0 and f["episode_length"] == len(plan) and f["invalid_action_rate"] == 0.0
+        assert f["reward_extra_info"]["success"] == 1.0 and f["env_error"] == 0.0
+        assert out.num_turns == 2 * len(plan)
+    # the outputs go through verl's TransferQueue conversion unchanged
+    td = list_of_dict_to_tensordict([o.as_dict() for o in outputs])
+    assert td.batch_size[0] == len(plan)
+    assert td["extra_fields"][0]["traj_uid"] == "u1_2"
+
+
+def test_invalid_turns_are_flagged_and_do_not_step_the_env():
+    plan, observations = expert_plan()
+    responses = ["no tags at all", "<think>x</think><action>jump</action>", format_response("ok", plan[0])]
+    outputs, _ = play(scripted(responses), max_turns=3)
+    fields = [o.extra_fields for o in outputs]
+    assert [f["parse_reason"] for f in fields] == ["missing_think", "not_admissible", "ok"]
+    assert [f["action_valid"] for f in fields] == [False, False, True]
+    assert [f["format_valid"] for f in fields] == [False, True, True]
+    assert [f["anchor"] for f in fields] == [observations[0]] * 3  # env not stepped on invalid turns
+    assert [f["step_reward"] for f in fields] == pytest.approx([-0.1, -0.1, 0.0])
+    assert [f["penalty"] for f in fields] == pytest.approx([0.1, 0.1, 0.0])
+    assert fields[0]["invalid_action_rate"] == pytest.approx(2 / 3) and fields[0]["success"] == 0.0
+    assert fields[0]["episode_reward"] == 0.0
+    last_prompt = TOKENIZER.decode(outputs[2].prompt_ids)
+    assert "Action: (invalid: missing_think)" in last_prompt and "Action: (invalid: not_admissible)" in last_prompt
+
+
+def test_history_window_shows_only_the_last_turns():
+    outputs, _ = play(scripted([format_response("", "up")]), max_turns=4, history_length=2)
+    prompts = [TOKENIZER.decode(o.prompt_ids) for o in outputs]
+    assert "[Turn 1] Observation" not in prompts[3] and "[Turn 2] Observation" in prompts[3]
+    assert "[Turn 3] Observation" in prompts[3] and "[Turn 4] Current observation" in prompts[3]
+    assert "Your last" not in prompts[0] and "Your last 1 turn(s)" in prompts[1]
+
+
+def test_max_turns_ends_the_episode_failed():
+    info = {**LAKE, "max_turns": 5}
+    outputs, _ = play(scripted([format_response("", "up")]), extra_info=info, max_turns=9)
+    assert len(outputs) == 5  # the dataset row wins over the loop option
+    assert all(o.extra_fields["success"] == 0.0 and not o.extra_fields["won"] for o in outputs)
+
+
+def test_response_is_cut_to_response_length():
+    long = format_response("x" * 500, "up")
+    outputs, _ = play(scripted([long]), max_turns=1)
+    assert len(outputs[0].response_ids) == 64 and outputs[0].extra_fields["parse_reason"] == "missing_action"
+
+
+@register_env("test_flaky")
+class FlakyEnv(TextEnv):
+    """Counts to ``fail_at`` and then raises (or hangs) in step."""
+
+    def __init__(self, fail_at: int = 2, hang: bool = False):
+        self.fail_at, self.hang = fail_at, hang
+
+    def reset(self, seed, task=None):
+        self.t = 0
+        return "t=0", {"anchor": "t=0", "won": False}
+
+    def step(self, action):
+        self.t += 1
+        if self.t == self.fail_at:
+            if self.hang:
+                time.sleep(1.0)
+            else:
+                raise RuntimeError("engine crashed")
+        return f"t={self.t}", 1.0, False, {"anchor": f"t={self.t}", "won": False}
+
+
+@pytest.mark.parametrize("hang", [False, True])
+def test_env_failure_ends_the_episode_with_a_counted_error(hang):
+    info = {"env": "test_flaky", "seed": 0, "env_options": {"fail_at": 2, "hang": hang}}
+    outputs, _ = play(scripted([format_response("", "go")]), extra_info=info, env_timeout_s=0.2, max_turns=6)
+    assert len(outputs) == 2
+    assert all(o.extra_fields["env_error"] == 1.0 and o.extra_fields["success"] == 0.0 for o in outputs)
+    assert outputs[0].extra_fields["episode_reward"] == 1.0  # the turn before the failure counts
+
+
+def test_concurrent_episodes_stay_separate():
+    plan, _ = expert_plan()
+    server = ScriptedServer(TOKENIZER, lambda prompt, i: format_response("", "right"))
+
+    async def main():
+        loops = [make_loop(server, max_turns=3) for _ in range(8)]
+        return await asyncio.gather(
+            *(l.run({}, raw_prompt=[], extra_info=LAKE, uid="g", session_id=i) for i, l in enumerate(loops))
+        )
+
+    episodes = asyncio.run(main())
+    assert sorted(e[0].extra_fields["traj_uid"] for e in episodes) == sorted(f"g_{i}" for i in range(8))
+    assert all([o.extra_fields["step"] for o in e] == list(range(len(e))) for e in episodes)
+    assert len({tuple(o.extra_fields["anchor"] for o in e) for e in episodes}) == 1  # same seed, same play
+
+
+def test_bad_configuration_names_the_field():
+    server = ScriptedServer(TOKENIZER, scripted(["x"]))
+    with pytest.raises(ValueError, match="trainer.use_v1"):
+        asyncio.run(_build(server, trainer_config(use_v1=False)))
+    with pytest.raises(ValueError, match="max_turns"):
+        asyncio.run(_build(server, trainer_config(), max_turns=0))
+    with pytest.raises(KeyError, match="extra_info"):
+        play(scripted(["x"]), extra_info={"seed": 1})
+    with pytest.raises(KeyError, match="unknown environment"):
+        play(scripted(["x"]), extra_info={"env": "nope"})
+
+
+async def _build(server, config, **options):
+    return EnvAgentLoop(
+        trainer_config=DictConfigWrap(config=config),
+        server_manager=server,
+        tokenizer=TOKENIZER,
+        processor=None,
+        dataset_cls=RLHFDataset,
+        data_config=DictConfigWrap(config.data),
+        **options,
+    )
