@@ -10,12 +10,14 @@ rejected at construction.
 
 Turn outcome: the response is parsed (:func:`sampo_verl.action_parser.parse_turn`). A malformed or
 inadmissible turn is an *invalid action*: the environment is **not** stepped, the observation stays
-the same, the turn gets ``-invalid_action_penalty`` as step reward and ``action_valid=False``.
+the same, the step reward is 0 and ``action_valid=False``. The invalid-action penalty itself is
+applied by the multi-turn advantage estimators from ``action_valid``
+(``algorithm.<estimator>.invalid_penalty``, see :mod:`sampo_verl.advantages`), in one place.
 
 Per-turn ``extra_fields`` (read by the multi-turn advantage estimators): ``traj_uid``, ``step``,
-``anchor`` (str of the environment state before the turn), ``step_reward`` (environment reward
-minus the turn's penalty), ``penalty``, ``episode_reward`` (sum of environment rewards of the
-episode, without penalties), ``action_valid``, ``format_valid``, ``parse_reason``, ``won``, and the
+``anchor`` (str of the environment state before the turn), ``step_reward`` (the environment's
+reward for the turn), ``episode_reward`` (sum of the episode's environment rewards, equal on all
+its turns), ``action_valid``, ``format_valid``, ``parse_reason``, ``won``, and the
 episode metrics ``success``, ``episode_length``, ``invalid_action_rate``, ``env_error``. The
 episode metrics are also put in ``reward_extra_info`` (so verl logs them, e.g. in validation) and
 ``reward_score`` is the episode reward for every turn (verl's v1 trainer copies the last turn's
@@ -35,7 +37,6 @@ agent-loop config file (``actor_rollout_ref.rollout.agent.agent_loop_config_path
       _target_: sampo_verl.agent_loop.EnvAgentLoop
       max_turns: 15
       history_length: 2
-      invalid_action_penalty: 0.1
       env_timeout_s: 60
 """
 
@@ -118,7 +119,6 @@ class TurnRecord:
     generation: Generation
     anchor: str  # environment state before the turn
     reward: float  # environment reward (0 when the env was not stepped)
-    penalty: float  # invalid-action penalty of the turn
     parse_reason: str
     action_valid: bool
     format_valid: bool
@@ -134,7 +134,6 @@ class EnvAgentLoop(AgentLoopBase):
         *args: Any,
         max_turns: int | None = None,
         history_length: int = 2,
-        invalid_action_penalty: float = 0.1,
         env_timeout_s: float = 60.0,
         **kwargs: Any,
     ):
@@ -151,7 +150,7 @@ class EnvAgentLoop(AgentLoopBase):
         if env_timeout_s <= 0:
             raise ValueError(f"sampo_env_agent: env_timeout_s must be > 0, got {env_timeout_s}")
         self.max_turns, self.history_length = max_turns, history_length
-        self.invalid_action_penalty, self.env_timeout_s = float(invalid_action_penalty), float(env_timeout_s)
+        self.env_timeout_s = float(env_timeout_s)
         self.response_length = self.rollout_config.response_length
 
     async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> list[AgentLoopOutput]:
@@ -194,7 +193,6 @@ class EnvAgentLoop(AgentLoopBase):
                         generation=generation,
                         anchor=anchor,
                         reward=float(reward),
-                        penalty=0.0 if parsed.valid else self.invalid_action_penalty,
                         parse_reason=parsed.reason.value,
                         action_valid=parsed.valid,
                         format_valid=parsed.format_valid,
@@ -257,8 +255,7 @@ class EnvAgentLoop(AgentLoopBase):
                 "traj_uid": traj_uid,
                 "step": step,
                 "anchor": t.anchor,
-                "step_reward": t.reward - t.penalty,
-                "penalty": t.penalty,
+                "step_reward": t.reward,
                 "episode_reward": episode_reward,
                 "action_valid": t.action_valid,
                 "format_valid": t.format_valid,

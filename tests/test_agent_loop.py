@@ -111,8 +111,7 @@ def test_invalid_turns_are_flagged_and_do_not_step_the_env():
     assert [f["action_valid"] for f in fields] == [False, False, True]
     assert [f["format_valid"] for f in fields] == [False, True, True]
     assert [f["anchor"] for f in fields] == [observations[0]] * 3  # env not stepped on invalid turns
-    assert [f["step_reward"] for f in fields] == pytest.approx([-0.1, -0.1, 0.0])
-    assert [f["penalty"] for f in fields] == pytest.approx([0.1, 0.1, 0.0])
+    assert [f["step_reward"] for f in fields] == [0.0, 0.0, 0.0]
     assert fields[0]["invalid_action_rate"] == pytest.approx(2 / 3) and fields[0]["success"] == 0.0
     assert fields[0]["episode_reward"] == 0.0
     last_prompt = TOKENIZER.decode(outputs[2].prompt_ids)
