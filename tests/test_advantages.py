@@ -48,7 +48,7 @@ def run(fn, rows, config, batch=None):
 
 
 # Rows deliberately out of (episode, step) order. uid "a": episode a0 (2 turns, reward 1), a1 (3 turns,
-# reward 0, turn 1 invalid); uid "b": b0 (reward 1) and b1 (reward 0), one turn each, anchor "s" like a's
+# reward 0, turn 1 invalid: the rollout put its -0.1 penalty into that turn's step reward); uid "b": b0 (reward 1) and b1 (reward 0), one turn each, anchor "s" like a's
 # first turns, so grouping must respect uid.
 ROWS = [
     ("a", "a1", 2, "u", 0.0, 0.0, True),
@@ -56,7 +56,7 @@ ROWS = [
     ("b", "b1", 0, "s", 0.0, 0.0, True),
     ("a", "a1", 0, "s", 0.0, 0.0, True),
     ("a", "a0", 0, "s", 0.0, 1.0, True),
-    ("a", "a1", 1, "t", 0.0, 0.0, False),
+    ("a", "a1", 1, "t", -0.1, 0.0, False),
     ("b", "b0", 0, "s", 1.0, 1.0, True),
 ]
 # by hand, penalty 0.1: R = [0, 1, 0, 0, 1, -0.1, 1]; group a mean 1.9/5 = 0.38, group b mean 0.5
