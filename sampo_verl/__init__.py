@@ -3,3 +3,4 @@
 verl imports it in every Ray process when ``VERL_USE_EXTERNAL_MODULES=sampo_verl`` is set.
 """
 from sampo_verl import agent_loop  # noqa: F401  (sampo_env_agent agent loop + text environments)
+from sampo_verl import losses  # noqa: F401

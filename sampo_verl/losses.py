@@ -1,0 +1,291 @@
+"""SAMPO policy loss and advantage-conditioned sequence masking for verl's policy losses.
+
+ARLArena (arXiv 2602.21534) traces training collapse to negative-advantage samples whose
+importance ratio is already low, and drops them from the policy-gradient term::
+
+    D_i  = (1/|y_i|) sum_t m_{i,t} (log pi_old(y_{i,t}) - log pi_theta(y_{i,t}))
+    drop sample i  iff  A_i < 0  and  D_i > delta          (D_i == delta is kept)
+
+``A_i`` is the mean advantage over the sample's valid tokens (the constant value for GRPO-like
+estimators). One mechanism, :func:`sequence_masked_policy_loss`, serves every loss here: it
+zeroes the dropped samples' rows of ``response_mask`` and calls verl's own loss function on it.
+Registered modes: ``sampo`` (verl's GSPO sequence-level clipping, masking switchable, aggregation
+``seq-mean-token-mean`` by default), and ``vanilla_seqmask``, ``gspo_seqmask``,
+``sapo_seqmask``, ``cispo_seqmask`` (verl's loss of that name, always masked).
+
+Normalisers. Dropped samples contribute zero, but the aggregation still divides by the whole
+batch's count (tokens for ``token-mean``, non-empty samples for ``seq-mean-*``), as if they were
+in the batch with zero loss. verl's engine actor always passes these global counts in
+``config.global_batch_info`` (``batch_num_tokens``, ``global_batch_size``, counted over the
+mini-batch on all dp ranks before masking), and they are kept as they are; when a caller passes
+none (dp_size 1), the local pre-mask counts are filled in. So the loss does not depend on how the
+mini-batch is split into micro-batches or ranks, its scale matches the (unmasked) entropy and KL
+terms, and a batch where every sample is dropped gives loss 0 with zero gradient instead of 0/0.
+The price: masking shrinks the policy-gradient step by the kept fraction rather than
+renormalising over the kept samples.
+
+With one mini-batch and one PPO epoch, ``pi_theta == pi_old`` at the update, so ``D_i == 0`` and
+neither clipping nor masking (delta >= 0) has anything to act on.
+"""
+
+import copy
+from typing import Any, Callable, Optional
+
+import torch
+from verl.trainer.ppo.core_algos import (
+    PolicyLossFn,
+    compute_policy_loss_cispo,
+    compute_policy_loss_gspo,
+    compute_policy_loss_sapo,
+    compute_policy_loss_vanilla,
+    register_policy_loss,
+)
+from verl.workers.config import ActorConfig
+
+from sampo_verl.config import seq_mask_config
+
+# ActorConfig.loss_agg_mode's default: the one value that cannot tell "set by the user" from "unset".
+VERL_DEFAULT_LOSS_AGG_MODE = "token-mean"
+SAMPO_DEFAULT_LOSS_AGG_MODE = "seq-mean-token-mean"
+
+
+def sequence_mask_statistics(
+    old_log_prob: torch.Tensor, log_prob: torch.Tensor, advantages: torch.Tensor, response_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-sample ``D_i``, ``A_i`` and response length ``|y_i|``, all shape (bs,), no gradient.
+
+    Inputs are (bs, response_length); ``D_i = -log s_i`` where ``s_i`` is GSPO's sequence ratio.
+    Empty responses get ``D_i = A_i = 0``.
+    """
+    with torch.no_grad():
+        mask = response_mask.to(log_prob.dtype)
+        lengths = mask.sum(-1)
+        per_token = 1.0 / lengths.clamp(min=1)
+        seq_kl = ((old_log_prob - log_prob) * mask).sum(-1) * per_token
+        seq_advantage = (advantages * mask).sum(-1) * per_token
+    return seq_kl, seq_advantage, lengths
+
+
+def sequence_masked_policy_loss(
+    base_loss_fn: PolicyLossFn,
+    old_log_prob: torch.Tensor,
+    log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    response_mask: torch.Tensor,
+    loss_agg_mode: str,
+    config: ActorConfig,
+    rollout_is_weights: Optional[torch.Tensor],
+    mask_enabled: bool,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Run ``base_loss_fn`` (a verl policy loss) with sequence masking and add sequence metrics.
+
+    Args:
+        base_loss_fn: verl policy loss, called unchanged with the masked ``response_mask``.
+        old_log_prob, log_prob, advantages, response_mask: (bs, response_length).
+        loss_agg_mode: passed through to ``base_loss_fn``.
+        config: the actor config; reads ``clip_ratio_low/high`` and ``policy_loss.seq_mask.delta``.
+        rollout_is_weights: passed through.
+        mask_enabled: False computes the metrics but drops nothing.
+
+    Returns:
+        The base loss and its metrics, plus ``actor/seq_*`` metrics (python floats).
+    """
+    if config is None:
+        raise ValueError("sequence-masked policy losses need the actor config (actor_rollout_ref.actor)")
+    delta = seq_mask_config(config.get("policy_loss")).delta
+    clip_low, clip_high = _clip_range(config)
+
+    seq_kl, seq_advantage, lengths = sequence_mask_statistics(old_log_prob, log_prob, advantages, response_mask)
+    valid = lengths > 0
+    low_ratio_negative = valid & (seq_advantage < 0) & (seq_kl > delta)
+    if mask_enabled:
+        dropped = low_ratio_negative
+        kept_mask = response_mask * ~dropped.unsqueeze(-1)  # keeps response_mask's dtype
+    else:
+        dropped = torch.zeros_like(valid)
+        kept_mask = response_mask
+
+    pg_loss, pg_metrics = base_loss_fn(
+        old_log_prob=old_log_prob,
+        log_prob=log_prob,
+        advantages=advantages,
+        response_mask=kept_mask,
+        loss_agg_mode=loss_agg_mode,
+        config=_with_batch_normalisers(config, lengths),
+        rollout_is_weights=rollout_is_weights,
+    )
+    pg_metrics.update(
+        _sequence_metrics(seq_kl, seq_advantage, valid, dropped, low_ratio_negative, clip_low, clip_high)
+    )
+    return pg_loss, pg_metrics
+
+
+@register_policy_loss("sampo")
+def compute_policy_loss_sampo(
+    old_log_prob: torch.Tensor,
+    log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    response_mask: torch.Tensor,
+    loss_agg_mode: str = SAMPO_DEFAULT_LOSS_AGG_MODE,
+    config: Optional[ActorConfig] = None,
+    rollout_is_weights: Optional[torch.Tensor] = None,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """SAMPO: GSPO sequence-level clipping with advantage-conditioned sequence masking.
+
+    ARLArena (arXiv 2602.21534); the clipped surrogate is GSPO's (arXiv 2507.18071), computed by
+    verl's ``compute_policy_loss_gspo``::
+
+        log s_i  = (1/|y_i|) sum_t m_{i,t} (log pi_theta - log pi_old)
+        s_{i,t}  = exp(sg[log s_i] + log pi_theta(y_{i,t}) - sg[log pi_theta(y_{i,t})])
+        L_{i,t}  = max(-A_{i,t} s_{i,t}, -A_{i,t} clip(s_{i,t}, 1 - eps_low, 1 + eps_high))
+
+    The value of ``s_{i,t}`` is the sequence ratio; its gradient reaches every token.
+    ``eps_low/high`` are ``actor.clip_ratio_low/high`` (GSPO uses about 3e-4 / 4e-4).
+    Masking (``policy_loss.seq_mask.enable``, default on) drops samples with
+    ``A_i < 0 and D_i > delta`` from this term.
+
+    Aggregation: ``policy_loss.loss_agg_mode`` when set (SampoPolicyLossConfig); else the passed
+    ``loss_agg_mode`` (verl passes ``actor.loss_agg_mode``) when it differs from verl's default
+    ``token-mean``; else ``seq-mean-token-mean``.
+
+    Args:
+        old_log_prob, log_prob, advantages, response_mask: (bs, response_length).
+        loss_agg_mode: see Aggregation.
+        config: the actor config.
+        rollout_is_weights: optional (bs, response_length) rollout-correction weights.
+    """
+    policy_loss = config.get("policy_loss") if config is not None else None
+    return sequence_masked_policy_loss(
+        compute_policy_loss_gspo,
+        old_log_prob,
+        log_prob,
+        advantages,
+        response_mask,
+        loss_agg_mode=_sampo_loss_agg_mode(loss_agg_mode, policy_loss),
+        config=config,
+        rollout_is_weights=rollout_is_weights,
+        mask_enabled=seq_mask_config(policy_loss).enable,
+    )
+
+
+def _seqmask_variant(base_loss_fn: PolicyLossFn, name: str, default_agg_mode: str) -> PolicyLossFn:
+    """Register ``{name}_seqmask``: verl's ``name`` loss with sequence masking always on."""
+
+    def loss_fn(
+        old_log_prob: torch.Tensor,
+        log_prob: torch.Tensor,
+        advantages: torch.Tensor,
+        response_mask: torch.Tensor,
+        loss_agg_mode: str = default_agg_mode,
+        config: Optional[ActorConfig] = None,
+        rollout_is_weights: Optional[torch.Tensor] = None,
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        return sequence_masked_policy_loss(
+            base_loss_fn,
+            old_log_prob,
+            log_prob,
+            advantages,
+            response_mask,
+            loss_agg_mode=loss_agg_mode,
+            config=config,
+            rollout_is_weights=rollout_is_weights,
+            mask_enabled=True,
+        )
+
+    loss_fn.__name__ = loss_fn.__qualname__ = f"compute_policy_loss_{name}_seqmask"
+    loss_fn.__doc__ = (
+        f"verl's ``{name}`` policy loss ({base_loss_fn.__name__}) with sequence masking: samples with "
+        "A_i < 0 and D_i > policy_loss.seq_mask.delta are dropped from the policy-gradient term. "
+        "Same arguments and shapes as the base loss."
+    )
+    return register_policy_loss(f"{name}_seqmask")(loss_fn)
+
+
+compute_policy_loss_vanilla_seqmask = _seqmask_variant(compute_policy_loss_vanilla, "vanilla", "token-mean")
+compute_policy_loss_gspo_seqmask = _seqmask_variant(compute_policy_loss_gspo, "gspo", "seq-mean-token-mean")
+compute_policy_loss_sapo_seqmask = _seqmask_variant(compute_policy_loss_sapo, "sapo", "seq-mean-token-mean")
+compute_policy_loss_cispo_seqmask = _seqmask_variant(compute_policy_loss_cispo, "cispo", "token-mean")
+
+
+def _sampo_loss_agg_mode(passed: str, policy_loss: Any) -> str:
+    explicit = policy_loss.get("loss_agg_mode") if policy_loss is not None else None
+    if explicit is not None:
+        return explicit
+    return passed if passed != VERL_DEFAULT_LOSS_AGG_MODE else SAMPO_DEFAULT_LOSS_AGG_MODE
+
+
+def _clip_range(config: ActorConfig) -> tuple[float, float]:
+    clip_low = config.get("clip_ratio_low")
+    clip_high = config.get("clip_ratio_high")
+    clip_low = config.clip_ratio if clip_low is None else clip_low
+    clip_high = config.clip_ratio if clip_high is None else clip_high
+    if not 0 <= clip_low < 1:
+        raise ValueError(f"actor_rollout_ref.actor.clip_ratio_low must be in [0, 1), got {clip_low}")
+    if not clip_high >= 0:
+        raise ValueError(f"actor_rollout_ref.actor.clip_ratio_high must be >= 0, got {clip_high}")
+    return clip_low, clip_high
+
+
+def _with_batch_normalisers(config: ActorConfig, lengths: torch.Tensor) -> ActorConfig:
+    """A shallow copy of ``config`` whose ``global_batch_info`` has the pre-mask counts.
+
+    Counts verl already holds (global ones from the engine, or any dp_size > 1 run, where verl
+    itself requires them) are kept; only missing ones are filled from this batch.
+    """
+    info = dict(config.global_batch_info)
+    if info.get("dp_size", 1) > 1:
+        return config
+    if info.get("batch_num_tokens") is None:
+        info["batch_num_tokens"] = lengths.sum().clamp(min=1)  # all-empty batch: 0 instead of 0/0
+    if info.get("global_batch_size") is None:
+        info["global_batch_size"] = (lengths > 0).sum().clamp(min=1)
+    filled = copy.copy(config)
+    object.__setattr__(filled, "global_batch_info", info)  # BaseConfig fields are frozen
+    return filled
+
+
+def _sequence_metrics(
+    seq_kl: torch.Tensor,
+    seq_advantage: torch.Tensor,
+    valid: torch.Tensor,
+    dropped: torch.Tensor,
+    low_ratio_negative: torch.Tensor,
+    clip_low: float,
+    clip_high: float,
+) -> dict[str, float]:
+    """Sequence-level metrics over the samples with a non-empty response (one device sync).
+
+    seq_clipfrac counts samples whose sequence ratio sits outside the clip range on the side
+    where clipping removes the gradient (A > 0 above 1 + eps_high, A < 0 below 1 - eps_low).
+    With no valid sample the ratio statistics read 1 (no policy change) and fractions 0.
+    """
+    seq_ratio = torch.exp(torch.clamp(-seq_kl, max=10.0))  # GSPO's clamp
+    negative = valid & (seq_advantage < 0)
+    clipped = valid & (
+        ((seq_advantage > 0) & (seq_ratio > 1 + clip_high)) | ((seq_advantage < 0) & (seq_ratio < 1 - clip_low))
+    )
+    n_valid = valid.sum()
+    per_valid = 1.0 / n_valid.clamp(min=1)
+    inf = torch.full_like(seq_ratio, float("inf"))
+    stats = torch.stack(
+        [
+            n_valid.to(seq_ratio.dtype),
+            dropped.sum() * per_valid,
+            low_ratio_negative.sum() / negative.sum().clamp(min=1),
+            torch.where(valid, seq_ratio, 0.0).sum() * per_valid,
+            torch.where(valid, seq_ratio, inf).min(),
+            torch.where(valid, seq_ratio, -inf).max(),
+            clipped.sum() * per_valid,
+        ]
+    ).tolist()
+    n, mask_frac, low_frac, ratio_mean, ratio_min, ratio_max, clip_frac = stats
+    if n == 0:
+        ratio_mean = ratio_min = ratio_max = 1.0
+    return {
+        "actor/seq_mask_frac": mask_frac,
+        "actor/seq_neg_adv_low_ratio_frac": low_frac,
+        "actor/seq_ratio_mean": ratio_mean,
+        "actor/seq_ratio_min": ratio_min,
+        "actor/seq_ratio_max": ratio_max,
+        "actor/seq_clipfrac": clip_frac,
+    }
