@@ -1,0 +1,26 @@
+"""CPU backend: verl's own trainer end to end without an accelerator.
+
+Importing this package (``sampo_verl`` does, in every Ray process through
+``VERL_USE_EXTERNAL_MODULES=sampo_verl``) registers:
+
+- the ``cpu`` platform (:mod:`.platform`), chosen by ``VERL_PLATFORM=cpu`` or when no
+  accelerator is present;
+- verl's FSDP2 engines for device ``cpu`` (:mod:`.engines`);
+- the ``hf`` rollout backend, ``actor_rollout_ref.rollout.name=hf`` (:mod:`.hf_rollout`);
+- the CPU patches of :mod:`sampo_verl.patches`, inert on any other device.
+
+The config side is :mod:`sampo_verl.cpu.preset` (``cpu_overrides()``).
+"""
+
+# The platform must be registered before any verl module resolves the platform singleton
+# (verl.workers.engine.fsdp.transformer_impl does at import time), hence first.
+from . import platform  # noqa: F401, I001
+from sampo_verl.patches import cpu_process_group_backend, fsdp2_unpinned_cpu_offload
+from .engines import register_fsdp_engines_for_cpu
+from .hf_rollout import register_hf_rollout
+from .preset import cpu_overrides  # noqa: F401  (public: tests and scripts)
+
+register_fsdp_engines_for_cpu()
+register_hf_rollout()
+cpu_process_group_backend.apply()
+fsdp2_unpinned_cpu_offload.apply()
