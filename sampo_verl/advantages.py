@@ -5,7 +5,7 @@ estimator reads per-turn fields from ``non_tensor_batch`` (names in the constant
 
 - ``uid`` (passed by verl as ``index``): the episode group, shared by all rollouts of one task/seed.
 - ``traj_uid``: the episode; ``step``: the turn index inside it (any increasing integers).
-- ``anchor``: the raw environment state before the turn (hashable, one sortable type, e.g. str).
+- ``anchor``: the raw environment state before the turn (hashable, e.g. str).
 - ``step_reward``: the turn's reward as the rollout defines it, used as is: the environment reward
   including any invalid-action penalty the rollout applied (``sampo_env_agent`` subtracts its
   ``invalid_action_penalty``); ``episode_reward``: the episode's final reward without penalties,
@@ -184,16 +184,21 @@ class Turns:
         return nxt
 
 
-def _codes(values: Any, name: str, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """Factorise a per-row field: (unique values, id per row)."""
-    values = np.asarray(values)
+def _codes(values: Any, name: str, n_rows: int) -> np.ndarray:
+    """Factorise a per-row field of hashable values into ids 0..n_unique-1 (equal values, equal ids).
+
+    ``map(dict.setdefault, values, range(n))`` gives each row the index of the first row holding an
+    equal value, in C (no Python-level loop per row); a cumulative count of first rows makes the ids
+    dense. Ids follow first appearance, which changes no result.
+    """
+    values = np.asarray(values, dtype=object)
     if values.ndim != 1 or len(values) != n_rows:
         raise ValueError(f"field {name!r} must hold one value per row ({n_rows}), got shape {values.shape}")
     try:
-        uniques, inverse = np.unique(values, return_inverse=True)
+        first = np.fromiter(map({}.setdefault, values, range(n_rows)), dtype=np.int64, count=n_rows)
     except TypeError as err:
-        raise ValueError(f"field {name!r} must hold values of one sortable type (e.g. str): {err}") from err
-    return uniques, inverse.reshape(-1)
+        raise ValueError(f"field {name!r} must hold hashable values (e.g. str): {err}") from err
+    return (np.cumsum(first == np.arange(n_rows)) - 1)[first]
 
 
 def _floats(values: Any, name: str, n_rows: int) -> np.ndarray:
@@ -220,8 +225,8 @@ def collect_turns(
     n_rows = len(index)
     if n_rows == 0:
         raise ValueError(f"advantage estimator {adv_estimator!r} got an empty batch")
-    _, group = _codes(index, UID, n_rows)
-    _, episode = _codes(non_tensor_batch[TRAJ_UID], TRAJ_UID, n_rows)
+    group = _codes(index, UID, n_rows)
+    episode = _codes(non_tensor_batch[TRAJ_UID], TRAJ_UID, n_rows)
     try:
         step = np.asarray(non_tensor_batch[STEP]).astype(np.int64).reshape(-1)
     except (TypeError, ValueError) as err:
@@ -356,7 +361,7 @@ def step_advantage(
     returns = discounted_returns(rewards, turns, gamma)
     anchors = np.asarray(non_tensor_batch[ANCHOR], dtype=object).reshape(-1)
     if options.similarity_threshold is None:
-        _, anchor = _codes(anchors, ANCHOR, turns.n_rows)
+        anchor = _codes(anchors, ANCHOR, turns.n_rows)
     else:
         anchor = similar_anchor_ids(anchors, turns.group, options.similarity_threshold)
     # step group = (uid, anchor)
