@@ -329,3 +329,42 @@ def test_property_scaling_advantages_scales_the_loss(seed, scale, name, agg):
     )
     torch.testing.assert_close(scaled, scale * loss, rtol=1e-5, atol=1e-6)
     assert scaled_metrics["actor/seq_mask_frac"] == metrics["actor/seq_mask_frac"]
+
+
+def test_verl_actor_ppo_loss_runs_sampo_with_global_counts():
+    """verl's engine actor loss (workers/utils/losses.ppo_loss) calls sampo through the registry."""
+    from tensordict import TensorDict
+    from verl.utils import tensordict_utils as tu
+    from verl.workers.utils.losses import ppo_loss
+
+    batch, prompt_len, response_len = 3, 2, 4
+    lengths = torch.tensor([4, 2, 3])
+    response_mask = torch.arange(response_len).unsqueeze(0) < lengths.unsqueeze(1)
+    old_log_prob = -torch.rand(batch, response_len, generator=torch.Generator().manual_seed(0))
+    log_prob = (old_log_prob - torch.tensor([[0.0], [0.5], [0.0]])).requires_grad_()  # sample 1: D = 0.5
+    advantages = torch.tensor([[1.0], [-1.0], [-1.0]]).expand(batch, response_len).contiguous()
+    # the engine's packed log-probs: each sequence is prompt + response, shifted left by one token
+    starts = torch.cat([torch.zeros(1, dtype=torch.long), (prompt_len + lengths).cumsum(0)[:-1]])
+    positions = (starts.unsqueeze(1) + prompt_len - 1 + torch.arange(response_len))[response_mask]
+    packed = torch.zeros(int((prompt_len + lengths).sum())).index_put((positions,), log_prob[response_mask])
+    data = TensorDict(
+        {
+            "prompts": torch.ones(batch, prompt_len, dtype=torch.long),
+            "responses": torch.ones(batch, response_len, dtype=torch.long),
+            "attention_mask": torch.cat([torch.ones(batch, prompt_len, dtype=torch.long), response_mask.long()], 1),
+            "response_mask": response_mask.long(),
+            "old_log_probs": old_log_prob,
+            "advantages": advantages,
+        },
+        batch_size=[batch],
+    )
+    tu.assign_non_tensor(data, dp_size=1, batch_num_tokens=int(response_mask.sum()), global_batch_size=batch)
+    config = actor_config(policy_loss=PolicyLossConfig(loss_mode="sampo"))
+
+    loss, metrics = ppo_loss(config, {"log_probs": packed}, data)
+    loss.backward()
+
+    assert loss.item() == pytest.approx((-1.0 + 0.0 + 1.0) / 3, abs=1e-6)  # sample 1 masked, still counted
+    expected_grad = torch.tensor([[-1 / 12] * 4, [0.0] * 4, [1 / 9] * 3 + [0.0]])
+    torch.testing.assert_close(log_prob.grad, expected_grad)
+    assert metrics["actor/seq_mask_frac"].aggregate() == pytest.approx(1 / 3)
