@@ -11,7 +11,8 @@ estimator reads per-turn fields from ``non_tensor_batch`` (names in the constant
   ``invalid_action_penalty``); ``episode_reward``: the episode's final reward without penalties,
   equal on all its turns.
 - ``action_valid``: whether the turn's action parsed into a valid environment action.
-- EMPG only, in ``batch``: ``entropys`` (B, T), the old policy's per-token entropy.
+- EMPG only, in ``batch``: ``entropy`` (B, T), the old policy's per-token entropy (the name under
+  which verl's v1 trainer stores it; the legacy trainer's ``compute_log_prob`` calls it ``entropys``).
 
 Rewards come from these fields; ``token_level_rewards`` only gives the output's shape, dtype and
 device (so verl's in-reward KL penalty does not enter these estimators).
@@ -50,19 +51,20 @@ ANCHOR = "anchor"
 STEP_REWARD = "step_reward"
 EPISODE_REWARD = "episode_reward"
 ACTION_VALID = "action_valid"
-ENTROPYS = "entropys"
+ENTROPY = "entropy"
 
 EPS = 1e-6
 MODES = ("mean_norm", "mean_std_norm")
 EPISODE_STATS = ("steps", "episodes")
 
+MULTI_TURN_ESTIMATORS = ("gigpo", "empg", "grpo_steps")
 _TURN_FIELDS = {TRAJ_UID, STEP, EPISODE_REWARD, ACTION_VALID}
 _NON_TENSOR_FIELDS = {
     "grpo_steps": _TURN_FIELDS,
     "gigpo": _TURN_FIELDS | {ANCHOR, STEP_REWARD},
     "empg": _TURN_FIELDS,
 }
-_BATCH_FIELDS = {"grpo_steps": set(), "gigpo": set(), "empg": {ENTROPYS}}
+_BATCH_FIELDS = {"grpo_steps": set(), "gigpo": set(), "empg": {ENTROPY}}
 FIELD_SOURCES = {
     TRAJ_UID: "the multi-turn agent loop (one row per turn)",
     STEP: "the multi-turn agent loop (one row per turn)",
@@ -70,15 +72,22 @@ FIELD_SOURCES = {
     STEP_REWARD: "the multi-turn agent loop (environment reward of the turn)",
     EPISODE_REWARD: "the multi-turn agent loop (final reward copied to every turn)",
     ACTION_VALID: "the multi-turn agent loop (action parser)",
-    ENTROPYS: "actor compute_log_prob with calculate_entropy=True, kept in the batch by the trainer",
+    ENTROPY: "verl's old-log-prob pass (calculate_entropy=True; absent with "
+    "algorithm.rollout_correction.bypass_mode=true), passed on by the trainer",
 }
 
 
 def required_fields(adv_estimator: str) -> set[str]:
-    """Per-turn fields ``adv_estimator`` reads (non-tensor fields plus, for EMPG, ``entropys``)."""
-    if adv_estimator not in _NON_TENSOR_FIELDS:
-        raise ValueError(f"unknown multi-turn estimator {adv_estimator!r}; known: {sorted(_NON_TENSOR_FIELDS)}")
-    return _NON_TENSOR_FIELDS[adv_estimator] | _BATCH_FIELDS[adv_estimator]
+    """Per-turn ``non_tensor_batch`` fields ``adv_estimator`` reads (besides verl's ``uid``)."""
+    if adv_estimator not in MULTI_TURN_ESTIMATORS:
+        raise ValueError(f"unknown multi-turn estimator {adv_estimator!r}; known: {list(MULTI_TURN_ESTIMATORS)}")
+    return set(_NON_TENSOR_FIELDS[adv_estimator])
+
+
+def required_tensor_fields(adv_estimator: str) -> set[str]:
+    """``batch`` tensors ``adv_estimator`` reads beyond verl's rewards and response mask."""
+    required_fields(adv_estimator)  # rejects unknown names
+    return set(_BATCH_FIELDS[adv_estimator])
 
 
 def validate_fields(
@@ -451,26 +460,26 @@ def compute_empg_advantage(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """EMPG (Wang et al., "Harnessing Uncertainty: Entropy-Modulated Policy Gradients for Long-Horizon LLM Agents").
 
-    ``H_t``: the turn's mean token entropy (``batch["entropys"]`` over the response mask), min-max
+    ``H_t``: the turn's mean token entropy (``batch["entropy"]`` over the response mask), min-max
     normalised over the batch rows. ``g(H) = exp(-k H) / mean_batch(exp(-k H))``;
     ``A' = g(H_t) * A_E + zeta * exp(-k_f * H_{t+1})`` with ``H_{t+1}`` from the next turn of the
     same episode (no bonus on the last turn); ``A = A' - mean_batch(A')`` (mean over rows).
     Options ``algorithm.empg.{mode, episode_stats, invalid_penalty, k, k_f, zeta}``.
-    Shapes: token_level_rewards, response_mask, entropys (B, T); index, non_tensor_batch fields (B,).
+    Shapes: token_level_rewards, response_mask, entropy (B, T); index, non_tensor_batch fields (B,).
     Returns (advantages, returns), both (B, T).
     """
     options = EMPGOptions.from_config(config, "empg")
     _check_shapes(token_level_rewards, response_mask, index, "empg")
     validate_fields("empg", non_tensor_batch, batch)
     turns = collect_turns(index, non_tensor_batch, options.invalid_penalty, "empg")
-    entropys = batch[ENTROPYS]
-    if entropys.shape != response_mask.shape:
-        raise ValueError(f"{ENTROPYS} {tuple(entropys.shape)} must match response_mask {tuple(response_mask.shape)}")
+    token_entropy = batch[ENTROPY]
+    if token_entropy.shape != response_mask.shape:
+        raise ValueError(f"{ENTROPY} {tuple(token_entropy.shape)} must match response_mask {tuple(response_mask.shape)}")
     mask = response_mask.detach().to(torch.float64).cpu()
-    token_entropy = entropys.detach().to(torch.float64).cpu()
+    token_entropy = token_entropy.detach().to(torch.float64).cpu()
     entropy = ((token_entropy * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).numpy()
     if not np.isfinite(entropy).all():
-        raise ValueError(f"{ENTROPYS} holds NaN/inf on the response tokens of rows {np.flatnonzero(~np.isfinite(entropy))[:5].tolist()}")
+        raise ValueError(f"{ENTROPY} holds NaN/inf on the response tokens of rows {np.flatnonzero(~np.isfinite(entropy))[:5].tolist()}")
     entropy = (entropy - entropy.min()) / (entropy.max() - entropy.min() + EPS)
 
     confidence = np.exp(-options.k * entropy)

@@ -55,7 +55,7 @@ class FilterOptions:
             raise ValueError(f"algorithm.filter_groups.atol must be >= 0, got {self.atol}")
 
     @classmethod
-    def from_config(cls, algorithm_config: Optional[Mapping[str, Any]]) -> "FilterOptions":
+    def from_algorithm_config(cls, algorithm_config: Optional[Mapping[str, Any]]) -> "FilterOptions":
         """Read ``algorithm.filter_groups`` (DictConfig, FilterGroupsConfig or dict; absent -> disabled)."""
         section = (algorithm_config or {}).get("filter_groups", None) or {}
         options = {key: section[key] for key in section if key not in _VERL_ONLY_KEYS}

@@ -9,12 +9,13 @@ from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage, get_adv_
 
 from sampo_verl.advantages import (
     ANCHOR,
-    ENTROPYS,
+    ENTROPY,
     STEP_REWARD,
     compute_empg_advantage,
     compute_gigpo_advantage,
     compute_grpo_steps_advantage,
     required_fields,
+    required_tensor_fields,
     validate_fields,
 )
 
@@ -189,7 +190,7 @@ def test_empg_hand_computed():
         ("a", "a1", 0, "s", 0.0, 0.0, True),
     ]
     entropys = torch.tensor([[0.0, 0.0, 0.0, 9.0], [1.0, 1.0, 1.0, 9.0], [1.0, 2.0, 3.0, 9.0]])  # last token masked
-    out = run(compute_empg_advantage, rows, cfg("empg", mode="mean_norm"), batch={ENTROPYS: entropys})
+    out = run(compute_empg_advantage, rows, cfg("empg", mode="mean_norm"), batch={ENTROPY: entropys})
     episode = np.array([1 / 3, 1 / 3, -2 / 3])
     h = np.array([0.0, 1.0, 2.0]) / (2.0 + 1e-6)  # mean entropies [0, 1, 2], min-max normalised
     g = np.exp(-h) / np.exp(-h).mean()
@@ -201,7 +202,7 @@ def test_empg_hand_computed():
 
 def test_empg_without_modulation_is_centred_episode_term():
     rows = ROWS
-    batch = {ENTROPYS: torch.rand(len(rows), T)}
+    batch = {ENTROPY: torch.rand(len(rows), T)}
     out = run(compute_empg_advantage, rows, cfg("empg", mode="mean_norm", k=0.0, zeta=0.0), batch=batch)
     np.testing.assert_allclose(out, EPISODE_MEAN_NORM - EPISODE_MEAN_NORM.mean(), atol=1e-6)
 
@@ -229,8 +230,8 @@ def test_row_permutation_invariance(data, mode, stats):
     entropys = torch.rand(len(rows), T, generator=torch.Generator().manual_seed(len(rows)))
     for fn, section in ((compute_gigpo_advantage, "gigpo"), (compute_empg_advantage, "empg")):
         config = cfg(section, gamma=0.9, mode=mode, episode_stats=stats)
-        base = run(fn, rows, config, batch={ENTROPYS: entropys})
-        permuted = run(fn, [rows[i] for i in perm], config, batch={ENTROPYS: entropys[perm]})
+        base = run(fn, rows, config, batch={ENTROPY: entropys})
+        permuted = run(fn, [rows[i] for i in perm], config, batch={ENTROPY: entropys[perm]})
         np.testing.assert_allclose(permuted, base[perm], atol=1e-6)
 
 
@@ -239,17 +240,18 @@ def test_row_permutation_invariance(data, mode, stats):
 
 def test_required_and_missing_fields_are_named():
     assert required_fields("gigpo") == {"traj_uid", "step", "anchor", "step_reward", "episode_reward", "action_valid"}
-    assert ENTROPYS in required_fields("empg")
+    assert required_fields("empg") == {"traj_uid", "step", "episode_reward", "action_valid"}
+    assert required_tensor_fields("empg") == {"entropy"} and required_tensor_fields("gigpo") == set()
     uid, non_tensor, mask = make_batch(ROWS)
     del non_tensor[ANCHOR], non_tensor[STEP_REWARD]
     with pytest.raises(ValueError, match=r"\['anchor', 'step_reward'\].*agent loop"):
         validate_fields("gigpo", non_tensor, None)
     with pytest.raises(ValueError, match="anchor"):
         compute_gigpo_advantage(torch.zeros_like(mask), mask, index=uid, config=None, non_tensor_batch=non_tensor)
-    with pytest.raises(ValueError, match="entropys.*calculate_entropy"):
+    with pytest.raises(ValueError, match="entropy.*calculate_entropy"):
         validate_fields("empg", make_batch(ROWS)[1], {})
     with pytest.raises(ValueError, match="unknown multi-turn estimator"):
-        required_fields("gae")
+        required_tensor_fields("gae")
     # verl's compute_advantage passes no non_tensor_batch to non-gdpo estimators
     with pytest.raises(ValueError, match="traj_uid"):
         compute_grpo_steps_advantage(torch.zeros_like(mask), mask, index=uid, config=None)
@@ -298,4 +300,4 @@ def test_inconsistent_episodes_rejected():
 def test_bad_options_name_the_flag(section, options, message):
     fn = {"gigpo": compute_gigpo_advantage, "empg": compute_empg_advantage, "grpo_steps": compute_grpo_steps_advantage}
     with pytest.raises(ValueError, match=message):
-        run(fn[section], ROWS, cfg(section, **options), batch={ENTROPYS: torch.zeros(len(ROWS), T)})
+        run(fn[section], ROWS, cfg(section, **options), batch={ENTROPY: torch.zeros(len(ROWS), T)})

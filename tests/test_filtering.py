@@ -150,10 +150,10 @@ def test_options_from_verl_config():
             },
         }
     )
-    opts = FilterOptions.from_config(algorithm)
+    opts = FilterOptions.from_algorithm_config(algorithm)
     assert opts == FilterOptions(enable=True, criterion="advantage", max_num_gen_batches=4, cold_start_steps=10)
     assert not opts.active(10) and opts.active(11)
-    assert FilterOptions.from_config(OmegaConf.create({"filter_groups": None})) == FilterOptions()
+    assert FilterOptions.from_algorithm_config(OmegaConf.create({"filter_groups": None})) == FilterOptions()
 
 
 @pytest.mark.parametrize(
@@ -167,7 +167,7 @@ def test_options_from_verl_config():
 )
 def test_bad_options_name_the_flag(section, message):
     with pytest.raises(ValueError, match=message):
-        FilterOptions.from_config({"filter_groups": section})
+        FilterOptions.from_algorithm_config({"filter_groups": section})
 
 
 def test_bad_input():
