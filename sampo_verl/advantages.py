@@ -430,8 +430,9 @@ def compute_gigpo_advantage(
 
     ``A = A_E + w * A_S``. ``A_S``: discounted step return ``G_t = r_t + gamma * G_{t+1}`` within
     each episode, with ``r_t = step_reward_t`` (already holding the rollout's invalid-action penalty,
-    which thus also lowers the returns of the turns before it), normalised (same mode as ``A_E``) within the step group of rows sharing
-    ``uid`` and ``anchor``; a step group of one row gets 0. ``gamma = algorithm.gamma``.
+    which thus also lowers the returns of the turns before it), normalised (same mode as ``A_E``)
+    within the step group of rows sharing ``uid`` and ``anchor``; a step group of one row gets 0.
+    ``gamma = algorithm.gamma``.
     Options ``algorithm.gigpo.{mode, episode_stats, invalid_penalty, step_weight, similarity_threshold}``;
     with ``similarity_threshold`` in (0, 1) anchors of one uid are clustered by difflib ratio.
     Shapes: token_level_rewards, response_mask (B, T); index, non_tensor_batch fields (B,).
@@ -474,12 +475,15 @@ def compute_empg_advantage(
     turns = collect_turns(index, non_tensor_batch, options.invalid_penalty, "empg")
     token_entropy = batch[ENTROPY]
     if token_entropy.shape != response_mask.shape:
-        raise ValueError(f"{ENTROPY} {tuple(token_entropy.shape)} must match response_mask {tuple(response_mask.shape)}")
+        raise ValueError(
+            f"{ENTROPY} {tuple(token_entropy.shape)} must match response_mask {tuple(response_mask.shape)}"
+        )
     mask = response_mask.detach().to(torch.float64).cpu()
     token_entropy = token_entropy.detach().to(torch.float64).cpu()
     entropy = ((token_entropy * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).numpy()
     if not np.isfinite(entropy).all():
-        raise ValueError(f"{ENTROPY} holds NaN/inf on the response tokens of rows {np.flatnonzero(~np.isfinite(entropy))[:5].tolist()}")
+        bad_rows = np.flatnonzero(~np.isfinite(entropy))[:5].tolist()
+        raise ValueError(f"{ENTROPY} holds NaN/inf on the response tokens of rows {bad_rows}")
     entropy = (entropy - entropy.min()) / (entropy.max() - entropy.min() + EPS)
 
     confidence = np.exp(-options.k * entropy)

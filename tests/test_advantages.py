@@ -49,7 +49,8 @@ def run(fn, rows, config, batch=None):
 
 
 # Rows deliberately out of (episode, step) order. uid "a": episode a0 (2 turns, reward 1), a1 (3 turns,
-# reward 0, turn 1 invalid: the rollout put its -0.1 penalty into that turn's step reward); uid "b": b0 (reward 1) and b1 (reward 0), one turn each, anchor "s" like a's
+# reward 0, turn 1 invalid: the rollout put its -0.1 penalty into that turn's step reward);
+# uid "b": b0 (reward 1) and b1 (reward 0), one turn each, anchor "s" like a's
 # first turns, so grouping must respect uid.
 ROWS = [
     ("a", "a1", 2, "u", 0.0, 0.0, True),
@@ -87,7 +88,8 @@ def test_grpo_steps_mean_std_norm_over_steps():
     out = run(compute_grpo_steps_advantage, ROWS, cfg("grpo_steps", mode="mean_std_norm"))
     # group a: squared deviations 0.62^2*2 + 0.38^2*2 + 0.48^2 = 1.288, unbiased std sqrt(1.288/4);
     # group b: {1, 0} -> std sqrt(0.5)
-    std = np.array([np.sqrt(1.288 / 4)] * 2 + [np.sqrt(0.5)] + [np.sqrt(1.288 / 4)] * 2 + [np.sqrt(0.322), np.sqrt(0.5)])
+    std_a, std_b = np.sqrt(1.288 / 4), np.sqrt(0.5)
+    std = np.array([std_a, std_a, std_b, std_a, std_a, std_a, std_b])
     np.testing.assert_allclose(out, EPISODE_MEAN_NORM / (std + 1e-6), atol=1e-5)
 
 
@@ -183,6 +185,23 @@ def test_similarity_grouping_of_text_anchors():
     np.testing.assert_allclose(strict, exact)
 
 
+def test_steps_need_not_be_contiguous():
+    # turn order comes from sorting steps: steps 3, 7, 20 behave as 0, 1, 2
+    renumbered = [(u, e, {0: 3, 1: 7, 2: 20}[t], *rest) for u, e, t, *rest in ROWS]
+    config = cfg("gigpo", mode="mean_norm")
+    expected = run(compute_gigpo_advantage, ROWS, config)
+    np.testing.assert_array_equal(run(compute_gigpo_advantage, renumbered, config), expected)
+
+
+def test_similarity_grouping_ignores_row_order():
+    texts = ["kitchen, mug on table", "kitchen, mug on tabel", "garden", "kitchen, cup on table", "gardens"]
+    rows = [("a", f"e{i}", 0, text, float(i), float(i % 2), True) for i, text in enumerate(texts)]
+    config = cfg("gigpo", mode="mean_std_norm", similarity_threshold=0.85)
+    base = run(compute_gigpo_advantage, rows, config)
+    for perm in ([4, 3, 2, 1, 0], [2, 0, 4, 1, 3]):
+        np.testing.assert_allclose(run(compute_gigpo_advantage, [rows[i] for i in perm], config), base[perm], atol=1e-9)
+
+
 def test_empg_hand_computed():
     rows = [
         ("a", "a0", 0, "s", 0.0, 1.0, True),
@@ -270,7 +289,9 @@ def test_empty_batch_rejected():
     uid, non_tensor, mask = make_batch(ROWS)
     empty = {k: v[:0] for k, v in non_tensor.items()}
     with pytest.raises(ValueError, match="empty batch"):
-        compute_gigpo_advantage(torch.zeros(0, T), torch.zeros(0, T), index=uid[:0], config=None, non_tensor_batch=empty)
+        compute_gigpo_advantage(
+            torch.zeros(0, T), torch.zeros(0, T), index=uid[:0], config=None, non_tensor_batch=empty
+        )
 
 
 def test_inconsistent_episodes_rejected():
