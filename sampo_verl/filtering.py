@@ -16,6 +16,9 @@ Config: ``algorithm.filter_groups`` (see ``FilterOptions``). verl's ``enable`` a
 ``max_num_gen_batches`` keep their meaning; ``criterion``, ``cold_start_steps`` and ``atol`` are
 ours (add them with ``+algorithm.filter_groups.<key>=...``); verl's ``metric`` and
 ``max_inflight_gen_batches`` belong to verl's own replay-buffer filter and are not read here.
+Note that ``enable=true`` also switches on verl v1's own reward filter in its replay buffer, which
+would drop equal-reward groups before the ``advantage`` criterion sees them: the trainer using
+this module must replace that buffer.
 """
 
 from __future__ import annotations
