@@ -10,7 +10,7 @@ configurable size. Both are written with ``save_pretrained`` so verl loads the d
 CLI::
 
     python -m sampo_verl.assets OUT_DIR [--hidden 64] [--layers 2] [--heads 4] [--kv-heads 2]
-                                        [--vocab-size 512] [--corpus-file FILE] [--seed 0]
+                                        [--init-std 0.02] [--vocab-size 512] [--corpus-file FILE] [--seed 0]
 """
 
 from __future__ import annotations
@@ -93,6 +93,7 @@ class ModelSize:
     kv_heads: int = 2
     intermediate: int | None = None  # default 2 * hidden
     max_positions: int = 1024
+    init_std: float = 0.02  # weight init std; ~0.3 gives a random model with peaked, varied outputs
 
 
 def build_model(tokenizer: PreTrainedTokenizerFast, size: ModelSize = ModelSize(), seed: int = 0) -> Qwen2ForCausalLM:
@@ -109,6 +110,7 @@ def build_model(tokenizer: PreTrainedTokenizerFast, size: ModelSize = ModelSize(
         num_key_value_heads=size.kv_heads,
         max_position_embeddings=size.max_positions,
         tie_word_embeddings=True,
+        initializer_range=size.init_std,
         bos_token_id=None,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
@@ -146,12 +148,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kv-heads", type=int, default=2)
     parser.add_argument("--intermediate", type=int, default=None)
     parser.add_argument("--max-positions", type=int, default=1024)
+    parser.add_argument("--init-std", type=float, default=0.02)
     parser.add_argument("--vocab-size", type=int, default=512)
     parser.add_argument("--corpus-file", type=Path, default=None, help="training text, one document per line")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     corpus = args.corpus_file.read_text().splitlines() if args.corpus_file else None
-    size = ModelSize(args.hidden, args.layers, args.heads, args.kv_heads, args.intermediate, args.max_positions)
+    size = ModelSize(
+        args.hidden, args.layers, args.heads, args.kv_heads, args.intermediate, args.max_positions, args.init_std
+    )
     out = build_assets(args.out_dir, corpus, args.vocab_size, size, args.seed)
     print(out)
 
