@@ -70,18 +70,29 @@ def main() -> None:
     args = parser.parse_args()
 
     inputs = make_inputs(args.batch, args.length)
-    config = ActorConfig(
-        strategy="fsdp",
-        rollout_n=1,
-        ppo_micro_batch_size_per_gpu=1,
-        clip_ratio_low=3e-4,
-        clip_ratio_high=4e-4,
-        policy_loss=SampoPolicyLossConfig(loss_mode="sampo", seq_mask=SeqMaskConfig(enable=True, delta=0.223)),
-    )
     print(f"B={args.batch} T={args.length} fp32 CPU, torch threads={torch.get_num_threads()}")
-    times = median_times(["gspo", "vanilla", "sampo", "gspo_seqmask"], inputs, config, args.repeats)
-    for name, seconds in times.items():
-        print(f"{name:>14}: {seconds * 1e3:7.2f} ms   {seconds / times['gspo']:5.2f}x gspo")
+    # verl's engine actor (workers/utils/losses.ppo_loss) always passes the global counts;
+    # a direct call passes none and sampo fills in the local ones.
+    engine_counts = {
+        "dp_size": 1,
+        "batch_num_tokens": int(inputs["response_mask"].sum()),
+        "global_batch_size": args.batch,
+        "loss_scale_factor": None,
+    }
+    for label, global_batch_info in (("verl engine call (global counts)", engine_counts), ("direct call", {})):
+        config = ActorConfig(
+            strategy="fsdp",
+            rollout_n=1,
+            ppo_micro_batch_size_per_gpu=1,
+            clip_ratio_low=3e-4,
+            clip_ratio_high=4e-4,
+            policy_loss=SampoPolicyLossConfig(loss_mode="sampo", seq_mask=SeqMaskConfig(enable=True, delta=0.223)),
+            global_batch_info=global_batch_info,
+        )
+        print(label)
+        times = median_times(["gspo", "vanilla", "sampo", "gspo_seqmask"], inputs, config, args.repeats)
+        for name, seconds in times.items():
+            print(f"{name:>14}: {seconds * 1e3:7.2f} ms   {seconds / times['gspo']:5.2f}x gspo")
 
 
 if __name__ == "__main__":

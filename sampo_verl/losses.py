@@ -57,12 +57,12 @@ def sequence_mask_statistics(
     Inputs are (bs, response_length); ``D_i = -log s_i`` where ``s_i`` is GSPO's sequence ratio.
     Empty responses get ``D_i = A_i = 0``.
     """
-    with torch.no_grad():
-        mask = response_mask.to(log_prob.dtype)
+    with torch.no_grad():  # fp32 even for half-precision log-probs (.float() is free on fp32)
+        mask = response_mask.float()
         lengths = mask.sum(-1)
         per_token = 1.0 / lengths.clamp(min=1)
-        seq_kl = ((old_log_prob - log_prob) * mask).sum(-1) * per_token
-        seq_advantage = (advantages * mask).sum(-1) * per_token
+        seq_kl = ((old_log_prob - log_prob).float() * mask).sum(-1) * per_token
+        seq_advantage = (advantages.float() * mask).sum(-1) * per_token
     return seq_kl, seq_advantage, lengths
 
 
@@ -227,14 +227,16 @@ def _clip_range(config: ActorConfig) -> tuple[float, float]:
 
 
 def _with_batch_normalisers(config: ActorConfig, lengths: torch.Tensor) -> ActorConfig:
-    """A shallow copy of ``config`` whose ``global_batch_info`` has the pre-mask counts.
+    """``config`` with the pre-mask counts in ``global_batch_info``.
 
-    Counts verl already holds (global ones from the engine, or any dp_size > 1 run, where verl
-    itself requires them) are kept; only missing ones are filled from this batch.
+    verl's engine actor always supplies the global counts (and verl requires them for dp_size > 1):
+    then ``config`` is returned as it is. Otherwise a shallow copy gets the missing counts of this batch.
     """
-    info = dict(config.global_batch_info)
-    if info.get("dp_size", 1) > 1:
+    info = config.global_batch_info
+    complete = info.get("batch_num_tokens") is not None and info.get("global_batch_size") is not None
+    if complete or info.get("dp_size", 1) > 1:
         return config
+    info = dict(info)
     if info.get("batch_num_tokens") is None:
         info["batch_num_tokens"] = lengths.sum().clamp(min=1)  # all-empty batch: 0 instead of 0/0
     if info.get("global_batch_size") is None:
@@ -262,30 +264,26 @@ def _sequence_metrics(
     seq_ratio = torch.exp(torch.clamp(-seq_kl, max=10.0))  # GSPO's clamp
     negative = valid & (seq_advantage < 0)
     clipped = valid & (
-        ((seq_advantage > 0) & (seq_ratio > 1 + clip_high)) | ((seq_advantage < 0) & (seq_ratio < 1 - clip_low))
+        ((seq_advantage > 0) & (seq_ratio > 1 + clip_high)) | (negative & (seq_ratio < 1 - clip_low))
     )
-    n_valid = valid.sum()
-    per_valid = 1.0 / n_valid.clamp(min=1)
-    inf = torch.full_like(seq_ratio, float("inf"))
-    stats = torch.stack(
+    counts = torch.stack([valid, dropped, low_ratio_negative, negative, clipped], dim=1).sum(0)
+    ratio_stats = torch.stack(
         [
-            n_valid.to(seq_ratio.dtype),
-            dropped.sum() * per_valid,
-            low_ratio_negative.sum() / negative.sum().clamp(min=1),
-            torch.where(valid, seq_ratio, 0.0).sum() * per_valid,
-            torch.where(valid, seq_ratio, inf).min(),
-            torch.where(valid, seq_ratio, -inf).max(),
-            clipped.sum() * per_valid,
+            torch.where(valid, seq_ratio, 0.0).sum(),
+            torch.where(valid, seq_ratio, float("inf")).min(),
+            torch.where(valid, seq_ratio, float("-inf")).max(),
         ]
+    )
+    n_valid, n_dropped, n_low_ratio_negative, n_negative, n_clipped, ratio_sum, ratio_min, ratio_max = torch.cat(
+        [counts.to(ratio_stats.dtype), ratio_stats]
     ).tolist()
-    n, mask_frac, low_frac, ratio_mean, ratio_min, ratio_max, clip_frac = stats
-    if n == 0:
-        ratio_mean = ratio_min = ratio_max = 1.0
+    if n_valid == 0:
+        ratio_min = ratio_max = 1.0
     return {
-        "actor/seq_mask_frac": mask_frac,
-        "actor/seq_neg_adv_low_ratio_frac": low_frac,
-        "actor/seq_ratio_mean": ratio_mean,
+        "actor/seq_mask_frac": n_dropped / max(n_valid, 1),
+        "actor/seq_neg_adv_low_ratio_frac": n_low_ratio_negative / max(n_negative, 1),
+        "actor/seq_ratio_mean": ratio_sum / n_valid if n_valid else 1.0,
         "actor/seq_ratio_min": ratio_min,
         "actor/seq_ratio_max": ratio_max,
-        "actor/seq_clipfrac": clip_frac,
+        "actor/seq_clipfrac": n_clipped / max(n_valid, 1),
     }
