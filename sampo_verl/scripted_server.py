@@ -51,11 +51,12 @@ class ScriptedServer:
     """Answers every ``generate`` call with ``policy(decoded prompt, call index)``.
 
     ``calls`` records (request_id, prompt_ids, sampling_params) of every call; with
-    ``logprob`` set, every response token gets that log-probability.
+    ``logprob`` set, every response token gets that log-probability; ``latency_s`` simulates the
+    time a real server takes per call (concurrent calls overlap, as on a batching server).
     """
 
-    def __init__(self, tokenizer: Any, policy: Policy, logprob: float | None = None):
-        self.tokenizer, self.policy, self.logprob = tokenizer, policy, logprob
+    def __init__(self, tokenizer: Any, policy: Policy, logprob: float | None = None, latency_s: float = 0.0):
+        self.tokenizer, self.policy, self.logprob, self.latency_s = tokenizer, policy, logprob, latency_s
         self.calls: list[tuple[str, list[int], dict[str, Any]]] = []
 
     async def generate(
@@ -72,7 +73,7 @@ class ScriptedServer:
     ) -> TokenOutput:
         index = len(self.calls)
         self.calls.append((request_id, list(prompt_ids), dict(sampling_params)))
-        await asyncio.sleep(0)  # yield like a real server so concurrent episodes interleave
+        await asyncio.sleep(self.latency_s)  # yield like a real server so concurrent episodes interleave
         text = self.policy(self.tokenizer.decode(prompt_ids), index)
         token_ids = self.tokenizer.encode(text, add_special_tokens=False) + [self.tokenizer.eos_token_id]
         log_probs = None if self.logprob is None else [self.logprob] * len(token_ids)

@@ -207,3 +207,20 @@ async def _build(server, config, **options):
         data_config=DictConfigWrap(config.data),
         **options,
     )
+
+
+def test_alfworld_episode_shows_task_and_admissible_commands(tmp_path):
+    pytest.importorskip("alfworld")
+    info = {"env": "alfworld", "seed": 1, "env_options": {"cache_dir": str(tmp_path), "num_receptacles": 5}}
+
+    def first_admissible(prompt, i):
+        listed = prompt.split("Admissible actions: ")[1].split("\n")[0].split(", ")
+        return format_response("try", listed[0])
+
+    outputs, server = play(first_admissible, extra_info=info, max_turns=3)
+    env = make_env("alfworld", cache_dir=str(tmp_path), num_receptacles=5)
+    env.reset(1)
+    prompt = TOKENIZER.decode(outputs[0].prompt_ids)
+    assert f"Task: {env.task}" in prompt and "Admissible actions: go to" in prompt
+    assert len(outputs) == 3 and all(o.extra_fields["action_valid"] for o in outputs)
+    env.close()

@@ -1,0 +1,115 @@
+"""Environment and agent-loop throughput.
+
+Prints, for each environment, resets/s and steps/s (random admissible actions, reset when an
+episode ends), then episodes/s of ``sampo_env_agent`` driven by a scripted server (random valid
+moves, no model) at concurrency 1 and 32 in the same run, with and without a simulated server
+latency, and their ratio.
+
+    python benchmarks/bench_envs.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import time
+
+import numpy as np
+from omegaconf import OmegaConf
+from verl.experimental.agent_loop.agent_loop import DictConfigWrap
+from verl.utils.dataset.rl_dataset import RLHFDataset
+
+from sampo_verl.agent_loop import EnvAgentLoop
+from sampo_verl.envs import make_env
+from sampo_verl.prompts import format_response
+from sampo_verl.scripted_server import ScriptedServer, tiny_tokenizer
+
+ENVS = [
+    ("sokoban", {}),
+    ("sokoban", {"dim_room": (10, 10), "num_boxes": 3, "search_depth": 100}),
+    ("frozenlake", {"size": 4}),
+    ("frozenlake", {"size": 8, "hole_prob": 0.3}),
+]
+if importlib.util.find_spec("alfworld"):
+    ENVS.append(("alfworld", {"cache_dir": "/tmp/sampo_bench_alfworld"}))
+
+
+def env_rates(name: str, options: dict, num_resets: int, num_steps: int) -> tuple[float, float]:
+    env, rng = make_env(name, **options), np.random.default_rng(0)
+    start = time.perf_counter()
+    for seed in range(num_resets):
+        env.reset(seed)
+    resets_per_s = num_resets / (time.perf_counter() - start)
+    _, info = env.reset(0)
+    seed, stepping = 0, 0.0
+    for _ in range(num_steps):
+        actions = info["admissible_actions"]
+        start = time.perf_counter()
+        _, _, done, info = env.step(actions[rng.integers(len(actions))])
+        stepping += time.perf_counter() - start
+        if done:
+            seed += 1
+            _, info = env.reset(seed)
+    env.close()
+    return resets_per_s, num_steps / stepping
+
+
+def episodes_per_s(num_episodes: int, concurrency: int, latency_s: float, tokenizer) -> float:
+    moves = ["up", "down", "left", "right"]
+    server = ScriptedServer(tokenizer, lambda prompt, i: format_response("", moves[i % 4]), latency_s=latency_s)
+    config = OmegaConf.create(
+        {
+            "actor_rollout_ref": {"rollout": {"prompt_length": 4096, "response_length": 64}},
+            "trainer": {"use_v1": True},
+            "data": {"apply_chat_template_kwargs": {}},
+        }
+    )
+
+    async def main() -> float:
+        gate = asyncio.Semaphore(concurrency)
+
+        async def episode(seed: int) -> None:
+            async with gate:
+                loop = EnvAgentLoop(
+                    trainer_config=DictConfigWrap(config),
+                    server_manager=server,
+                    tokenizer=tokenizer,
+                    processor=None,
+                    dataset_cls=RLHFDataset,
+                    data_config=DictConfigWrap(config.data),
+                    max_turns=15,
+                )
+                await loop.run({}, raw_prompt=[], extra_info={"env": "sokoban", "seed": seed})
+
+        start = time.perf_counter()
+        await asyncio.gather(*(episode(s) for s in range(num_episodes)))
+        return num_episodes / (time.perf_counter() - start)
+
+    return asyncio.run(main())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    args = parser.parse_args()
+    scale = 0.2 if args.quick else 1.0
+    print(f"{'environment':<55} {'resets/s':>10} {'steps/s':>10}")
+    for name, options in ENVS:
+        heavy = name == "alfworld"
+        resets, steps = env_rates(name, options, int((20 if heavy else 500) * scale), int((200 if heavy else 20000) * scale))
+        label = name + (f" {options}" if options else "")
+        print(f"{label:<55} {resets:>10.1f} {steps:>10.1f}")
+    tokenizer = tiny_tokenizer()
+    episodes = int(64 * scale) or 8
+    for latency in (0.0, 0.01):
+        one = episodes_per_s(episodes, 1, latency, tokenizer)
+        many = episodes_per_s(episodes, 32, latency, tokenizer)
+        print(
+            f"agent loop, sokoban, 15 turns, server latency {latency * 1000:.0f} ms: "
+            f"{one:.2f} episodes/s at concurrency 1, {many:.2f} at 32, ratio {many / one:.1f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
