@@ -97,7 +97,8 @@ def main() -> None:
     print(f"{'environment':<55} {'resets/s':>10} {'steps/s':>10}")
     for name, options in ENVS:
         heavy = name == "alfworld"
-        resets, steps = env_rates(name, options, int((20 if heavy else 500) * scale), int((200 if heavy else 20000) * scale))
+        num_resets, num_steps = int((20 if heavy else 500) * scale), int((200 if heavy else 20000) * scale)
+        resets, steps = env_rates(name, options, num_resets, num_steps)
         label = name + (f" {options}" if options else "")
         print(f"{label:<55} {resets:>10.1f} {steps:>10.1f}")
     tokenizer = tiny_tokenizer()

@@ -54,7 +54,7 @@ from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutp
 from verl.utils.profiler import simple_timer
 
 from sampo_verl.action_parser import parse_turn
-from sampo_verl.envs import TextEnv, make_env
+from sampo_verl.envs import make_env
 from sampo_verl.prompts import Turn, build_messages
 
 logger = logging.getLogger(__file__)
@@ -175,13 +175,14 @@ class EnvAgentLoop(AgentLoopBase):
                     spec.env, observation, history, admissible, step, task_text, self.history_length
                 )
                 generation = await self._generate(messages, traj_uid, sampling_params)
-                parsed = parse_turn(self.tokenizer.decode(generation.response_ids, skip_special_tokens=True), admissible)
+                text = self.tokenizer.decode(generation.response_ids, skip_special_tokens=True)
+                parsed = parse_turn(text, admissible)
                 anchor, reward, done = str(info["anchor"]), 0.0, False
                 if parsed.valid:
                     try:
                         next_observation, reward, done, info = await self._call_env(env.step, parsed.action)
                     except EnvError as error:
-                        logger.warning("%s seed=%d: step failed, episode ends as failed: %s", spec.env, spec.seed, error)
+                        logger.warning("%s seed=%d: step failed, episode ends failed: %s", spec.env, spec.seed, error)
                         env_error = done = True
                         next_observation, reward = observation, 0.0
                     history.append(Turn(observation, parsed.action))

@@ -224,3 +224,18 @@ def test_alfworld_episode_shows_task_and_admissible_commands(tmp_path):
     assert f"Task: {env.task}" in prompt and "Admissible actions: go to" in prompt
     assert len(outputs) == 3 and all(o.extra_fields["action_valid"] for o in outputs)
     env.close()
+
+
+def test_example_agent_loop_config_file_reaches_the_loop(monkeypatch):
+    """verl loads agent_loop_config_path entries into its registry and instantiates them with hydra."""
+    import pathlib
+
+    entries = OmegaConf.load(pathlib.Path(__file__).parents[1] / "examples" / "agent_loops.yaml")
+    monkeypatch.setitem(_agent_loop_registry, "sampo_env_agent", entries[0])
+    loop = asyncio.run(_instantiate(ScriptedServer(TOKENIZER, scripted(["x"]))))
+    assert isinstance(loop, EnvAgentLoop)
+    assert (loop.max_turns, loop.history_length, loop.env_timeout_s) == (15, 2, 60.0)
+
+
+async def _instantiate(server):
+    return make_loop(server)

@@ -52,7 +52,8 @@ def task_type_name(name: str) -> str:
 
 
 def default_cache_dir() -> str:
-    return os.environ.get("SAMPO_ALFWORLD_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "sampo_verl", "alfworld"))
+    fallback = os.path.join(os.path.expanduser("~"), ".cache", "sampo_verl", "alfworld")
+    return os.environ.get("SAMPO_ALFWORLD_CACHE", fallback)
 
 
 def official_games(root: str, task_types: tuple[str, ...]) -> list[str]:
@@ -142,7 +143,10 @@ class ALFWorldEnv(TextEnv):
             return self._games[seed % len(self._games)]
         from sampo_verl.envs.alfworld_gen import generate_game
 
-        task_type = task_type_name(task["task_type"]) if "task_type" in task else self.task_types[seed % len(self.task_types)]
+        if "task_type" in task:
+            task_type = task_type_name(task["task_type"])
+        else:
+            task_type = self.task_types[seed % len(self.task_types)]
         return generate_game(self.cache_dir, seed, task_type, self.num_receptacles, self.num_objects)
 
     def reset(self, seed: int, task: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from sampo_verl.envs import make_env
-from sampo_verl.envs.sokoban import SokobanEnv, move, render, solve
+from sampo_verl.envs.sokoban import SokobanEnv, render, solve
 
 
 def room(text: str):
