@@ -68,15 +68,23 @@ def write_splits(
     env_options: dict[str, Any] | None = None,
     task: dict[str, Any] | None = None,
     max_turns: int | None = None,
+    val_env_options: dict[str, Any] | None = None,
 ) -> tuple[str, str]:
-    """Write ``train.parquet`` and ``val.parquet`` under ``out_dir``; return their paths."""
+    """Write ``train.parquet`` and ``val.parquet`` under ``out_dir``; return their paths.
+
+    ``val_env_options`` (default: ``env_options``) lets validation use other games, e.g. ALFWorld's
+    official ``valid_unseen`` directory.
+    """
     if num_train < 1 or num_val < 0 or num_train > VAL_SEED_OFFSET:
         raise ValueError(f"--train must be in [1, {VAL_SEED_OFFSET}] and --val >= 0, got {num_train}, {num_val}")
     os.makedirs(out_dir, exist_ok=True)
     paths = []
-    for split, seeds in (("train", range(num_train)), ("val", range(VAL_SEED_OFFSET, VAL_SEED_OFFSET + num_val))):
+    val_seeds = range(VAL_SEED_OFFSET, VAL_SEED_OFFSET + num_val)
+    val_options = env_options if val_env_options is None else val_env_options
+    splits = (("train", range(num_train), env_options), ("val", val_seeds, val_options))
+    for split, seeds, options in splits:
         path = os.path.join(out_dir, f"{split}.parquet")
-        pd.DataFrame(episode_rows(env, seeds, split, env_options, task, max_turns)).to_parquet(path)
+        pd.DataFrame(episode_rows(env, seeds, split, options, task, max_turns)).to_parquet(path)
         paths.append(path)
     return paths[0], paths[1]
 
@@ -88,11 +96,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--val", type=int, default=64, help="number of validation tasks (seeds)")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--env-options", default="{}", help="JSON dict of environment constructor options")
+    parser.add_argument("--val-env-options", default=None, help="JSON dict for validation (default: --env-options)")
     parser.add_argument("--task", default="{}", help="JSON dict passed to reset(seed, task)")
     parser.add_argument("--max-turns", type=int, default=None, help="per-row turn limit (default: the loop's)")
     args = parser.parse_args(argv)
+    val_options = None if args.val_env_options is None else json.loads(args.val_env_options)
     train, val = write_splits(
-        args.out, args.env, args.train, args.val, json.loads(args.env_options), json.loads(args.task), args.max_turns
+        args.out,
+        args.env,
+        args.train,
+        args.val,
+        json.loads(args.env_options),
+        json.loads(args.task),
+        args.max_turns,
+        val_options,
     )
     print(f"wrote {train} ({args.train} rows) and {val} ({args.val} rows)")
 

@@ -22,6 +22,14 @@ def test_cli_writes_verl_rows_the_agent_loop_reads(tmp_path):
     assert list(train.extra_info.map(lambda e: e["index"])) == list(range(5))
 
 
+def test_validation_can_use_other_env_options(tmp_path):
+    main(["--env", "frozenlake", "--train", "2", "--val", "2", "--out", str(tmp_path),
+          "--env-options", '{"size": 4}', "--val-env-options", '{"size": 8}'])
+    train, val = pd.read_parquet(tmp_path / "train.parquet"), pd.read_parquet(tmp_path / "val.parquet")
+    assert EpisodeSpec.from_row(train.iloc[0].to_dict()).env_options == {"size": 4}
+    assert EpisodeSpec.from_row(val.iloc[1].to_dict()).env_options == {"size": 8}
+
+
 def test_bad_arguments_name_the_flag(tmp_path):
     with pytest.raises(KeyError, match="--env"):
         main(["--env", "chess", "--out", str(tmp_path)])
