@@ -14,13 +14,14 @@ Registered modes: ``sampo`` (verl's GSPO sequence-level clipping, masking switch
 ``sapo_seqmask``, ``cispo_seqmask`` (verl's loss of that name, always masked).
 
 Normalisers. Dropped samples contribute zero, but the aggregation still divides by the whole
-batch's count (tokens for ``token-mean``, non-empty samples for ``seq-mean-*``), as if they were
-in the batch with zero loss. verl's engine actor always passes these global counts in
+batch's count (tokens for ``token-mean``, samples for ``seq-mean-*``), as if they were in the
+batch with zero loss. verl's engine actor always passes these global counts in
 ``config.global_batch_info`` (``batch_num_tokens``, ``global_batch_size``, counted over the
 mini-batch on all dp ranks before masking), and they are kept as they are; when a caller passes
-none (dp_size 1), the local pre-mask counts are filled in. So the loss does not depend on how the
-mini-batch is split into micro-batches or ranks, its scale matches the (unmasked) entropy and KL
-terms, and a batch where every sample is dropped gives loss 0 with zero gradient instead of 0/0.
+none (dp_size 1), the local pre-mask counts are filled in (non-empty samples; at least 1). So the
+loss does not depend on how the mini-batch is split into micro-batches or ranks, its scale
+matches the (unmasked) entropy and KL terms, and a batch where every sample is dropped gives
+loss 0 with zero gradient instead of 0/0.
 The price: masking shrinks the policy-gradient step by the kept fraction rather than
 renormalising over the kept samples.
 
@@ -29,7 +30,7 @@ neither clipping nor masking (delta >= 0) has anything to act on.
 """
 
 import copy
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import torch
 from verl.trainer.ppo.core_algos import (
@@ -61,7 +62,7 @@ def sequence_mask_statistics(
         mask = response_mask.float()
         lengths = mask.sum(-1)
         per_token = 1.0 / lengths.clamp(min=1)
-        seq_kl = ((old_log_prob - log_prob).float() * mask).sum(-1) * per_token
+        seq_kl = (old_log_prob - log_prob).float().mul_(mask).sum(-1) * per_token
         seq_advantage = (advantages.float() * mask).sum(-1) * per_token
     return seq_kl, seq_advantage, lengths
 

@@ -287,7 +287,9 @@ def test_plain_verl_policy_loss_config_uses_defaults():
     assert metrics["actor/seq_mask_frac"] == 0.5
 
 
-@pytest.mark.parametrize(("field", "value"), [("clip_ratio_low", 1.0), ("clip_ratio_low", -0.1), ("clip_ratio_high", -1)])
+@pytest.mark.parametrize(
+    ("field", "value"), [("clip_ratio_low", 1.0), ("clip_ratio_low", -0.1), ("clip_ratio_high", -1.0)]
+)
 def test_bad_clip_range_names_the_flag(field, value):
     config = actor_config()
     object.__setattr__(config, field, value)
