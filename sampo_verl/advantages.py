@@ -6,9 +6,8 @@ estimator reads per-turn fields from ``non_tensor_batch`` (names in the constant
 - ``uid`` (passed by verl as ``index``): the episode group, shared by all rollouts of one task/seed.
 - ``traj_uid``: the episode; ``step``: the turn index inside it (any increasing integers).
 - ``anchor``: the raw environment state before the turn (hashable, e.g. str).
-- ``step_reward``: the turn's reward as the rollout defines it, used as is: the environment reward
-  including any invalid-action penalty the rollout applied (``sampo_env_agent`` subtracts its
-  ``invalid_action_penalty``); ``episode_reward``: the episode's final reward without penalties,
+- ``step_reward``: the environment's reward for the turn, without penalties (``sampo_env_agent``
+  gives 0 on an invalid turn); ``episode_reward``: the episode's final reward without penalties,
   equal on all its turns.
 - ``action_valid``: whether the turn's action parsed into a valid environment action.
 - EMPG only, in ``batch``: ``entropy`` (B, T), the old policy's per-token entropy (the name under
@@ -19,9 +18,9 @@ device (so verl's in-reward KL penalty does not enter these estimators).
 
 Shared definitions (SPEC "Advantages for multi-turn agents"):
 
-- invalid penalty ``p_i = c * [turn i's action is invalid]`` (c = ``invalid_penalty``, default 0.1,
-  applied to the episode term only; keep it equal to the rollout's ``invalid_action_penalty``);
-- episode score ``R_i = episode_reward_i - p_i``;
+- invalid penalty ``p_i = c * [turn i's action is invalid]`` (c = ``invalid_penalty``, default 0.1),
+  applied here and only here, to the turn where it happened: the episode score
+  ``R_i = episode_reward_i - p_i`` and GiGPO's step reward ``r_i = step_reward_i - p_i``;
 - episode term ``A_E``: ``R_i - mean`` (``mean_norm``) or ``(R_i - mean) / (std + 1e-6)``
   (``mean_std_norm``) within the ``uid`` group, std unbiased as in verl's GRPO. Statistics over all
   turns of the group (``episode_stats=steps``, ARLArena default) or over one value per episode, the
@@ -177,6 +176,7 @@ class Turns:
     order: np.ndarray  # rows sorted by (episode, step)
     position: np.ndarray  # turn position within its episode, for the rows in ``order``
     score: np.ndarray  # R_i = episode_reward - invalid penalty
+    penalty: np.ndarray  # p_i = invalid_penalty * [turn i invalid]
     n_groups: int
     n_episodes: int
 
@@ -268,6 +268,7 @@ def collect_turns(
         order=order,
         position=position,
         score=episode_reward - invalid_penalty * (~valid),
+        penalty=invalid_penalty * (~valid),
         n_groups=int(group.max()) + 1,
         n_episodes=n_episodes,
     )
@@ -366,7 +367,7 @@ def step_advantage(
     turns: Turns, non_tensor_batch: Mapping[str, Any], gamma: float, options: GiGPOOptions
 ) -> np.ndarray:
     """GiGPO step term ``A_S``: discounted step returns normalised within anchor-state groups."""
-    rewards = _floats(non_tensor_batch[STEP_REWARD], STEP_REWARD, turns.n_rows)
+    rewards = _floats(non_tensor_batch[STEP_REWARD], STEP_REWARD, turns.n_rows) - turns.penalty
     returns = discounted_returns(rewards, turns, gamma)
     anchors = np.asarray(non_tensor_batch[ANCHOR], dtype=object).reshape(-1)
     if options.similarity_threshold is None:
@@ -429,8 +430,8 @@ def compute_gigpo_advantage(
     """GiGPO (Feng et al., "Group-in-Group Policy Optimization for LLM Agent Training", arXiv 2505.10978).
 
     ``A = A_E + w * A_S``. ``A_S``: discounted step return ``G_t = r_t + gamma * G_{t+1}`` within
-    each episode, with ``r_t = step_reward_t`` (already holding the rollout's invalid-action penalty,
-    which thus also lowers the returns of the turns before it), normalised (same mode as ``A_E``)
+    each episode, with ``r_t = step_reward_t - p_t`` (the invalid-action penalty, which thus also
+    lowers the returns of the turns before it), normalised (same mode as ``A_E``)
     within the step group of rows sharing ``uid`` and ``anchor``; a step group of one row gets 0.
     ``gamma = algorithm.gamma``.
     Options ``algorithm.gigpo.{mode, episode_stats, invalid_penalty, step_weight, similarity_threshold}``;

@@ -49,7 +49,7 @@ def run(fn, rows, config, batch=None):
 
 
 # Rows deliberately out of (episode, step) order. uid "a": episode a0 (2 turns, reward 1), a1 (3 turns,
-# reward 0, turn 1 invalid: the rollout put its -0.1 penalty into that turn's step reward);
+# reward 0, turn 1 invalid: the estimator subtracts the 0.1 penalty from that turn's step reward and score);
 # uid "b": b0 (reward 1) and b1 (reward 0), one turn each, anchor "s" like a's
 # first turns, so grouping must respect uid.
 ROWS = [
@@ -58,7 +58,7 @@ ROWS = [
     ("b", "b1", 0, "s", 0.0, 0.0, True),
     ("a", "a1", 0, "s", 0.0, 0.0, True),
     ("a", "a0", 0, "s", 0.0, 1.0, True),
-    ("a", "a1", 1, "t", -0.1, 0.0, False),
+    ("a", "a1", 1, "t", 0.0, 0.0, False),
     ("b", "b0", 0, "s", 1.0, 1.0, True),
 ]
 # by hand, penalty 0.1: R = [0, 1, 0, 0, 1, -0.1, 1]; group a mean 1.9/5 = 0.38, group b mean 0.5
@@ -104,6 +104,14 @@ def test_invalid_penalty_coefficient():
     out = run(compute_grpo_steps_advantage, ROWS, cfg("grpo_steps", mode="mean_norm", invalid_penalty=0.0))
     # R = [0, 1, 0, 0, 1, 0, 1]: group a mean 0.4
     np.testing.assert_allclose(out, [-0.4, 0.6, -0.5, -0.4, 0.6, -0.4, 0.5], atol=1e-6)
+
+
+def test_gigpo_penalty_enters_step_returns_once():
+    out = run(compute_gigpo_advantage, ROWS, cfg("gigpo", mode="mean_norm", invalid_penalty=0.0))
+    # no penalty: G(a0) = [0.5, 1], G(a1) = [0, 0, 0]: (a,s) {0.5, 0} -> +-0.25, (a,t) {1, 0} -> +-0.5
+    episode = np.array([-0.4, 0.6, -0.5, -0.4, 0.6, -0.4, 0.5])
+    step = np.array([0.0, 0.5, -0.5, -0.25, 0.25, -0.5, 0.5])
+    np.testing.assert_allclose(out, episode + step, atol=1e-6)
 
 
 def test_gigpo_hand_computed():
