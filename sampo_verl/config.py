@@ -86,6 +86,9 @@ class SampoPolicyLossConfig(PolicyLossConfig):
             )
 
 
+DEFAULT_SEQ_MASK = SeqMaskConfig()
+
+
 def _seq_mask_from_dict(values: dict[str, Any]) -> SeqMaskConfig:
     unknown = set(values) - {"enable", "delta", "_target_"}
     if unknown:
@@ -100,7 +103,7 @@ def seq_mask_config(policy_loss: Any) -> SeqMaskConfig:
     """
     seq_mask = policy_loss.get("seq_mask") if policy_loss is not None else None
     if seq_mask is None:
-        return SeqMaskConfig()
+        return DEFAULT_SEQ_MASK
     if isinstance(seq_mask, SeqMaskConfig):
         return seq_mask
     return _seq_mask_from_dict(dict(seq_mask))
