@@ -263,7 +263,8 @@ class EnvAgentLoop(AgentLoopBase):
                 "parse_reason": t.parse_reason,
                 "won": t.won,
                 **episode,
-                "reward_extra_info": dict(episode),
+                # verl's validation reports "acc" as its core metric: val-core/<env>/acc/mean@n
+                "reward_extra_info": {**episode, "acc": episode["success"]},
             }
             outputs.append(
                 AgentLoopOutput(

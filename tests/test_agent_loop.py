@@ -95,6 +95,7 @@ def test_expert_episode_one_output_per_turn_with_fields():
         assert f["episode_reward"] == 1.0 and out.reward_score == 1.0
         assert f["success"] == 1.0 and f["episode_length"] == len(plan) and f["invalid_action_rate"] == 0.0
         assert f["reward_extra_info"]["success"] == 1.0 and f["env_error"] == 0.0
+        assert f["reward_extra_info"]["acc"] == 1.0  # verl validation's core metric
         assert out.num_turns == 2 * len(plan)
     # the outputs go through verl's TransferQueue conversion unchanged
     td = list_of_dict_to_tensordict([o.as_dict() for o in outputs])
