@@ -265,8 +265,8 @@ def _sequence_metrics(
     where clipping removes the gradient (A > 0 above 1 + eps_high, A < 0 below 1 - eps_low).
     With no valid sample the ratio statistics read 1 (no policy change) and fractions 0.
     """
-    per_sample = torch.stack([seq_kl, seq_advantage, lengths, dropped, low_ratio_negative]).double()
-    seq_kl_np, advantage, length, dropped_np, low_ratio_negative_np = per_sample.cpu().numpy()
+    per_sample = torch.stack([seq_kl, seq_advantage, lengths, dropped, low_ratio_negative]).float()
+    seq_kl_np, advantage, length, dropped_np, low_ratio_negative_np = per_sample.cpu().numpy().astype(np.float64)
     valid = length > 0
     n_valid = max(int(valid.sum()), 1)
     n_negative = max(int((valid & (advantage < 0)).sum()), 1)
