@@ -170,6 +170,21 @@ def test_seqmask_with_huge_delta_equals_base_exactly(name, agg):
     assert metrics["actor/seq_mask_frac"] == 0.0
 
 
+@pytest.mark.parametrize("name", BASES)
+def test_rollout_correction_weights_reach_the_base_loss(name):
+    old_log_prob, log_prob, advantages, response_mask = random_batch(seed=8)
+    weights = torch.rand(old_log_prob.shape, generator=torch.Generator().manual_seed(9))
+    config = actor_config(delta=1e9)
+    kwargs = {"old_log_prob": old_log_prob, "log_prob": log_prob, "advantages": advantages, "config": config}
+    loss, _ = get_policy_loss_fn(f"{name}_seqmask")(
+        response_mask=response_mask, loss_agg_mode="token-mean", rollout_is_weights=weights, **kwargs
+    )
+    kwargs.update(response_mask=response_mask, loss_agg_mode="token-mean")
+    base_loss, _ = BASES[name](rollout_is_weights=weights, **kwargs)
+    unweighted, _ = BASES[name](**kwargs)
+    assert torch.equal(loss, base_loss) and not torch.equal(loss, unweighted)
+
+
 @pytest.mark.parametrize("agg", AGG_MODES)
 @pytest.mark.parametrize("name", MASKED_LOSSES)
 def test_masking_removes_exactly_the_dropped_samples_from_the_gradient(name, agg):
