@@ -1,0 +1,49 @@
+"""Entry point: ``python -m sampo_verl.main_ppo [method=NAME] <verl hydra overrides>``.
+
+The config is verl's own ``ppo_trainer`` with the package's additions on top
+(``sampo_verl/conf/sampo_ppo.yaml``): the SAMPO trainer, the ARLArena testbed defaults, and the
+``method`` group of presets (``method=sampo``, ``method=gigpo``...). Impossible combinations fail
+here, before Ray starts, naming the flags (:mod:`sampo_verl.validation`).
+"""
+
+from __future__ import annotations
+
+import os
+
+import hydra
+from omegaconf import DictConfig
+
+EXTERNAL_MODULES_ENV = "VERL_USE_EXTERNAL_MODULES"
+
+
+def export_external_module() -> None:
+    """Make every Ray process (they inherit this environment) import and register sampo_verl."""
+    modules = [m for m in os.environ.get(EXTERNAL_MODULES_ENV, "").split(",") if m]
+    if "sampo_verl" not in modules:
+        os.environ[EXTERNAL_MODULES_ENV] = ",".join([*modules, "sampo_verl"])
+
+
+def run(config: DictConfig) -> None:
+    """Validate ``config`` and run verl's v1 PPO task runner with it."""
+    from verl.trainer.main_ppo import TaskRunnerV1, run_ppo
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+    from verl.utils.device import auto_set_device
+
+    import sampo_verl  # noqa: F401  (registers losses, estimators, agent loop, trainer in this process)
+    from sampo_verl.validation import validate_sampo_config
+
+    export_external_module()
+    validate_sampo_config(config)
+    auto_set_device(config)
+    validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
+    run_ppo(config, task_runner_class=TaskRunnerV1)
+
+
+@hydra.main(config_path="conf", config_name="sampo_ppo", version_base=None)
+def main(config: DictConfig) -> None:
+    run(config)
+
+
+if __name__ == "__main__":
+    main()
