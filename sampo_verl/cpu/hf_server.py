@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -252,7 +253,8 @@ class HFServer:
 
     Requests that arrive while a batch is running wait in a queue; each pass of the batching
     loop takes every pending request (up to ``max_num_seqs``) and runs them as one batch in a
-    worker thread, so the event loop keeps accepting requests.
+    worker thread, so the event loop keeps accepting requests. The worker thread is always the
+    same one: every new thread running torch ops would start its own OpenMP team.
     """
 
     def __init__(self, config, model_config, replica_rank: int):
@@ -262,6 +264,8 @@ class HFServer:
         self.engine = load_generator(model_config, dtype=config.dtype, seed=config.seed + replica_rank)
         self.global_steps: Optional[int] = None
         self._queue: Optional[asyncio.Queue] = None
+        self._batcher: Optional[asyncio.Task] = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf_rollout")
 
     def get_server_address(self) -> tuple[str, int]:
         import ray
@@ -299,21 +303,22 @@ class HFServer:
 
     async def submit(self, prompt_ids: list[int], config: SamplingConfig) -> GenerationResult:
         """Queue one request and wait for the batch it lands in."""
-        if self._queue is None:
+        loop = asyncio.get_running_loop()
+        if self._batcher is None or self._batcher.get_loop() is not loop:  # one queue per event loop
             self._queue = asyncio.Queue()
-            asyncio.get_running_loop().create_task(self._batching_loop())
-        future = asyncio.get_running_loop().create_future()
+            self._batcher = loop.create_task(self._batching_loop(self._queue))
+        future = loop.create_future()
         await self._queue.put(_Pending(prompt_ids, config, future))
         return await future
 
-    async def _batching_loop(self) -> None:
+    async def _batching_loop(self, queue: asyncio.Queue) -> None:
         while True:
-            batch = [await self._queue.get()]
-            while not self._queue.empty() and len(batch) < self.config.max_num_seqs:
-                batch.append(self._queue.get_nowait())
+            batch = [await queue.get()]
+            while not queue.empty() and len(batch) < self.config.max_num_seqs:
+                batch.append(queue.get_nowait())
             try:
-                results = await asyncio.to_thread(
-                    self.engine.generate, [p.prompt_ids for p in batch], [p.config for p in batch]
+                results = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self.engine.generate, [p.prompt_ids for p in batch], [p.config for p in batch]
                 )
             except Exception as error:  # fail the requests of this batch, keep serving
                 for pending in batch:

@@ -206,3 +206,11 @@ def test_adapter_forwards_full_state_dict_and_rejects_other_formats():
         asyncio.run(adapter.update_weights(iter(weights), wire_format="delta_flush"))
     with pytest.raises(NotImplementedError, match="lora.merge"):
         asyncio.run(adapter.update_weights(iter(weights), peft_config={"r": 8}))
+
+
+def test_server_serves_successive_event_loops(tiny_model_dir):
+    server = make_server(tiny_model_dir)
+    params = {"temperature": 0, "max_tokens": 3, "ignore_eos": True}
+    first = asyncio.run(server.generate(PROMPTS[0], dict(params), request_id="a"))
+    second = asyncio.run(asyncio.wait_for(server.generate(PROMPTS[0], dict(params), request_id="b"), timeout=60))
+    assert first.token_ids == second.token_ids and len(first.token_ids) == 3
