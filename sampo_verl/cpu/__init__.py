@@ -9,7 +9,8 @@ Importing this package (``sampo_verl`` does, in every Ray process through
 - the ``hf`` rollout backend, ``actor_rollout_ref.rollout.name=hf`` (:mod:`.hf_rollout`);
 - the CPU patches of :mod:`sampo_verl.patches`, inert on any other device.
 
-The config side is :mod:`sampo_verl.cpu.preset` (``cpu_overrides()``).
+The config side is the Hydra preset ``sampo_verl/config/preset/cpu.yaml``, selected by
+``cpu_overrides()``.
 """
 
 # The platform must be registered before any verl module resolves the platform singleton
@@ -18,7 +19,7 @@ from . import platform  # noqa: F401, I001
 from sampo_verl.patches import cpu_process_group_backend, fsdp2_unpinned_cpu_offload
 from .engines import register_fsdp_engines_for_cpu
 from .hf_rollout import register_hf_rollout
-from .preset import cpu_overrides  # noqa: F401  (public: tests and scripts)
+from .overrides import cpu_overrides  # noqa: F401  (public: tests and scripts)
 
 register_fsdp_engines_for_cpu()
 register_hf_rollout()

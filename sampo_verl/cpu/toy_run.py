@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from sampo_verl.assets import ModelSize, build_assets
-from sampo_verl.cpu.preset import cpu_overrides
+from sampo_verl.cpu.overrides import cpu_overrides
 
 WORDS = ["north", "south", "east", "west", "key", "door", "box", "lamp"]
 

@@ -6,17 +6,19 @@ import pytest
 import verl.trainer
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import ConfigCompositionException
 from verl.utils.config import omega_conf_to_dataclass
 
 from sampo_verl.cpu import cpu_overrides
+from sampo_verl.cpu.overrides import CONFIG_DIR
 
 VERL_CONFIG_DIR = str(Path(verl.trainer.__file__).parent / "config")
 
 
-def compose_ppo(*overrides):
+def compose_ppo(*overrides, preset=None):
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=VERL_CONFIG_DIR, version_base=None):
-        return compose("ppo_trainer", overrides=[*cpu_overrides(), *overrides])
+        return compose("ppo_trainer", overrides=[*(cpu_overrides() if preset is None else preset), *overrides])
 
 
 def test_preset_sets_cpu_run():
@@ -37,3 +39,14 @@ def test_later_overrides_win_and_gpu_slots_follow_ranks(ranks):
     config = compose_ppo(f"trainer.n_gpus_per_node={ranks}", "actor_rollout_ref.rollout.agent.num_workers=2")
     assert config.ray_kwargs.ray_init.num_gpus == ranks
     assert config.actor_rollout_ref.rollout.agent.num_workers == 2
+
+
+def test_app_search_path_is_kept():
+    overrides = cpu_overrides(searchpath=["pkg://verl.trainer.config"])
+    assert overrides[0] == f"hydra.searchpath=[pkg://verl.trainer.config,file://{CONFIG_DIR}]"
+    assert compose_ppo(preset=overrides).trainer.device == "cpu"
+
+
+def test_preset_without_its_search_path_fails_loudly():
+    with pytest.raises(ConfigCompositionException, match="preset"):
+        compose_ppo(preset=cpu_overrides()[1:])
