@@ -116,15 +116,18 @@ def sample_tokens(
     scaled = logits.float() / torch.where(greedy, torch.ones_like(temperature), temperature)[:, None]
     log_probs = torch.log_softmax(scaled, dim=-1)
 
-    sorted_logits, sorted_ids = scaled.sort(dim=-1, descending=True, stable=True)
-    keep_k = torch.where(top_k > 0, top_k.clamp(max=vocab), torch.full_like(top_k, vocab))
-    ranks = torch.arange(vocab, device=logits.device)
-    removed = ranks[None, :] >= keep_k[:, None]
-    sorted_probs = torch.softmax(sorted_logits.masked_fill(removed, float("-inf")), dim=-1)
-    mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
-    removed |= mass_before >= top_p[:, None]
-    choice = torch.multinomial(sorted_probs.masked_fill(removed, 0.0), 1, generator=generator)
-    sampled = sorted_ids.gather(-1, choice).squeeze(-1)
+    if bool(((top_k > 0) | (top_p < 1)).any()):  # filtering needs the sorted distribution
+        sorted_logits, sorted_ids = scaled.sort(dim=-1, descending=True, stable=True)
+        keep_k = torch.where(top_k > 0, top_k.clamp(max=vocab), torch.full_like(top_k, vocab))
+        ranks = torch.arange(vocab, device=logits.device)
+        removed = ranks[None, :] >= keep_k[:, None]
+        sorted_probs = torch.softmax(sorted_logits.masked_fill(removed, float("-inf")), dim=-1)
+        mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
+        removed |= mass_before >= top_p[:, None]
+        choice = torch.multinomial(sorted_probs.masked_fill(removed, 0.0), 1, generator=generator)
+        sampled = sorted_ids.gather(-1, choice).squeeze(-1)
+    else:
+        sampled = torch.multinomial(log_probs.exp(), 1, generator=generator).squeeze(-1)
 
     tokens = torch.where(greedy, logits.argmax(dim=-1), sampled)
     return tokens, log_probs.gather(-1, tokens[:, None]).squeeze(-1)
@@ -169,7 +172,13 @@ class HFGenerator:
         hit_eos = torch.zeros(batch, dtype=torch.bool)
         finished = torch.zeros(batch, dtype=torch.bool)
 
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True)
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=True,
+            logits_to_keep=1,
+        )
         for step in range(steps):
             next_tokens, next_log_probs = sample_tokens(out.logits[:, -1], temperature, top_k, top_p, self.generator)
             active = ~finished
@@ -189,6 +198,7 @@ class HFGenerator:
                 position_ids=position_ids,
                 past_key_values=out.past_key_values,
                 use_cache=True,
+                logits_to_keep=1,
             )
 
         results = []
