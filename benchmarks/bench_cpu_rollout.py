@@ -39,7 +39,9 @@ async def generated_tokens_per_second(server: HFServer, prompts: list[list[int]]
     params = {"temperature": 1.0, "max_tokens": max_tokens, "ignore_eos": True, "logprobs": True}
     start = time.perf_counter()
     if concurrent:
-        outputs = await asyncio.gather(*[server.generate(p, dict(params), request_id=str(i)) for i, p in enumerate(prompts)])
+        outputs = await asyncio.gather(
+            *[server.generate(p, dict(params), request_id=str(i)) for i, p in enumerate(prompts)]
+        )
     else:
         outputs = [await server.generate(p, dict(params), request_id=str(i)) for i, p in enumerate(prompts)]
     elapsed = time.perf_counter() - start
@@ -51,14 +53,19 @@ def bench_rollout(args: argparse.Namespace, tmp: Path) -> None:
     model_dir = build_assets(tmp / "bench_model", size=size)
     server = make_server(model_dir, args.max_tokens)
     rng = torch.Generator().manual_seed(0)
-    prompts = [torch.randint(3, 500, (int(n),), generator=rng).tolist() for n in torch.randint(8, 33, (args.requests,), generator=rng)]
+    prompts = [
+        torch.randint(3, 500, (int(n),), generator=rng).tolist()
+        for n in torch.randint(8, 33, (args.requests,), generator=rng)
+    ]
     for concurrent in (False, True):  # warm-up of both paths
         asyncio.run(generated_tokens_per_second(server, prompts[:4], 4, concurrent=concurrent))
     sequential = asyncio.run(generated_tokens_per_second(server, prompts, args.max_tokens, concurrent=False))
     concurrent = asyncio.run(generated_tokens_per_second(server, prompts, args.max_tokens, concurrent=True))
     params = sum(p.numel() for p in server.engine.model.parameters())
-    print(f"HF rollout, {params / 1e6:.2f}M-param Qwen2, {args.requests} requests x {args.max_tokens} tokens, "
-          f"torch threads={torch.get_num_threads()}")
+    print(
+        f"HF rollout, {params / 1e6:.2f}M-param Qwen2, {args.requests} requests x {args.max_tokens} tokens, "
+        f"torch threads={torch.get_num_threads()}"
+    )
     print(f"  sequential : {sequential:9.1f} tokens/s")
     print(f"  concurrent : {concurrent:9.1f} tokens/s")
     print(f"  ratio concurrent/sequential: {concurrent / sequential:.2f}x")

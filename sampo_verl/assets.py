@@ -51,8 +51,11 @@ def default_corpus() -> list[str]:
         "Search for a red shirt under 20 dollars, then click buy now.",
     ]
     grid_rows = ["".join(row) for row in itertools.product("#.@G", repeat=4)]
-    actions = [f"{verb} {thing}" for verb in ("go to", "take", "put", "open", "close", "look at") for thing in
-               ("the key", "the door", "the box", "the table", "the fridge", "the lamp")]
+    actions = [
+        f"{verb} {thing}"
+        for verb in ("go to", "take", "put", "open", "close", "look at")
+        for thing in ("the key", "the door", "the box", "the table", "the fridge", "the lamp")
+    ]
     numbers = [" ".join(str(n) for n in range(start, start + 10)) for start in range(0, 100, 10)]
     roles = ["system", "user", "assistant", "tool", "<answer>", "</answer>", "<think>", "</think>"]
     return sentences * 4 + grid_rows + actions + numbers + [" ".join(roles)] * 4

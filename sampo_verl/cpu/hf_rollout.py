@@ -14,7 +14,8 @@ must be 1.
 from __future__ import annotations
 
 import os
-from typing import Any, Generator
+from collections.abc import Generator
+from typing import Any
 
 import ray
 import torch

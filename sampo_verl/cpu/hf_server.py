@@ -19,7 +19,7 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -52,7 +52,7 @@ class SamplingConfig:
     @classmethod
     def from_request(
         cls, params: dict[str, Any], prompt_len: int, prompt_length: int, response_length: int, max_model_len: int
-    ) -> "SamplingConfig":
+    ) -> SamplingConfig:
         """Validate verl's ``sampling_params`` dict and resolve the token budget as vLLM does:
         ``max_tokens`` (or ``max_new_tokens``), else ``min(response_length, prompt_length +
         response_length - prompt_len)``, clamped to ``[1, max_model_len - prompt_len]``."""
@@ -88,7 +88,7 @@ class SamplingConfig:
 @dataclass
 class GenerationResult:
     token_ids: list[int]
-    log_probs: Optional[list[float]]
+    log_probs: list[float] | None
     finish_reason: str  # "stop" (EOS) or "length"
 
 
@@ -97,7 +97,7 @@ def sample_tokens(
     temperature: torch.Tensor,
     top_k: torch.Tensor,
     top_p: torch.Tensor,
-    generator: Optional[torch.Generator] = None,
+    generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample one token per row with per-row temperature, top-k and top-p.
 
@@ -221,7 +221,9 @@ class HFGenerator:
             raise KeyError(f"hf rollout: weights not in the rollout model: {unexpected}")
         untied_missing = [n for n in missing if not (n == "lm_head.weight" and self.model.config.tie_word_embeddings)]
         if untied_missing:
-            logger.warning("hf rollout: weight update left %d tensors unchanged: %s", len(untied_missing), untied_missing)
+            logger.warning(
+                "hf rollout: weight update left %d tensors unchanged: %s", len(untied_missing), untied_missing
+            )
 
 
 def load_generator(model_config: Any, dtype: str, seed: int) -> HFGenerator:
@@ -272,9 +274,9 @@ class HFServer:
         self.replica_rank = replica_rank
         self.max_model_len = config.max_model_len or config.prompt_length + config.response_length
         self.engine = load_generator(model_config, dtype=config.dtype, seed=config.seed + replica_rank)
-        self.global_steps: Optional[int] = None
-        self._queue: Optional[asyncio.Queue] = None
-        self._batcher: Optional[asyncio.Task] = None
+        self.global_steps: int | None = None
+        self._queue: asyncio.Queue | None = None
+        self._batcher: asyncio.Task | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf_rollout")
 
     def get_server_address(self) -> tuple[str, int]:
@@ -287,8 +289,8 @@ class HFServer:
         prompt_ids: list[int],
         sampling_params: dict[str, Any],
         request_id: str,
-        image_data: Optional[list[Any]] = None,
-        video_data: Optional[list[Any]] = None,
+        image_data: list[Any] | None = None,
+        video_data: list[Any] | None = None,
         **kwargs: Any,
     ):
         from verl.workers.rollout.replica import TokenOutput
@@ -339,7 +341,7 @@ class HFServer:
                 if not pending.future.done():  # the caller may have been cancelled meanwhile
                     pending.future.set_result(result)
 
-    def update_weights(self, state_dict: dict[str, torch.Tensor], global_steps: Optional[int] = None) -> int:
+    def update_weights(self, state_dict: dict[str, torch.Tensor], global_steps: int | None = None) -> int:
         self.engine.load_weights(state_dict)
         self.global_steps = global_steps
         return len(state_dict)

@@ -207,4 +207,3 @@ def is_cpu_platform() -> bool:
     from verl.utils.device import get_device_name
 
     return get_device_name() == "cpu"
-

@@ -22,6 +22,7 @@ from sampo_verl.assets import ModelSize, build_assets
 from sampo_verl.cpu.overrides import cpu_overrides
 
 WORDS = ["north", "south", "east", "west", "key", "door", "box", "lamp"]
+TOY_MODEL = ModelSize(init_std=0.3)  # peaked, varied outputs from the random model
 
 
 def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs) -> float:
@@ -52,7 +53,7 @@ def write_toy_dataset(path: Path, rows: int, seed: int = 0) -> Path:
     return path
 
 
-def prepare(workdir: Path, model_size: ModelSize = ModelSize(init_std=0.3)) -> Path:
+def prepare(workdir: Path, model_size: ModelSize = TOY_MODEL) -> Path:
     """Write model, train/val data under ``workdir`` (kept if already there); return the model dir."""
     workdir.mkdir(parents=True, exist_ok=True)
     model_dir = workdir / "model"

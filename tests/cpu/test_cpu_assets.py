@@ -11,7 +11,9 @@ def test_saved_tokenizer_round_trips_any_text_and_renders_chat(tiny_model_dir):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     for text in ["Action: go to the key at (3, 4)!", "ünïcödé ✓ 東京", "#.@G\n\t  x"]:
         assert tokenizer.decode(tokenizer.encode(text)) == text
-    rendered = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True, tokenize=False)
+    rendered = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hi"}], add_generation_prompt=True, tokenize=False
+    )
     assert rendered == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
     assert tokenizer.eos_token == EOS_TOKEN and tokenizer.pad_token_id != tokenizer.eos_token_id
 
@@ -34,9 +36,16 @@ def test_corpus_and_vocab_size_are_parameters():
 
 
 def test_model_size_is_configurable(tmp_path):
-    out = build_assets(tmp_path, corpus=["a b c"] * 5, vocab_size=300, size=ModelSize(hidden=32, layers=1, heads=2, kv_heads=1))
+    out = build_assets(
+        tmp_path, corpus=["a b c"] * 5, vocab_size=300, size=ModelSize(hidden=32, layers=1, heads=2, kv_heads=1)
+    )
     config = AutoModelForCausalLM.from_pretrained(out).config
-    assert (config.hidden_size, config.num_hidden_layers, config.num_key_value_heads, config.intermediate_size) == (32, 1, 1, 64)
+    assert (config.hidden_size, config.num_hidden_layers, config.num_key_value_heads, config.intermediate_size) == (
+        32,
+        1,
+        1,
+        64,
+    )
     with pytest.raises(ValueError, match="heads=3"):
         build_assets(tmp_path / "bad", size=ModelSize(hidden=32, heads=3))
 
@@ -44,6 +53,20 @@ def test_model_size_is_configurable(tmp_path):
 def test_cli_writes_a_loadable_directory(tmp_path, capsys):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("north south east west\n" * 20)
-    main([str(tmp_path / "m"), "--hidden", "32", "--heads", "2", "--kv-heads", "1", "--vocab-size", "300", "--corpus-file", str(corpus)])
+    main(
+        [
+            str(tmp_path / "m"),
+            "--hidden",
+            "32",
+            "--heads",
+            "2",
+            "--kv-heads",
+            "1",
+            "--vocab-size",
+            "300",
+            "--corpus-file",
+            str(corpus),
+        ]
+    )
     assert capsys.readouterr().out.strip() == str(tmp_path / "m")
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "m").config.hidden_size == 32

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from transformers import AutoModelForCausalLM
 
 from sampo_verl.cpu.hf_rollout import HFServerAdapter
-from sampo_verl.cpu.hf_server import HFServer, HFGenerator, SamplingConfig, load_generator, sample_tokens
+from sampo_verl.cpu.hf_server import HFGenerator, HFServer, SamplingConfig, load_generator, sample_tokens
 
 PROMPTS = [[1, 40, 41, 42, 2, 1, 43], [1, 50, 2], [1, 60, 61, 62, 63, 64, 65, 66, 2, 1]]
 
@@ -46,7 +46,9 @@ def manual_greedy(model, prompt, steps):
 def test_top_k_one_equals_greedy(seed, temperature):
     logits = torch.randn(6, 50, generator=torch.Generator().manual_seed(seed))
     rows = logits.shape[0]
-    tokens, _ = sample_tokens(logits, torch.full((rows,), temperature), torch.ones(rows, dtype=torch.long), torch.ones(rows))
+    tokens, _ = sample_tokens(
+        logits, torch.full((rows,), temperature), torch.ones(rows, dtype=torch.long), torch.ones(rows)
+    )
     greedy_tokens, _ = sample_tokens(logits, torch.zeros(rows), torch.full((rows,), -1), torch.ones(rows))
     assert torch.equal(tokens, logits.argmax(-1)) and torch.equal(greedy_tokens, logits.argmax(-1))
 
@@ -54,7 +56,9 @@ def test_top_k_one_equals_greedy(seed, temperature):
 def test_log_probs_are_temperature_scaled_full_vocab():
     logits = torch.randn(4, 30, generator=torch.Generator().manual_seed(1))
     temperature = torch.tensor([0.0, 0.5, 1.0, 2.0])
-    tokens, log_probs = sample_tokens(logits, temperature, torch.tensor([-1, 5, -1, 3]), torch.tensor([1.0, 1.0, 0.7, 1.0]))
+    tokens, log_probs = sample_tokens(
+        logits, temperature, torch.tensor([-1, 5, -1, 3]), torch.tensor([1.0, 1.0, 0.7, 1.0])
+    )
     scale = torch.tensor([1.0, 0.5, 1.0, 2.0])[:, None]
     expected = torch.log_softmax(logits / scale, -1).gather(-1, tokens[:, None]).squeeze(-1)
     torch.testing.assert_close(log_probs, expected)
@@ -162,7 +166,9 @@ def test_concurrent_requests_are_batched_and_match_sequential(tiny_model_dir):
     params = {"temperature": 0, "top_p": 1.0, "top_k": -1, "logprobs": True, "repetition_penalty": 1.0}
 
     async def run():
-        concurrent = await asyncio.gather(*[server.generate(p, dict(params), request_id=str(i)) for i, p in enumerate(PROMPTS * 4)])
+        concurrent = await asyncio.gather(
+            *[server.generate(p, dict(params), request_id=str(i)) for i, p in enumerate(PROMPTS * 4)]
+        )
         sequential = [await server.generate(p, dict(params), request_id="s") for p in PROMPTS]
         return concurrent, sequential
 
@@ -176,7 +182,9 @@ def test_concurrent_requests_are_batched_and_match_sequential(tiny_model_dir):
 
 def test_weight_update_changes_generation(tiny_model_dir):
     server = make_server(tiny_model_dir)
-    state = {name: torch.randn_like(t) for name, t in server.engine.model.state_dict().items() if name != "lm_head.weight"}
+    state = {
+        name: torch.randn_like(t) for name, t in server.engine.model.state_dict().items() if name != "lm_head.weight"
+    }
     assert server.update_weights(state, global_steps=3) == len(state)
     torch.testing.assert_close(server.engine.model.model.embed_tokens.weight, state["model.embed_tokens.weight"])
     output = asyncio.run(server.generate(PROMPTS[0], {"temperature": 0, "logprobs": True}, request_id="w"))

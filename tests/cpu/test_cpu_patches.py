@@ -8,10 +8,9 @@ import torch.distributed as dist
 import verl.checkpoint_engine.base as checkpoint_engine_base
 import verl.utils.distributed as verl_distributed
 import verl.workers.engine_workers as engine_workers
+from sampo_verl.patches import cpu_process_group_backend, fsdp2_unpinned_cpu_offload
 from torch.distributed.fsdp import CPUOffloadPolicy, fully_shard
 from verl.workers.engine.fsdp import transformer_impl
-
-from sampo_verl.patches import cpu_process_group_backend, fsdp2_unpinned_cpu_offload
 
 
 @pytest.fixture

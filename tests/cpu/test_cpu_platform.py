@@ -2,8 +2,7 @@
 
 import pytest
 import torch
-from verl.plugin.platform import PlatformRegistry
-from verl.plugin.platform import platform_cuda, platform_manager
+from verl.plugin.platform import PlatformRegistry, platform_cuda, platform_manager
 from verl.workers.engine.base import EngineRegistry
 from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead, FSDPEngineWithValueHead
 

@@ -31,7 +31,11 @@ def test_preset_sets_cpu_run():
     assert config.transfer_queue.backend.SimpleStorage.num_data_storage_units == 1
     assert config.ray_kwargs.ray_init.num_gpus == config.trainer.n_gpus_per_node == 1
     rollout = omega_conf_to_dataclass(config.actor_rollout_ref.rollout)
-    assert (rollout.dtype, rollout.tensor_model_parallel_size, rollout.checkpoint_engine.backend) == ("float32", 1, "naive")
+    assert (rollout.dtype, rollout.tensor_model_parallel_size, rollout.checkpoint_engine.backend) == (
+        "float32",
+        1,
+        "naive",
+    )
 
 
 @pytest.mark.parametrize("ranks", [1, 2])
