@@ -14,6 +14,7 @@ platforms in order and this one reports itself available only when no other regi
 
 from __future__ import annotations
 
+import glob
 import types
 from contextlib import contextmanager
 from typing import Any
@@ -22,6 +23,15 @@ import torch
 from verl.plugin.platform import PlatformBase, PlatformRegistry
 
 PLATFORM_NAME = "cpu"
+
+# Device nodes of accelerator drivers (NVIDIA, AMD ROCm, Huawei Ascend). They are visible in every
+# process of a host with the driver, including CPU-only Ray actors whose torch sees no device.
+ACCELERATOR_DEVICE_NODES = ("/dev/nvidia[0-9]*", "/dev/kfd", "/dev/davinci[0-9]*")
+
+
+def host_has_accelerator_devices() -> bool:
+    """Whether the host exposes accelerator device nodes."""
+    return any(glob.glob(pattern) for pattern in ACCELERATOR_DEVICE_NODES)
 
 
 class CpuDeviceModule(types.ModuleType):
@@ -130,8 +140,12 @@ class CPUPlatform(PlatformBase):
         """True only when no other registered platform is available: CPU is the fallback.
 
         Another platform counts as available if either its host probe (e.g. ``nvidia-smi``)
-        or its in-process check (e.g. ``torch.cuda.is_available()``) says so.
+        or its in-process check (e.g. ``torch.cuda.is_available()``) says so. A host with
+        accelerator device nodes is never taken for CPU-only, so a CPU-only Ray actor on a GPU
+        host without ``nvidia-smi`` keeps verl's own fallback (``nvidia``).
         """
+        if host_has_accelerator_devices():
+            return False
         for name in PlatformRegistry.registered_names():
             other_cls = PlatformRegistry.get(name)
             if other_cls is None or issubclass(other_cls, CPUPlatform):
