@@ -18,7 +18,7 @@ setup(
     description="SAMPO policy loss, multi-turn advantages, agent loops and a CPU backend for verl",
     packages=find_packages(include=["sampo_verl", "sampo_verl.*"]) + ["sampo_verl.patches"],
     package_dir={"sampo_verl.patches": "patches"},
-    package_data={"sampo_verl": ["config/*.yaml", "config/**/*.yaml", "conf/*.yaml", "conf/**/*.yaml"]},
+    package_data={"sampo_verl": ["conf/*.yaml", "conf/**/*.yaml"]},
     python_requires=">=3.10",
     install_requires=["verl==0.9.1", *VERL_UNDECLARED],
     extras_require={

@@ -9,11 +9,13 @@ here, before Ray starts, naming the flags (:mod:`sampo_verl.validation`).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 EXTERNAL_MODULES_ENV = "VERL_USE_EXTERNAL_MODULES"
+CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
 
 def export_external_module() -> None:
@@ -40,7 +42,7 @@ def run(config: DictConfig) -> None:
     run_ppo(config, task_runner_class=TaskRunnerV1)
 
 
-@hydra.main(config_path="conf", config_name="sampo_ppo", version_base=None)
+@hydra.main(config_path=str(CONFIG_DIR), config_name="sampo_ppo", version_base=None)
 def main(config: DictConfig) -> None:
     run(config)
 

@@ -39,6 +39,11 @@ from sampo_verl.diagnostics import CollapseConfig, CollapseDetector
 logger = logging.getLogger(__name__)
 
 
+def pop_extra_fields(data: Any) -> list[dict[str, Any]]:
+    """The per-sample ``extra_fields`` dicts of a TransferQueue read, removed from ``data``."""
+    return [getattr(ef, "data", ef) for ef in data.pop("extra_fields").tolist()]
+
+
 def turn_fields(extra_fields: list[dict[str, Any]], names: set[str]) -> dict[str, np.ndarray]:
     """Column arrays of the per-turn fields ``names`` from each sample's ``extra_fields`` dict.
 
@@ -54,6 +59,17 @@ def turn_fields(extra_fields: list[dict[str, Any]], names: set[str]) -> dict[str
 @register_trainer("sampo")
 class SampoTrainer(PPOTrainerSync):
     """verl's sync v1 trainer with multi-turn advantages, group filtering and collapse detection."""
+
+    # verl branches on the literal mode name "sync" (replay buffer class, refill, checkpoints, the
+    # trainer.v1.sync config section), from inside __init__ on; this trainer is its sync trainer
+    # registered under another name, so the mode verl assigns from the config is ignored.
+    @property
+    def trainer_mode(self) -> str:
+        return "sync"
+
+    @trainer_mode.setter
+    def trainer_mode(self, value: str) -> None:
+        pass
 
     def __init__(self, config: DictConfig):
         super().__init__(config)
@@ -71,7 +87,7 @@ class SampoTrainer(PPOTrainerSync):
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
         response_mask = data["response_mask"]
         uid = np.array(data.pop("uid").tolist(), dtype=object)
-        extra = [getattr(ef, "data", ef) for ef in data.pop("extra_fields").tolist()]
+        extra = pop_extra_fields(data)
         padded = data.to_padded_tensor()
 
         non_tensor_batch = turn_fields(extra, advantages.required_fields(name))
@@ -111,8 +127,7 @@ class SampoTrainer(PPOTrainerSync):
     def _compute_metrics(self, batch, metrics, timing_raw, global_steps, epoch):
         super()._compute_metrics(batch, metrics, timing_raw, global_steps, epoch)
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_fields"])
-        extra = [getattr(ef, "data", ef) for ef in data["extra_fields"].tolist()]
-        metrics.update(turn_metrics(extra))
+        metrics.update(turn_metrics(pop_extra_fields(data)))
 
         fired = self.collapse_detector.update(global_steps, metrics)
         if self.collapse_detector.config.enable:
@@ -202,7 +217,7 @@ class SampoReplayBuffer(ReplayBuffer):
         if not keys:
             return
         data = tq.kv_batch_get(keys=keys, partition_id=partition_id, select_fields=["extra_fields", "rm_scores"])
-        extra = [getattr(ef, "data", ef) for ef in data["extra_fields"].tolist()]
+        extra = pop_extra_fields(data)
         uid = np.array([key.split("_")[0] for key in keys], dtype=object)
         if all(advantages.EPISODE_REWARD in ef for ef in extra):
             reward = np.array([float(ef[advantages.EPISODE_REWARD]) for ef in extra])

@@ -9,8 +9,8 @@ Importing this package (``sampo_verl`` does, in every Ray process through
 - the ``hf`` rollout backend, ``actor_rollout_ref.rollout.name=hf`` (:mod:`.hf_rollout`);
 - the CPU patches of :mod:`sampo_verl.patches`, inert on any other device.
 
-The config side is the Hydra preset ``sampo_verl/config/preset/cpu.yaml``, selected by
-``cpu_overrides()``.
+The config side is the Hydra preset ``sampo_verl/conf/preset/cpu.yaml``: ``preset=cpu`` for
+``sampo_verl.main_ppo``, ``cpu_overrides()`` for verl's own entry point.
 """
 
 # The platform must be registered before any verl module resolves the platform singleton

@@ -51,6 +51,17 @@ def test_app_search_path_is_kept():
     assert compose_ppo(preset=overrides).trainer.device == "cpu"
 
 
+def test_sampo_main_ppo_selects_the_preset_by_group_name():
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        config = compose("sampo_ppo", overrides=["preset=cpu", "method=sampo"])
+        default = compose("sampo_ppo")
+    assert config.trainer.device == "cpu" and config.actor_rollout_ref.rollout.name == "hf"
+    assert config.trainer.v1.trainer_mode == "sampo"
+    assert config.actor_rollout_ref.actor.policy_loss.loss_mode == "sampo"
+    assert "preset" not in config and default.trainer.device != "cpu"
+
+
 def test_preset_without_its_search_path_fails_loudly():
     with pytest.raises(ConfigCompositionException, match="preset"):
         compose_ppo(preset=cpu_overrides()[1:])
