@@ -10,15 +10,10 @@ Metrics go to the console and, through verl's ``file`` logger, to ``WORKDIR/metr
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import torch
-
 from sampo_verl.assets import ModelSize, build_assets
+from sampo_verl.cpu.launch import run_main_ppo
 from sampo_verl.cpu.overrides import cpu_overrides
 
 WORDS = ["north", "south", "east", "west", "key", "door", "box", "lamp"]
@@ -95,30 +90,6 @@ def toy_grpo_overrides(workdir: Path, model_dir: Path, total_steps: int, save_fr
         f"trainer.total_training_steps={total_steps}",
         f"trainer.default_local_dir={workdir / 'ckpt'}",
     ]
-
-
-def run_main_ppo(workdir: Path, overrides: list[str], metrics_file: Path, capture: bool = True) -> list[dict]:
-    """Run ``python -m verl.trainer.main_ppo`` with sampo_verl loaded in every Ray process and
-    return the per-step records of verl's file logger. Raises with the output tail on failure."""
-    env = {
-        **os.environ,
-        "VERL_USE_EXTERNAL_MODULES": "sampo_verl",
-        "VERL_FILE_LOGGER_PATH": str(metrics_file),
-        "TOKENIZERS_PARALLELISM": "false",
-    }
-    if torch.cuda.is_available():  # the toy run exercises the CPU backend even on a GPU host
-        env["VERL_PLATFORM"] = "cpu"
-    result = subprocess.run(
-        [sys.executable, "-m", "verl.trainer.main_ppo", *overrides],
-        cwd=workdir,
-        env=env,
-        capture_output=capture,
-        text=True,
-    )
-    if result.returncode != 0:
-        tail = (result.stdout or "")[-3000:] + (result.stderr or "")[-6000:]
-        raise RuntimeError(f"verl.trainer.main_ppo exited with {result.returncode}\n{tail}")
-    return [json.loads(line) for line in metrics_file.read_text().splitlines()]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,7 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sampo_verl.cpu.toy_run import prepare, run_main_ppo, toy_grpo_overrides
+from sampo_verl.cpu.launch import run_main_ppo
+from sampo_verl.cpu.toy_run import prepare, toy_grpo_overrides
 
 
 @pytest.fixture(scope="module")
