@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Shared launcher of the GPU recipes: one environment x one method preset of sampo_verl.main_ppo,
+# on vLLM (rollout) + FSDP2 (actor/reference), 1 node x 8 GPUs by default.
+#
+#   bash recipes/common.sh ENV METHOD [hydra overrides...]
+#     ENV:    sokoban | frozenlake | alfworld
+#     METHOD: a preset of sampo_verl/conf/method (grpo, gspo, sapo, gigpo, sampo, cispo, sapo_seqmask, ...)
+#
+# recipes/<env>_<method>.sh call this; trailing hydra overrides pass through last, so they win.
+# Environment variables, with their defaults:
+#   MODEL           Qwen/Qwen2.5-1.5B-Instruct  HF id or local path (Qwen/Qwen3-4B, a behaviour-cloned checkpoint)
+#   NNODES          1
+#   NGPUS_PER_NODE  8
+#   ROLLOUT_TP      1                           vLLM tensor parallel size per replica
+#   DATA_DIR        $HOME/data/sampo_verl/<env> train/val parquet, written by sampo_verl.dataset when missing
+#                                               (<env> = alfworld_official with ALFWORLD_DATA)
+#   ALFWORLD_DATA   unset                       official games root (alfworld-download); unset: offline games
+#   TOTAL_STEPS     150                         training steps; the train split holds one task per step and slot
+#   LOGGER          [console,wandb]
+#   PROJECT         sampo_verl
+#   EXPERIMENT      <env>_<method>_<model name>
+#   SAMPO_DRY_RUN   unset                       1: print the two commands, one argument per line, run nothing
+set -euo pipefail
+
+if [ $# -lt 2 ]; then
+    echo "usage: bash $0 ENV METHOD [hydra overrides...]" >&2
+    exit 2
+fi
+env_name=$1
+method=$2
+shift 2
+repo_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# Per environment: max turns (SPEC testbed: Sokoban 15, ALFWorld 50; FrozenLake 15, 2.5x the 6-move
+# shortest path of a 4x4 lake); tasks per step and steps at the scale of verl-agent's GiGPO/GRPO example
+# scripts (32 Sokoban, 16 ALFWorld groups of 8; 150 steps); the prompt budget of one turn (rules + 2 past
+# turns + observation + admissible actions).
+val_env_options=""
+data_name=$env_name
+case "$env_name" in
+    sokoban)
+        max_turns=15 batch_size=32 max_prompt_length=1024
+        env_options='{"dim_room": [6, 6], "num_boxes": 1, "search_depth": 30}'
+        ;;
+    frozenlake)
+        max_turns=15 batch_size=32 max_prompt_length=1024
+        env_options='{"size": 4, "hole_prob": 0.2, "is_slippery": false}'
+        ;;
+    alfworld)
+        max_turns=50 batch_size=16 max_prompt_length=2048
+        if [ -n "${ALFWORLD_DATA:-}" ]; then
+            env_options="{\"game_files\": \"$ALFWORLD_DATA/json_2.1.1/train\"}"
+            val_env_options="{\"game_files\": \"$ALFWORLD_DATA/json_2.1.1/valid_unseen\"}"
+            data_name=alfworld_official
+        else
+            env_options='{}'  # games generated offline per seed (sampo_verl.envs.alfworld_gen)
+        fi
+        ;;
+    *)
+        echo "unknown ENV '$env_name': expected sokoban, frozenlake or alfworld" >&2
+        exit 2
+        ;;
+esac
+
+MODEL=${MODEL:-Qwen/Qwen2.5-1.5B-Instruct}
+NNODES=${NNODES:-1}
+NGPUS_PER_NODE=${NGPUS_PER_NODE:-8}
+ROLLOUT_TP=${ROLLOUT_TP:-1}
+DATA_DIR=${DATA_DIR:-$HOME/data/sampo_verl/$data_name}
+TOTAL_STEPS=${TOTAL_STEPS:-150}
+LOGGER=${LOGGER:-[console,wandb]}
+PROJECT=${PROJECT:-sampo_verl}
+EXPERIMENT=${EXPERIMENT:-${env_name}_${method}_${MODEL##*/}}
+
+data_args=(
+    --env "$env_name"
+    --train $((TOTAL_STEPS * batch_size))
+    --val 128
+    --out "$DATA_DIR"
+    --max-turns "$max_turns"
+    --env-options "$env_options"
+)
+if [ -n "$val_env_options" ]; then
+    data_args+=(--val-env-options "$val_env_options")
+fi
+
+# Testbed defaults that come from sampo_verl/conf/sampo_ppo.yaml and are not repeated here: group size 8
+# (rollout.n), KL loss low_var_kl 0.01, invalid-action penalty 0.1; history window 2 and the env-call
+# timeout come from examples/agent_loops.yaml. One PPO mini-batch = batch_size x 8 turn samples; every
+# turn is one sample, so a step makes several updates. Micro-batches are packed by tokens (verl's
+# default budget: 16384 tokens per GPU).
+overrides=(
+    method="$method"
+    data.train_files="$DATA_DIR/train.parquet"
+    data.val_files="$DATA_DIR/val.parquet"
+    data.train_batch_size="$batch_size"
+    data.max_prompt_length="$max_prompt_length"
+    data.max_response_length=512
+    actor_rollout_ref.model.path="$MODEL"
+    actor_rollout_ref.actor.strategy=fsdp2
+    actor_rollout_ref.actor.optim.lr=1e-6
+    actor_rollout_ref.actor.ppo_mini_batch_size="$batch_size"
+    actor_rollout_ref.actor.use_dynamic_bsz=true
+    actor_rollout_ref.rollout.name=vllm
+    actor_rollout_ref.rollout.tensor_model_parallel_size="$ROLLOUT_TP"
+    actor_rollout_ref.rollout.gpu_memory_utilization=0.6
+    actor_rollout_ref.rollout.agent.agent_loop_config_path="$repo_dir/examples/agent_loops.yaml"
+    trainer.nnodes="$NNODES"
+    trainer.n_gpus_per_node="$NGPUS_PER_NODE"
+    trainer.logger="$LOGGER"
+    trainer.project_name="$PROJECT"
+    trainer.experiment_name="$EXPERIMENT"
+    trainer.total_training_steps="$TOTAL_STEPS"
+    trainer.test_freq=10
+    trainer.save_freq=50
+    "$@"
+)
+
+if [ -n "${SAMPO_DRY_RUN:-}" ]; then
+    echo "$ python3 -m sampo_verl.dataset"
+    printf '%s\n' "${data_args[@]}"
+    echo "$ python3 -m sampo_verl.main_ppo"
+    printf '%s\n' "${overrides[@]}"
+    exit 0
+fi
+
+set -x
+if [ ! -f "$DATA_DIR/train.parquet" ] || [ ! -f "$DATA_DIR/val.parquet" ]; then
+    python3 -m sampo_verl.dataset "${data_args[@]}"
+fi
+python3 -m sampo_verl.main_ppo "${overrides[@]}"
