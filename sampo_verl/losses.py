@@ -30,6 +30,8 @@ neither clipping nor masking (delta >= 0) has anything to act on.
 """
 
 import copy
+import functools
+import inspect
 from typing import Any, Optional
 
 import numpy as np
@@ -120,6 +122,39 @@ def sequence_masked_policy_loss(
         _sequence_metrics(seq_kl, seq_advantage, lengths, dropped, low_ratio_negative, clip_low, clip_high)
     )
     return pg_loss, pg_metrics
+
+
+def with_sequence_metrics(base_loss_fn: PolicyLossFn) -> PolicyLossFn:
+    """verl's ``base_loss_fn`` called exactly as given (same value and gradient), plus the
+    ``actor/seq_*`` metrics of :func:`sequence_masked_policy_loss` with nothing dropped.
+
+    ``actor/seq_neg_adv_low_ratio_frac`` then says how many samples masking *would* drop, so runs
+    with and without masking can be compared (ARLArena's collapse diagnosis).
+    """
+    signature = inspect.signature(base_loss_fn)
+
+    @functools.wraps(base_loss_fn)
+    def loss_fn(*args: Any, **kwargs: Any) -> tuple[torch.Tensor, dict[str, Any]]:
+        pg_loss, pg_metrics = base_loss_fn(*args, **kwargs)
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        a = bound.arguments
+        config = a["config"]
+        if config is not None:
+            delta = seq_mask_config(config.get("policy_loss")).delta
+            seq_kl, seq_advantage, lengths = sequence_mask_statistics(
+                a["old_log_prob"], a["log_prob"], a["advantages"], a["response_mask"]
+            )
+            low_ratio_negative = (lengths > 0) & (seq_advantage < 0) & (seq_kl > delta)
+            dropped = torch.zeros_like(low_ratio_negative)
+            metrics = _sequence_metrics(
+                seq_kl, seq_advantage, lengths, dropped, low_ratio_negative, *_clip_range(config)
+            )
+            pg_metrics = {**pg_metrics, **metrics}
+        return pg_loss, pg_metrics
+
+    loss_fn._sampo_sequence_metrics = True  # type: ignore[attr-defined]
+    return loss_fn
 
 
 @register_policy_loss("sampo")

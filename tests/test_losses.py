@@ -385,3 +385,32 @@ def test_verl_actor_ppo_loss_runs_sampo_with_global_counts():
     expected_grad = torch.tensor([[-1 / 12] * 4, [0.0] * 4, [1 / 9] * 3 + [0.0]])
     torch.testing.assert_close(log_prob.grad, expected_grad)
     assert metrics["actor/seq_mask_frac"].aggregate() == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("agg", AGG_MODES)
+@pytest.mark.parametrize("name", BASES)
+def test_verl_registered_losses_add_sequence_metrics_and_change_nothing_else(name, agg):
+    """patches/policy_loss_sequence_metrics: verl's own names keep their value and gradient exactly."""
+    batch = random_batch(batch=10, length=9, seed=4, empty_rows=(3,), drift=1.0)
+    config = actor_config(delta=0.223, policy_loss=PolicyLossConfig(loss_mode=name))
+    loss, grad, metrics = loss_and_grad(get_policy_loss_fn(name), *batch, agg, config)
+    base_loss, base_grad, base_metrics = loss_and_grad(BASES[name], *batch, agg, config)
+    assert torch.equal(loss, base_loss) and torch.equal(grad, base_grad)
+    assert {key: metrics[key] for key in base_metrics} == base_metrics
+    # the same sequence statistics as the masked variant reports, with nothing dropped
+    _, _, masked_metrics = loss_and_grad(get_policy_loss_fn(f"{name}_seqmask"), *batch, agg, config)
+    assert metrics["actor/seq_mask_frac"] == 0.0
+    for key in SEQ_METRICS[1:]:
+        assert metrics[key] == masked_metrics[key]
+    assert masked_metrics["actor/seq_neg_adv_low_ratio_frac"] > 0  # the batch has samples masking would drop
+
+
+def test_sequence_metrics_patch_is_idempotent():
+    from verl.trainer.ppo.core_algos import POLICY_LOSS_REGISTRY
+
+    from sampo_verl.patches import policy_loss_sequence_metrics
+
+    before = dict(POLICY_LOSS_REGISTRY)
+    policy_loss_sequence_metrics.apply()
+    assert POLICY_LOSS_REGISTRY == before
+    assert POLICY_LOSS_REGISTRY["vanilla"].__wrapped__ is compute_policy_loss_vanilla

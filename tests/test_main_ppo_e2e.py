@@ -30,8 +30,7 @@ METHODS = [
 ]
 DEFAULT_SUITE = {"grpo", "gigpo", "sampo"}
 MAX_TURNS = 3
-# the losses computed by sampo_verl.losses.sequence_masked_policy_loss report sequence statistics
-SEQUENCE_METRIC_LOSSES = {"sampo", "sapo_seqmask", "cispo_seqmask"}
+SEQUENCE_MASKING = {"sampo", "sapo_seqmask", "cispo_seqmask"}
 FILTERING = {"grpo_filter", "gigpo_filter", "sampo"}
 # grpo: stop the 3-step run at step 2 with a rule that must fire there (global step 2 > 1.5 x 1)
 COLLAPSE_STOP = [
@@ -72,7 +71,11 @@ def test_preset_trains_two_steps(method, shared, tmp_path):
             assert 0.0 <= metrics[rate] <= 1.0
         assert 1 <= metrics["sampo/episode_length"] <= MAX_TURNS
         assert metrics["collapse/num_events"] >= 0
-        assert ("actor/seq_mask_frac" in metrics) == (method in SEQUENCE_METRIC_LOSSES)
+        # every loss reports the sequence diagnostics; only masking methods can drop samples
+        assert 0.0 <= metrics["actor/seq_neg_adv_low_ratio_frac"] <= 1.0
+        assert metrics["actor/seq_ratio_min"] <= metrics["actor/seq_ratio_mean"] <= metrics["actor/seq_ratio_max"]
+        if method not in SEQUENCE_MASKING:
+            assert metrics["actor/seq_mask_frac"] == 0.0
         assert ("filter/kept_groups" in metrics) == (method in FILTERING)
         if method in FILTERING:
             assert metrics["filter/kept_groups"] + metrics["filter/topped_up_groups"] == config.train_batch_size
