@@ -20,9 +20,9 @@ setup(
     package_dir={"sampo_verl.patches": "patches"},
     package_data={"sampo_verl": ["conf/*.yaml", "conf/**/*.yaml"]},
     python_requires=">=3.10",
-    install_requires=["verl==0.9.1", *VERL_UNDECLARED],
+    install_requires=["verl==0.9.1", *VERL_UNDECLARED, "matplotlib"],
     extras_require={
-        "test": ["pytest", "hypothesis"],
+        "test": ["pytest", "hypothesis", "selenium"],  # selenium: the report test in Debian's chromium
         "vllm": ["verl[vllm]==0.9.1"],
         "alfworld": ["alfworld==0.4.2"],
     },

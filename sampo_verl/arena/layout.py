@@ -1,0 +1,80 @@
+"""The arena's results layout: the contract between the runner (``arena run``) and the report.
+
+::
+
+    DIR/
+      <env>/<method>/seed<k>/    one cell: one training run of a method preset on an environment
+        metrics.jsonl            verl's file-logger output for the run (point VERL_FILE_LOGGER_PATH
+                                 here); validation before training is logged at step 0
+        done.json                written last, once the cell finished: {"wall_time_s": float, "steps": int}
+        ...                      anything else the runner keeps there (checkpoints, logs)
+      report/                    written by ``arena report DIR``: index.html and the PNG figures
+
+``<env>`` is the environment name (``sokoban``, ``frozenlake``, ...), ``<method>`` the method
+preset (``+method=<method>``, e.g. ``gspo``, ``sapo_seqmask``) and ``<k>`` the integer seed. A cell
+with ``metrics.jsonl`` but no ``done.json`` is unfinished (running or interrupted): the report still
+shows its data and counts it as unfinished; a runner re-runs (or resumes) exactly those cells.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+METRICS_FILE = "metrics.jsonl"
+DONE_FILE = "done.json"
+REPORT_DIR = "report"
+_SEED_DIR = re.compile(r"seed(\d+)")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (environment, method, seed) run under a results folder."""
+
+    env: str
+    method: str
+    seed: int
+    path: Path
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def done_path(self) -> Path:
+        return self.path / DONE_FILE
+
+    def done(self) -> dict[str, Any] | None:
+        """The finished marker's contents, or ``None`` while the cell is unfinished."""
+        if not self.done_path.is_file():
+            return None
+        return json.loads(self.done_path.read_text(encoding="utf-8"))
+
+
+def cell_dir(root: str | Path, env: str, method: str, seed: int) -> Path:
+    """The folder of one cell: ``root/<env>/<method>/seed<seed>``."""
+    return Path(root) / env / method / f"seed{seed}"
+
+
+def mark_done(path: str | Path, wall_time_s: float, steps: int) -> Path:
+    """Write a cell's ``done.json`` atomically (write then rename), so a killed runner leaves none."""
+    done = Path(path) / DONE_FILE
+    tmp = done.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"wall_time_s": float(wall_time_s), "steps": int(steps)}), encoding="utf-8")
+    os.replace(tmp, done)
+    return done
+
+
+def find_cells(root: str | Path) -> list[Cell]:
+    """Every cell under ``root`` that has a metrics file, sorted by environment, method and seed."""
+    cells = []
+    for metrics in Path(root).glob(f"*/*/seed*/{METRICS_FILE}"):
+        seed = _SEED_DIR.fullmatch(metrics.parent.name)
+        if seed:
+            cell_path = metrics.parent
+            cells.append(Cell(cell_path.parent.parent.name, cell_path.parent.name, int(seed.group(1)), cell_path))
+    return sorted(cells, key=lambda c: (c.env, c.method, c.seed))

@@ -1,0 +1,194 @@
+"""The arena's stability report: one self-contained HTML page plus PNG figures.
+
+``build_report(DIR)`` reads every cell of a results folder (layout: :mod:`sampo_verl.arena.layout`)
+and writes ``DIR/report/index.html`` (figures embedded as base64 data URIs, so the page opens
+offline on its own) and, per environment, ``<env>_success.png`` and ``<env>_stability.png``
+beside it. Per environment the page shows the success curves per method (mean over seeds, band
+min..max), the stability panel, collapse steps as dotted lines, the ranking table
+(:mod:`sampo_verl.arena.summary`) and the findings (:mod:`sampo_verl.arena.findings`).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from sampo_verl.arena import findings as findings_mod
+from sampo_verl.arena.layout import REPORT_DIR, Cell, find_cells
+from sampo_verl.arena.summary import MethodSummary, Spread, success_metric, summarise
+from sampo_verl.plots import TITLES, VAL_SUCCESS, History, collapse_steps, plot_metrics, read_metrics
+
+STABILITY = (
+    "actor/grad_norm",
+    "actor/entropy",
+    "actor/seq_mask_frac",
+    "actor/seq_neg_adv_low_ratio_frac",
+    "sampo/format_valid_rate",
+)
+# the ARLArena matrix order, used for curve colours and legends; other methods follow by name
+METHOD_ORDER = (
+    "grpo",
+    "grpo_seqmean",
+    "grpo_filter",
+    "gspo",
+    "sapo",
+    "sapo_seqmask",
+    "cispo",
+    "cispo_seqmask",
+    "gigpo",
+    "gigpo_filter",
+    "empg",
+    "sampo",
+)
+STYLE = """
+body { font-family: sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; vertical-align: top; }
+th { background: #f0f0f0; }
+img { max-width: 100%; }
+.held { color: #17692b; } .partly-held { color: #8a6d00; } .did-not-hold { color: #a0201c; }
+.inconclusive, .not-tested-on-this-run { color: #666; }
+"""
+
+
+def load_results(root: str | Path) -> dict[str, list[tuple[Cell, History]]]:
+    """Every cell with its metric history, grouped by environment (cells in method-matrix order)."""
+    by_env: dict[str, list[tuple[Cell, History]]] = {}
+    for cell in sorted(find_cells(root), key=lambda c: (c.env, _method_rank(c.method), c.seed)):
+        by_env.setdefault(cell.env, []).append((cell, read_metrics(cell.metrics_path)))
+    return by_env
+
+
+def build_report(root: str | Path, out: str | Path | None = None) -> Path:
+    """Write the report for results folder ``root`` into ``out`` (default ``root/report``).
+
+    Returns the path of ``index.html``; raises ``FileNotFoundError`` when ``root`` holds no cell.
+    """
+    root = Path(root)
+    out = Path(out) if out is not None else root / REPORT_DIR
+    results = load_results(root)
+    if not results:
+        raise FileNotFoundError(f"no arena cells under {root} (expected {root}/<env>/<method>/seed<k>/metrics.jsonl)")
+    sections = [_env_section(env, cells, out) for env, cells in results.items()]
+    cells = [cell for env_cells in results.values() for cell, _ in env_cells]
+    page = _page(root, cells, sections)
+    index = out / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index
+
+
+def _env_section(env: str, cells: Sequence[tuple[Cell, History]], out: Path) -> str:
+    metric = success_metric([history for _, history in cells])
+    runs: dict[str, list[History]] = {}
+    events: dict[str, set[int]] = {}
+    for cell, history in cells:
+        runs.setdefault(cell.method, []).append(history)
+        events.setdefault(cell.method, set()).update(collapse_steps(history))
+    marks = {method: sorted(steps) for method, steps in events.items()}
+    success_png = plot_metrics(runs, [metric], out / f"{env}_success.png", f"{env}: success rate", marks)
+    stability_png = plot_metrics(runs, STABILITY, out / f"{env}_stability.png", f"{env}: stability", marks)
+    summaries = summarise(cells, metric)
+    verdicts = findings_mod.evaluate({s.method: s for s in summaries})
+    source = (
+        "validation success (<code>val-core/&lt;env&gt;/acc/mean@n</code>)"
+        if metric == VAL_SUCCESS
+        else "training success (<code>sampo/success_rate</code>; not every cell logged validation after step 0)"
+    )
+    return f"""
+<section id="env-{html.escape(env)}">
+<h2>{html.escape(env)}</h2>
+<p>Success metric: {source}. Dotted vertical lines: steps at which the collapse detector fired.</p>
+<figure>{_img(success_png, f"{env}: {TITLES[metric]} per method")}</figure>
+<figure>{_img(stability_png, f"{env}: stability panel per method")}</figure>
+<h3>Ranking</h3>
+{_ranking_table(summaries)}
+<h3>Findings</h3>
+{_findings_table(verdicts)}
+</section>"""
+
+
+def _img(png: Path, alt: str) -> str:
+    data = base64.b64encode(png.read_bytes()).decode("ascii")
+    caption = f"{html.escape(alt)} ({html.escape(png.name)})"
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}"><figcaption>{caption}</figcaption>'
+
+
+def _fmt(spread: Spread) -> str:
+    """'mean ± std' with 3 decimals; the mean alone for one seed; '–' without data."""
+    if spread.n == 0:
+        return "–"
+    return f"{spread.mean:.3f}" if spread.n == 1 else f"{spread.mean:.3f} ± {spread.std:.3f}"
+
+
+def _ranking_table(summaries: Sequence[MethodSummary]) -> str:
+    head = (
+        "<tr><th>rank</th><th>method</th><th>seeds finished</th><th>final success</th><th>best success</th>"
+        "<th>drop (best − final)</th><th>collapse steps: mean (per seed)</th>"
+        "<th>lowest valid-format rate</th><th>wall time per finished seed (s)</th></tr>"
+    )
+    rows = []
+    for rank, s in enumerate(summaries, start=1):
+        per_seed = ", ".join(str(x.collapses) for x in s.seeds)
+        drop = f"{s.drop:.3f}" if math.isfinite(s.drop) else "–"
+        wall = Spread.of([x.wall_time_s for x in s.seeds])
+        wall_text = f"{wall.mean:.0f}" if wall.n else "–"
+        rows.append(
+            f'<tr data-method="{html.escape(s.method)}"><td>{rank}</td><td>{html.escape(s.method)}</td>'
+            f"<td>{s.finished}/{len(s.seeds)}</td><td>{_fmt(s.final)}</td><td>{_fmt(s.best)}</td><td>{drop}</td>"
+            f"<td>{s.collapses.mean:g} ({per_seed})</td><td>{_fmt(s.format_min)}</td><td>{wall_text}</td></tr>"
+        )
+    return f'<table class="ranking">\n{head}\n' + "\n".join(rows) + "\n</table>"
+
+
+def _findings_table(verdicts: Sequence[findings_mod.Finding]) -> str:
+    rows = [
+        f'<tr data-finding="{f.key}"><td>{html.escape(f.claim)}</td>'
+        f'<td class="{f.verdict.replace(" ", "-")}"><b>{f.verdict}</b></td><td>{html.escape(f.evidence)}</td></tr>'
+        for f in verdicts
+    ]
+    head = "<tr><th>finding (SPEC.md)</th><th>on this run</th><th>evidence</th></tr>"
+    return f'<table class="findings">\n{head}\n' + "\n".join(rows) + "\n</table>"
+
+
+def _page(root: Path, cells: Sequence[Cell], sections: Sequence[str]) -> str:
+    done = [cell.done() for cell in cells]
+    finished = [d for d in done if d is not None]
+    wall = sum(float(d.get("wall_time_s", 0.0)) for d in finished)
+    generated = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Arena report: {html.escape(root.name)}</title>
+<style>{STYLE}</style></head><body>
+<h1>Arena report: {html.escape(str(root))}</h1>
+<p>{len(cells)} cells, {len(finished)} finished, {len(cells) - len(finished)} unfinished;
+wall time of the finished cells {wall:.0f} s. Generated {generated}.</p>
+{"".join(sections)}
+<section id="definitions">
+<h2>How the numbers are computed</h2>
+<ul>
+<li>Success metric per environment: validation success when every cell logged it after training started
+(a step &gt; 0), else the training success rate <code>sampo/success_rate</code>.</li>
+<li>Curves: mean over seeds; the band spans the seeds' minimum to maximum.</li>
+<li>Per seed: final success = last logged value; best success = largest logged value; collapse steps = steps at
+which the collapse detector fired (<code>collapse/any</code> &gt; 0); lowest valid-format rate = minimum of
+<code>sampo/format_valid_rate</code>.</li>
+<li>Over seeds: mean ± sample standard deviation (one seed: the value alone). Drop = mean best − mean final
+success. Ranking: mean final success, then mean best success, then fewer collapse steps.</li>
+<li>Findings: comparisons (1, 3a, 3b, 4) hold when the favoured method is ahead by more than
+{findings_mod.TIE}, fail when behind by more than {findings_mod.TIE}, and are inconclusive in between (finding 4
+compares gigpo with the best of grpo and empg). A method peaked then dropped when its drop is at least
+{findings_mod.DROP}: finding 2 holds when gspo did not drop and every tested tolerant method (sapo, cispo) did
+(partly: some did); sequence masking holds when sapo dropped and sapo_seqmask did not, fails when sapo_seqmask
+dropped, and is inconclusive when neither dropped. A finding whose methods are absent is not tested on this run.
+</li>
+</ul>
+</section>
+</body></html>
+"""
+
+
+def _method_rank(method: str) -> tuple[int, str]:
+    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)

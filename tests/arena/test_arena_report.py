@@ -1,0 +1,186 @@
+"""The report built from the fixture of conftest.py; expected numbers worked out by hand from it."""
+
+import struct
+from html.parser import HTMLParser
+
+import pytest
+
+from sampo_verl import plots
+from sampo_verl.arena.__main__ import main
+from sampo_verl.arena.layout import find_cells
+from sampo_verl.arena.report import build_report, load_results
+from sampo_verl.arena.summary import success_metric, summarise
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+class Tables(HTMLParser):
+    """Rows of every <table> by class, each row a list of cell texts; plus img sources."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self.images, self._table, self._cell = {}, [], None, None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table":
+            self._table = self.tables.setdefault(attrs.get("class"), [])
+        elif tag == "tr" and self._table is not None:
+            self._table.append([])
+        elif tag in ("td", "th"):
+            self._cell = ""
+        elif tag == "img":
+            self.images.append(attrs["src"])
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self._table[-1].append(self._cell.strip())
+            self._cell = None
+        elif tag == "table":
+            self._table = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+
+@pytest.fixture(scope="module")
+def report(arena_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    index = build_report(arena_dir, out)
+    parser = Tables()
+    parser.feed(index.read_text(encoding="utf-8"))
+    return index, parser
+
+
+def section_rows(html_text, env, table):
+    """Rows (without header) of one environment's table."""
+    start = html_text.index(f'<section id="env-{env}">')
+    parser = Tables()
+    parser.feed(html_text[start : html_text.index("</section>", start)])
+    return parser.tables[table][1:]
+
+
+def test_cells_found_and_unfinished_cell_marked(arena_dir):
+    cells = find_cells(arena_dir)
+    assert len(cells) == 6 + 9
+    unfinished = [(c.env, c.method, c.seed) for c in cells if c.done() is None]
+    assert unfinished == [("sokoban", "sapo_seqmask", 1)]
+
+
+def test_success_metric_choice(arena_dir):
+    results = load_results(arena_dir)
+    assert success_metric([h for _, h in results["frozenlake"]]) == plots.VAL_SUCCESS
+    assert success_metric([h for _, h in results["sokoban"]]) == plots.TRAIN_SUCCESS
+    # validation only before training (step 0) does not count
+    assert success_metric([{0: {"val-core/x/acc/mean@1": 1.0}, 1: {"sampo/success_rate": 0.5}}]) == plots.TRAIN_SUCCESS
+
+
+def test_sokoban_summary_numbers(arena_dir):
+    summaries = summarise(load_results(arena_dir)["sokoban"], plots.TRAIN_SUCCESS)
+    assert [s.method for s in summaries] == ["gspo", "sapo_seqmask", "sapo"]
+    gspo, seqmask, sapo = summaries
+    # sapo: final (0.2, 0.3), best (0.8, 0.9), collapse steps (2, 1), lowest format (0.3, 0.5)
+    assert [x.final for x in sapo.seeds] == [0.2, 0.3] and [x.best for x in sapo.seeds] == [0.8, 0.9]
+    assert sapo.final.mean == pytest.approx(0.25) and sapo.final.std == pytest.approx(0.0707107, abs=1e-6)
+    assert sapo.drop == pytest.approx(0.6)
+    assert [x.collapses for x in sapo.seeds] == [2, 1] and sapo.collapses.mean == 1.5
+    assert sapo.format_min.mean == pytest.approx(0.4)
+    # sapo_seqmask: final (0.7, 0.5) -> 0.6 +- 0.1414; best (0.7, 0.6); one seed unfinished, no wall time
+    assert seqmask.final.mean == pytest.approx(0.6) and seqmask.final.std == pytest.approx(0.1414214, abs=1e-6)
+    assert seqmask.drop == pytest.approx(0.05) and seqmask.finished == 1
+    assert gspo.final.mean == pytest.approx(0.65) and gspo.drop == pytest.approx(0.0)
+
+
+def test_ranking_tables_match_fixture(report):
+    index, _ = report
+    text = index.read_text(encoding="utf-8")
+    sokoban = section_rows(text, "sokoban", "ranking")
+    assert sokoban == [
+        ["1", "gspo", "2/2", "0.650 ± 0.071", "0.650 ± 0.071", "0.000", "0 (0, 0)", "0.900 ± 0.000", "110"],
+        ["2", "sapo_seqmask", "1/2", "0.600 ± 0.141", "0.650 ± 0.071", "0.050", "0 (0, 0)", "0.950 ± 0.000", "130"],
+        ["3", "sapo", "2/2", "0.250 ± 0.071", "0.850 ± 0.071", "0.600", "1.5 (2, 1)", "0.400 ± 0.141", "100"],
+    ]
+    # frozenlake ranks by validation success (training success is 0.9 everywhere)
+    frozenlake = section_rows(text, "frozenlake", "ranking")
+    assert [row[:6] for row in frozenlake] == [
+        ["1", "gigpo_filter", "2/2", "0.750 ± 0.071", "0.750 ± 0.071", "0.000"],
+        ["2", "gigpo", "2/2", "0.550 ± 0.071", "0.550 ± 0.071", "0.000"],
+        ["3", "grpo_filter", "2/2", "0.400 ± 0.000", "0.400 ± 0.000", "0.000"],
+        ["4", "grpo", "2/2", "0.350 ± 0.071", "0.350 ± 0.071", "0.000"],
+        ["5", "empg", "1/1", "0.300", "0.300", "0.000"],
+    ]
+    assert frozenlake[2][6:8] == ["0.5 (1, 0)", "0.650 ± 0.071"]  # grpo_filter: lowest format (0.6, 0.7)
+    assert frozenlake[3][7] == "0.875 ± 0.035"  # grpo: lowest format (0.9, 0.85)
+
+
+def test_findings_verdicts(report):
+    index, _ = report
+    text = index.read_text(encoding="utf-8")
+    verdicts = {env: [row[1] for row in section_rows(text, env, "findings")] for env in ("sokoban", "frozenlake")}
+    not_tested = "not tested on this run"
+    # order: 1, 2, mask, 3a, 3b, 4
+    # sokoban: gspo drop 0 < 0.1, sapo drop 0.6 >= 0.1 (cispo not run) -> 2 held; sapo_seqmask drop 0.05 -> mask held
+    assert verdicts["sokoban"] == [not_tested, "held", "held", not_tested, not_tested, not_tested]
+    # frozenlake: 3a 0.75 - 0.55 = +0.2; 3b lowest format 0.875 - 0.65 = +0.225; 4 gigpo 0.55 - grpo 0.35 = +0.2
+    assert verdicts["frozenlake"] == [not_tested, not_tested, not_tested, "held", "held", "held"]
+    evidence = section_rows(text, "sokoban", "findings")[1][2]
+    assert "sapo best 0.850 final 0.250 drop 0.600 collapses 1.5" in evidence and "not tested: cispo" in evidence
+
+
+def test_figures_png_and_embedded(report):
+    index, parser = report
+    names = sorted(p.name for p in index.parent.glob("*.png"))
+    assert names == [
+        "frozenlake_stability.png",
+        "frozenlake_success.png",
+        "sokoban_stability.png",
+        "sokoban_success.png",
+    ]
+    # width: 5 in per panel column (3 columns for 3+ stability metrics); height: 3.2 in per panel row + 0.4 in
+    # header + 0.25 in per legend row (legend columns: width // 1.7 in), at 100 dpi
+    sizes = {
+        "sokoban_success.png": (500, 410),  # 1 panel; 3 methods in 2 legend columns: 2 rows
+        "sokoban_stability.png": (1500, 705),  # all 5 metrics logged: 3 x 2 panels; 8 legend columns: 1 row
+        "frozenlake_success.png": (500, 435),  # 5 methods: 3 legend rows
+        "frozenlake_stability.png": (1500, 385),  # only grad norm, entropy, format logged: 3 x 1 panels
+    }
+    for name in names:
+        data = (index.parent / name).read_bytes()
+        assert data[:8] == PNG_SIGNATURE
+        assert struct.unpack(">II", data[16:24]) == sizes[name]
+    assert len(parser.images) == 4 and all(src.startswith("data:image/png;base64,") for src in parser.images)
+
+
+def test_figure_contents(arena_dir, tmp_path, monkeypatch):
+    figures = []
+    make_figure = plots.make_figure
+    monkeypatch.setattr(plots, "make_figure", lambda *a, **k: figures.append(make_figure(*a, **k)) or figures[-1])
+    build_report(arena_dir, tmp_path)
+    success = {fig.get_suptitle(): fig for fig in figures}["sokoban: success rate"]
+    (ax,) = success.axes
+    curves = [line for line in ax.get_lines() if line.get_gid() == "curve"]
+    assert [line.get_label() for line in curves] == ["gspo", "sapo", "sapo_seqmask"]
+    assert list(curves[1].get_ydata()) == pytest.approx([0.3, 0.65, 0.85, 0.45, 0.25])  # sapo mean over 2 seeds
+    assert len([c for c in ax.collections if c.get_gid() == "band"]) == 3
+    events = [line.get_xdata()[0] for line in ax.get_lines() if line.get_gid() == "event"]
+    assert sorted(events) == [4, 5]  # sapo's collapse steps over both seeds
+    stability = {fig.get_suptitle(): fig for fig in figures}["sokoban: stability"]
+    counts = {
+        ax.get_title(): sum(line.get_gid() == "curve" for line in ax.get_lines()) for ax in stability.axes if ax.axison
+    }
+    assert counts == {
+        "gradient norm": 3,
+        "entropy": 3,
+        "masked fraction (sequence masking)": 1,  # only sapo_seqmask logs it
+        "negative-advantage low-ratio fraction": 2,
+        "valid-format rate": 3,
+    }
+
+
+def test_cli(arena_dir, tmp_path, capsys):
+    assert main(["report", str(arena_dir), "--out", str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r" / "index.html").is_file()
+    assert str(tmp_path / "r" / "index.html") in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no arena cells under"):
+        main(["report", str(tmp_path / "empty")])
