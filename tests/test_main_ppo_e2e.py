@@ -57,7 +57,9 @@ def train_steps(records: list[dict]) -> dict[int, dict]:
 )
 def test_preset_trains_two_steps(method, shared, tmp_path):
     model_dir, data_dir = shared
-    config = AgentRunConfig(env="sokoban", method=method, steps=2, max_turns=MAX_TURNS, save_freq=-1)
+    # gigpo also validates at step 2: verl's validation reports success per environment (greedy)
+    test_freq = 2 if method == "gigpo" else -1
+    config = AgentRunConfig(env="sokoban", method=method, steps=2, max_turns=MAX_TURNS, test_freq=test_freq)
     extra = COLLAPSE_STOP if method == "grpo" else []
     records = run_agent(tmp_path, model_dir, config, extra, data_dir=data_dir, timeout=900)
     steps = train_steps(records)
@@ -82,6 +84,9 @@ def test_preset_trains_two_steps(method, shared, tmp_path):
         if method in {"gigpo", "gigpo_filter", "sampo"}:
             # turns of one episode share an anchor state but not a discounted return: step advantages
             assert metrics["critic/advantages/max"] > 0 > metrics["critic/advantages/min"]
+    if method == "gigpo":
+        assert 0.0 <= steps[2]["val-core/sokoban/acc/mean@1"] <= 1.0
+        assert steps[2]["val-aux/sokoban/episode_length/mean@1"] <= MAX_TURNS
     if method == "grpo":
         assert steps[2]["collapse/grad_spike"] == 1.0 and steps[1]["collapse/any"] == 0.0
         ckpt = tmp_path / "ckpt"
