@@ -1,0 +1,110 @@
+"""The CPU-scale ARLArena testbed: behaviour cloning first, then RL through ``sampo_verl.main_ppo``.
+
+SPEC.md's testbed starts RL from a behaviour-cloned policy. This module holds the small version
+that runs on a laptop, shared by the quickstart (one environment, one method) and the arena
+(environment x method x seed cells, all from the same behaviour-cloned start):
+
+1. :func:`bc_start`: the tiny local model (:mod:`sampo_verl.assets`), expert SFT data in the agent
+   loop's prompt format (:mod:`sampo_verl.sft_data`), behaviour cloning through verl's SFT trainer
+   (:mod:`sampo_verl.bc`). Cached: a finished start is reused.
+2. :func:`rl_config`: the RL run (:mod:`sampo_verl.cpu.agent_run`) on the same environment settings,
+   validating on held-out seeds before, during and after training (verl's ``val-core/<env>/acc``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sampo_verl.assets import ModelSize
+from sampo_verl.cpu.agent_run import AgentRunConfig, prepare_model
+
+DONE_FILE = "bc_done.json"
+
+
+@dataclass(frozen=True)
+class Testbed:
+    """Environment, model and behaviour-cloning settings of one CPU testbed."""
+
+    env: str
+    env_options: dict[str, Any] = field(default_factory=dict)
+    max_turns: int = 5
+    model: ModelSize = ModelSize(hidden=64, init_std=0.02)
+    bc_episodes: int = 200
+    bc_val_episodes: int = 32
+    bc_epochs: int = 3
+    bc_lr: float = 1e-3
+    bc_batch_size: int = 32
+    rl_train_tasks: int = 512
+    rl_val_tasks: int = 32
+    max_response_length: int = 32
+
+
+TESTBEDS: dict[str, Testbed] = {
+    "sokoban": Testbed(env="sokoban", env_options={"dim_room": [5, 5], "num_boxes": 1, "search_depth": 4}),
+    "frozenlake": Testbed(env="frozenlake", env_options={"size": 4, "hole_prob": 0.2}, max_turns=8),
+}
+
+
+def testbed(env: str, **changes: Any) -> Testbed:
+    """The CPU testbed of ``env`` with ``changes`` applied (an unknown name fails naming the known ones)."""
+    if env not in TESTBEDS:
+        raise ValueError(f"no CPU testbed for env {env!r}; known: {sorted(TESTBEDS)}")
+    return dataclasses.replace(TESTBEDS[env], **changes)
+
+
+def bc_start(workdir: Path, tb: Testbed, timeout: float | None = None) -> Path:
+    """The behaviour-cloned model directory ``workdir/bc`` (built unless a finished one is there)."""
+    from sampo_verl.bc import run_bc
+    from sampo_verl.sft_data import write_sft_splits
+
+    out = workdir / "bc"
+    done = out / DONE_FILE
+    if done.exists() and json.loads(done.read_text()).get("testbed") == _fingerprint(tb):
+        return out
+    model = prepare_model(workdir / "init_model", tb.model)
+    data = workdir / "sft_data"
+    write_sft_splits(
+        str(data),
+        tb.env,
+        tb.bc_episodes,
+        tb.bc_val_episodes,
+        env_options=tb.env_options,
+        max_turns=tb.max_turns,
+    )
+    run_bc(
+        model,
+        data,
+        out,
+        epochs=tb.bc_epochs,
+        lr=tb.bc_lr,
+        batch_size=tb.bc_batch_size,
+        timeout=timeout,
+    )
+    done.write_text(json.dumps({"testbed": _fingerprint(tb)}))
+    return out
+
+
+def rl_config(tb: Testbed, method: str, seed: int, steps: int, test_freq: int, **changes: Any) -> AgentRunConfig:
+    """The RL run on ``tb``: validation before training, every ``test_freq`` steps and at the end."""
+    return AgentRunConfig(
+        env=tb.env,
+        method=method,
+        steps=steps,
+        seed=seed,
+        max_turns=tb.max_turns,
+        env_options=tb.env_options,
+        train_tasks=tb.rl_train_tasks,
+        val_tasks=tb.rl_val_tasks,
+        max_response_length=tb.max_response_length,
+        test_freq=test_freq,
+        val_before_train=True,
+        **changes,
+    )
+
+
+def _fingerprint(tb: Testbed) -> dict[str, Any]:
+    return json.loads(json.dumps(dataclasses.asdict(tb)))
