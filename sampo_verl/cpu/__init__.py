@@ -16,7 +16,7 @@ The config side is the Hydra preset ``sampo_verl/conf/preset/cpu.yaml``: ``prese
 # The platform must be registered before any verl module resolves the platform singleton
 # (verl.workers.engine.fsdp.transformer_impl does at import time), hence first.
 from . import platform  # noqa: F401, I001
-from sampo_verl.patches import cpu_process_group_backend, fsdp2_unpinned_cpu_offload
+from sampo_verl.patches import cpu_process_group_backend, cpu_sft_process_group, fsdp2_unpinned_cpu_offload
 from .engines import register_fsdp_engines_for_cpu
 from .hf_rollout import register_hf_rollout
 from .overrides import cpu_overrides  # noqa: F401  (public: tests and scripts)
@@ -24,4 +24,5 @@ from .overrides import cpu_overrides  # noqa: F401  (public: tests and scripts)
 register_fsdp_engines_for_cpu()
 register_hf_rollout()
 cpu_process_group_backend.apply()
+cpu_sft_process_group.apply()
 fsdp2_unpinned_cpu_offload.apply()
