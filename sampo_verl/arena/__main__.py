@@ -1,17 +1,36 @@
 """``python -m sampo_verl.arena``: the arena's command line.
 
-Subcommands: ``report DIR`` (:mod:`sampo_verl.arena.report`). The runner's ``run`` subcommand
-registers itself in :func:`build_parser` beside ``report``, writing the layout of
+Subcommands: ``run`` trains the method matrix into a results folder (:mod:`sampo_verl.arena.runner`),
+``report DIR`` builds the report from it (:mod:`sampo_verl.arena.report`); both follow the layout of
 :mod:`sampo_verl.arena.layout`.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 
 from sampo_verl.arena.report import build_report
+from sampo_verl.arena.runner import CPU_SAVE_FREQ, CPU_TEST_FREQ, ArenaSpec, cell_commands, parse_starts, run_arena
+
+RUN_EPILOG = """\
+Resumable: rerun the same command after a kill or a failure. Finished cells (done.json) are skipped,
+the others continue from their latest checkpoint (DIR/<env>/<method>/seed<k>/ckpt).
+
+GPU: --recipe recipes/common.sh --init-model [ENV=]BC_CHECKPOINT runs each cell through the GPU
+launcher, one after another in this process; with --print-commands it prints one `arena run` command
+per unfinished cell instead, to submit as separate jobs (same DIR on a shared file system), e.g.
+  python -m sampo_verl.arena run ... --print-commands | while read -r cmd; do sbatch --gpus=8 --wrap "$cmd"; done
+"""
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of names")
+    return names
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,11 +39,108 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m sampo_verl.arena", description="The ARLArena method matrix and its stability report."
     )
     commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser(
+        "run",
+        help="train every (env, method, seed) cell into DIR (resumable)",
+        description="Train every (env, method, seed) cell with sampo_verl.main_ppo from the same start model.",
+        epilog=RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("--envs", type=_names, required=True, help="comma-separated environments, e.g. sokoban,frozenlake")
+    run.add_argument("--methods", type=_names, required=True, help="comma-separated presets of sampo_verl/conf/method")
+    seeds = run.add_mutually_exclusive_group()
+    seeds.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 of every (env, method) (default: 1)")
+    seeds.add_argument("--seed", type=int, default=None, help="this one seed only (one cell per job)")
+    run.add_argument("--steps", type=int, required=True, help="training steps per cell")
+    run.add_argument("--out", type=Path, required=True, help="results folder DIR")
+    run.add_argument(
+        "--test-freq",
+        type=int,
+        default=None,
+        help=f"validate every K steps, before training and at the end "
+        f"(default: {CPU_TEST_FREQ} on CPU, the recipe's own with --recipe)",
+    )
+    run.add_argument(
+        "--save-freq",
+        type=int,
+        default=None,
+        help=f"checkpoint every K steps: where a killed cell resumes "
+        f"(default: {CPU_SAVE_FREQ} on CPU, the recipe's own with --recipe)",
+    )
+    run.add_argument(
+        "--init-model",
+        action="append",
+        default=[],
+        metavar="[ENV=]MODEL",
+        help="start every cell (of ENV) from "
+        "this model instead of the CPU testbed's behaviour cloning; repeatable; required with --recipe",
+    )
+    run.add_argument(
+        "--recipe",
+        type=Path,
+        default=None,
+        help="GPU launcher taking ENV METHOD [overrides], e.g. recipes/common.sh (default: the CPU testbed)",
+    )
+    run.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds per training run and behaviour cloning; "
+        "an overrunning cell is stopped and counted failed (default: none)",
+    )
+    run.add_argument(
+        "--print-commands",
+        action="store_true",
+        help="print one command per unfinished cell (needs --recipe), run nothing",
+    )
+    run.add_argument(
+        "overrides", nargs="*", help="hydra overrides for every cell, e.g. actor_rollout_ref.actor.optim.lr=1e-5"
+    )
+    run.set_defaults(handler=_run)
+
     report = commands.add_parser("report", help="build DIR/report/index.html and PNG figures from a results folder")
     report.add_argument("dir", type=Path, help="results folder: DIR/<env>/<method>/seed<k>/metrics.jsonl")
     report.add_argument("--out", type=Path, default=None, help="report folder (default: DIR/report)")
     report.set_defaults(handler=_report)
     return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        spec = ArenaSpec(
+            out=args.out,
+            envs=args.envs,
+            methods=args.methods,
+            seeds=(args.seed,) if args.seed is not None else tuple(range(args.seeds)),
+            steps=args.steps,
+            test_freq=args.test_freq,
+            save_freq=args.save_freq,
+            starts=parse_starts(args.init_model, args.envs),
+            recipe=args.recipe,
+            timeout=args.timeout,
+            overrides=tuple(args.overrides),
+        )
+        if args.print_commands and spec.recipe is None:
+            raise ValueError("--print-commands needs --recipe: on CPU run the matrix in one process")
+    except ValueError as err:
+        raise SystemExit(f"arena run: {err}") from None
+    if args.print_commands:
+        print("\n".join(cell_commands(spec)))
+        return 0
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's SIGTERM stops the trainer too
+    try:
+        progress = run_arena(spec)
+    except KeyboardInterrupt:
+        print("[arena] interrupted: rerun the same command to continue where it stopped", flush=True)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 1 if progress.failures else 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -110,12 +110,21 @@ def run_agent(
     data_dir: Path | None = None,
     capture: bool = True,
     timeout: float | None = None,
+    metrics_file: Path | None = None,
 ) -> list[dict]:
-    """Run the agent RL job in ``workdir``; return the per-step records of ``workdir/metrics.jsonl``."""
+    """Run the agent RL job in ``workdir``; return the per-step records of verl's file logger.
+
+    The logger writes ``metrics_file`` (default ``workdir/metrics.jsonl``), truncating it first.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     overrides = agent_overrides(workdir, model_dir, data_dir or workdir / "data", config) + list(extra_overrides or [])
     return run_main_ppo(
-        workdir, overrides, workdir / "metrics.jsonl", capture=capture, module="sampo_verl.main_ppo", timeout=timeout
+        workdir,
+        overrides,
+        metrics_file or workdir / "metrics.jsonl",
+        capture=capture,
+        module="sampo_verl.main_ppo",
+        timeout=timeout,
     )
 
 

@@ -2,11 +2,13 @@
 
 Shared by the toy run, the end-to-end tests, the quickstart and the arena: the child gets
 ``VERL_USE_EXTERNAL_MODULES=sampo_verl`` (every Ray process registers the package) and verl's file
-logger path, and a run that overruns ``timeout`` is stopped with its whole process group.
+logger path, and a run that overruns ``timeout`` is stopped with its whole process group
+(:func:`run_process`, which the arena also uses for the GPU recipes' shell launcher).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -22,6 +24,44 @@ def read_metrics(metrics_file: Path) -> list[dict]:
     if not metrics_file.exists():
         return []
     return [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+
+
+def run_process(
+    command: list[str], workdir: Path, env: dict[str, str], capture: bool = True, timeout: float | None = None
+) -> None:
+    """Run ``command`` in ``workdir`` as its own process group (the driver and whatever it starts).
+
+    The group is stopped when the run overruns ``timeout`` seconds or the caller is interrupted
+    (Ctrl-C, or SIGTERM turned into an exception). Raises ``RuntimeError`` with the output tail
+    when the run fails or overruns.
+    """
+    pipe = subprocess.PIPE if capture else None
+    proc = subprocess.Popen(command, cwd=workdir, env=env, stdout=pipe, stderr=pipe, text=True, start_new_session=True)
+    name = " ".join([Path(command[0]).name, *command[1:3]])  # e.g. "python3 -m sampo_verl.main_ppo"
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stdout, stderr = _stop_group(proc)
+        tail = (stdout or "")[-3000:] + (stderr or "")[-6000:]
+        raise RuntimeError(f"{name} overran {timeout:.0f} s and was stopped\n{tail}") from None
+    except BaseException:
+        _stop_group(proc)
+        raise
+    if proc.returncode != 0:
+        tail = (stdout or "")[-3000:] + (stderr or "")[-6000:]
+        raise RuntimeError(f"{name} exited with {proc.returncode}\n{tail}")
+
+
+def _stop_group(proc: subprocess.Popen) -> tuple[str | None, str | None]:
+    """SIGTERM the process group of ``proc``, SIGKILL it after 30 s; return the remaining output."""
+    with contextlib.suppress(ProcessLookupError):  # the whole group may have exited already
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        return proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        return proc.communicate()
 
 
 def run_main_ppo(
@@ -44,28 +84,5 @@ def run_main_ppo(
     }
     if torch.cuda.is_available():  # these runs exercise the CPU backend even on a GPU host
         env["VERL_PLATFORM"] = "cpu"
-    pipe = subprocess.PIPE if capture else None
-    proc = subprocess.Popen(
-        [sys.executable, "-m", module, *overrides],
-        cwd=workdir,
-        env=env,
-        stdout=pipe,
-        stderr=pipe,
-        text=True,
-        start_new_session=True,  # one process group: a timeout stops the driver and what it started
-    )
-    try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            stdout, stderr = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            stdout, stderr = proc.communicate()
-        tail = (stdout or "")[-3000:] + (stderr or "")[-6000:]
-        raise RuntimeError(f"{module} overran {timeout:.0f} s and was stopped\n{tail}") from None
-    if proc.returncode != 0:
-        tail = (stdout or "")[-3000:] + (stderr or "")[-6000:]
-        raise RuntimeError(f"{module} exited with {proc.returncode}\n{tail}")
+    run_process([sys.executable, "-m", module, *overrides], workdir, env, capture=capture, timeout=timeout)
     return read_metrics(metrics_file)

@@ -1,0 +1,419 @@
+"""``python -m sampo_verl.arena run``: every (environment, method, seed) cell through the real trainer.
+
+Each cell is one ``sampo_verl.main_ppo`` run written as :mod:`sampo_verl.arena.layout` describes;
+the runner also keeps in the cell folder::
+
+    ckpt/                         verl's checkpoints (trainer.default_local_dir), the latest one only
+    attempts/from_step<s>.jsonl   verl's file-logger output of the attempt that started from the
+                                  step-s checkpoint (0: from scratch)
+    runs.jsonl                    one line per attempt that ended: start step, wall time, error or null
+    error.log                     traceback and output tail of the latest failed attempt
+
+and, per environment, ``DIR/<env>/_start/``: what every CPU cell of that environment shares, the
+behaviour-cloned start (:func:`sampo_verl.testbed.bc_start`: ``bc/``, ``init_model/``, ``sft_data/``)
+and the RL tasks (``rl_data/``). ``layout.find_cells`` does not see it (no ``seed<k>`` folder).
+
+Resuming: a cell with ``done.json`` is skipped. Any other cell runs the same command again: verl
+resumes from the latest checkpoint in ``ckpt/`` (``trainer.resume_mode=auto``) and logs to a fresh
+attempt file, since its file logger truncates the file it opens. After every attempt ``metrics.jsonl``
+is rebuilt from the attempt files: each contributes its steps up to the step the next attempt started
+from (its later steps were trained again), merged per step as :func:`sampo_verl.plots.read_metrics`
+reads them, one line per step. ``done.json`` holds the summed wall time of the attempts and the last
+trained step (lower than ``--steps`` when the collapse detector stopped the run).
+
+Two ways to launch a cell:
+
+- the CPU testbed (default): :func:`sampo_verl.testbed.rl_config` through
+  :func:`sampo_verl.cpu.agent_run.run_agent`, from the environment's behaviour-cloned start (built once
+  per environment) or ``--init-model``;
+- ``--recipe recipes/common.sh`` (GPU): ``bash RECIPE ENV METHOD <cell overrides>`` with ``MODEL`` set
+  to ``--init-model`` and the cell's seed, step budget, checkpoint folder, task data and file logger.
+  :func:`cell_commands` gives one ``arena run`` command per unfinished cell, one scheduler job each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import shlex
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
+
+from sampo_verl.arena.layout import METRICS_FILE, Cell, cell_dir, mark_done
+from sampo_verl.cpu.agent_run import run_agent
+from sampo_verl.cpu.launch import run_process
+from sampo_verl.main_ppo import CONFIG_DIR
+from sampo_verl.plots import read_metrics
+from sampo_verl.testbed import bc_start, rl_config, testbed
+
+START_DIR = "_start"
+CHECKPOINT_DIR = "ckpt"  # sampo_verl.cpu.agent_run puts trainer.default_local_dir at <workdir>/ckpt
+ATTEMPTS_DIR = "attempts"
+RUNS_FILE = "runs.jsonl"
+ERROR_FILE = "error.log"
+CPU_TEST_FREQ = 5
+CPU_SAVE_FREQ = 5
+RECIPE_LOGGER = "[console,file]"  # LOGGER of the recipe unless set; it must keep verl's file logger
+KEEP_LAST_CHECKPOINT = "trainer.max_actor_ckpt_to_keep=1"
+_ATTEMPT_FILE = re.compile(r"from_step(\d+)\.jsonl")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+Echo = Callable[[str], None]
+
+
+def known_methods() -> list[str]:
+    """The method presets of ``sampo_verl/conf/method`` (``method=<name>``)."""
+    return sorted(path.stem for path in (CONFIG_DIR / "method").glob("*.yaml"))
+
+
+@dataclass(frozen=True)
+class ArenaSpec:
+    """One ``arena run``: the matrix, the training budget and how a cell is launched.
+
+    ``test_freq``/``save_freq`` None: every 5 steps on CPU, the recipe's own with ``recipe``.
+    ``starts`` maps an environment to the model its cells start from (on CPU a local HF folder);
+    an environment without one starts from the CPU testbed's behaviour cloning. ``timeout`` is in
+    seconds per training run and per behaviour cloning. ``overrides`` (hydra) go to every cell, last.
+    """
+
+    out: Path
+    envs: tuple[str, ...]
+    methods: tuple[str, ...]
+    seeds: tuple[int, ...]
+    steps: int
+    test_freq: int | None = None
+    save_freq: int | None = None
+    starts: Mapping[str, str] = field(default_factory=dict)
+    recipe: Path | None = None
+    timeout: float | None = None
+    overrides: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out", Path(self.out).resolve())  # cells run with their folder as cwd
+        if self.recipe is not None:
+            object.__setattr__(self, "recipe", Path(self.recipe).resolve())
+        _check(self)
+
+    def cells(self) -> list[Cell]:
+        """Every (env, method, seed) cell, seed by seed: a stopped matrix holds the same seeds of every method."""
+        return [
+            Cell(env, method, seed, cell_dir(self.out, env, method, seed))
+            for seed in self.seeds
+            for env in self.envs
+            for method in self.methods
+        ]
+
+
+def _check(spec: ArenaSpec) -> None:
+    """Raise ``ValueError`` naming the flag for anything the matrix cannot run with."""
+    for flag, values in (("--envs", spec.envs), ("--methods", spec.methods), ("--seeds", spec.seeds)):
+        if not values:
+            raise ValueError(f"{flag}: nothing given")
+        if len(set(values)) != len(values):
+            raise ValueError(f"{flag} repeats a value: {','.join(map(str, values))}")
+    for env in spec.envs:
+        if not _NAME.fullmatch(env):
+            raise ValueError(f"--envs: {env!r} is not a plain name (letters, digits, '_', '.', '-')")
+    unknown = sorted(set(spec.methods) - set(known_methods()))
+    if unknown:
+        raise ValueError(f"--methods: unknown preset(s) {unknown}; known: {known_methods()}")
+    if min(spec.seeds) < 0:
+        raise ValueError(f"seeds must be >= 0, got {min(spec.seeds)}")
+    for flag, value in (("--steps", spec.steps), ("--test-freq", spec.test_freq), ("--save-freq", spec.save_freq)):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be >= 1, got {value}")
+    if spec.timeout is not None and spec.timeout <= 0:
+        raise ValueError(f"--timeout must be > 0, got {spec.timeout}")
+    stray = sorted(set(spec.starts) - set(spec.envs))
+    if stray:
+        raise ValueError(f"--init-model names environment(s) {stray} that are not in --envs")
+    if spec.recipe is not None:
+        if not spec.recipe.is_file():
+            raise ValueError(f"--recipe {spec.recipe}: no such file")
+        missing = [env for env in spec.envs if env not in spec.starts]
+        if missing:
+            raise ValueError(
+                f"--recipe needs --init-model for {missing}: the (behaviour-cloned) model every cell starts from"
+            )
+        if "file" not in os.environ.get("LOGGER", RECIPE_LOGGER):
+            raise ValueError(f"LOGGER={os.environ['LOGGER']} must include file: the arena reads verl's file logger")
+        return
+    for env in spec.envs:
+        testbed(env)  # an environment without a CPU testbed fails here, naming the known ones
+    for env, start in spec.starts.items():
+        if not (Path(start) / "config.json").is_file():
+            raise ValueError(f"--init-model {start} (for {env}): not a local model folder (no config.json)")
+
+
+def parse_starts(values: Sequence[str], envs: Sequence[str]) -> dict[str, str]:
+    """``--init-model`` values: ``ENV=MODEL`` for one environment, plain ``MODEL`` for all of them.
+
+    A model that exists as a local path is made absolute; anything else (a hub id) is kept as is.
+    """
+    starts: dict[str, str] = {}
+    for value in values:
+        env, sep, model = value.partition("=")
+        targets, model = ([env], model) if sep and env in envs else (list(envs), value)
+        for target in targets:
+            if target in starts:
+                raise ValueError(f"--init-model: more than one model for {target}")
+            starts[target] = str(Path(model).resolve()) if Path(model).exists() else model
+    return starts
+
+
+def format_duration(seconds: float) -> str:
+    """``42s``, ``12m05s``, ``3h07m``."""
+    total = round(seconds)
+    if total < 60:
+        return f"{total}s"
+    if total < 3600:
+        return f"{total // 60}m{total % 60:02d}s"
+    return f"{total // 3600}h{total % 3600 // 60:02d}m"
+
+
+@dataclass
+class Progress:
+    """Cells finished, failed and still to run in one ``arena run``, with an estimate of the time left.
+
+    The estimate is the cells still to run times the mean wall time of the cells this run finished,
+    or of those earlier runs finished (``earlier``) until it has finished one.
+    """
+
+    total: int
+    finished: int = 0
+    earlier: list[float] = field(default_factory=list)
+    durations: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def remaining(self) -> int:
+        return self.total - self.finished - len(self.failures)
+
+    def eta(self) -> float | None:
+        """Seconds left, or None before any cell time is known."""
+        times = self.durations or self.earlier
+        if not self.remaining:
+            return 0.0
+        return self.remaining * sum(times) / len(times) if times else None
+
+    def status(self, now: float | None = None) -> str:
+        """E.g. ``3/18 done, 1 failed, 14 to run | elapsed 4m10s | ETA 1h02m``."""
+        elapsed = (time.monotonic() if now is None else now) - self.started
+        eta = self.eta()
+        return (
+            f"{self.finished}/{self.total} done, {len(self.failures)} failed, {self.remaining} to run"
+            f" | elapsed {format_duration(elapsed)} | ETA {'unknown' if eta is None else format_duration(eta)}"
+        )
+
+
+def _echo(line: str) -> None:
+    print(line, flush=True)
+
+
+def run_arena(spec: ArenaSpec, echo: Echo = _echo) -> Progress:
+    """Run every unfinished cell of ``spec`` one after another; a failing cell is recorded and skipped."""
+    cells = spec.cells()
+    earlier = [done["wall_time_s"] for done in (cell.done() for cell in cells) if done]
+    progress = Progress(total=len(cells), finished=len(earlier), earlier=earlier)
+    echo(
+        f"[arena] {len(cells)} cells ({len(spec.envs)} env(s) x {len(spec.methods)} method(s)"
+        f" x {len(spec.seeds)} seed(s))"
+        f" in {spec.out}: {len(earlier)} finished before, {progress.remaining} to run"
+    )
+    built: dict[str, Path | Exception] = {}
+    for cell in cells:
+        if cell.done():
+            continue
+        name = _name(cell)
+        echo(f"[arena] {name}: starting | {progress.status()}")
+        try:
+            start = _start_model(spec, cell.env, built, echo)
+            began = time.monotonic()
+            steps = run_cell(spec, cell, start, echo)
+        except Exception as err:  # noqa: BLE001  (whatever broke, the cell is recorded and the matrix goes on)
+            progress.failures.append(name)
+            cell.path.mkdir(parents=True, exist_ok=True)
+            (cell.path / ERROR_FILE).write_text(traceback.format_exc(), encoding="utf-8")
+            echo(f"[arena] {name}: FAILED ({_summary(err)}); see {cell.path / ERROR_FILE} | {progress.status()}")
+        else:
+            progress.finished += 1
+            progress.durations.append(time.monotonic() - began)
+            echo(f"[arena] {name}: {steps} steps in {format_duration(progress.durations[-1])} | {progress.status()}")
+    failed = f": {', '.join(progress.failures)} (rerun the same command to retry them)" if progress.failures else ""
+    echo(f"[arena] {progress.finished}/{progress.total} cells done, {len(progress.failures)} failed{failed}")
+    echo(f"[arena] report: python -m sampo_verl.arena report {spec.out}")
+    return progress
+
+
+def shared_dir(out: Path, env: str) -> Path:
+    """``out/<env>/_start``: the behaviour-cloned start and RL tasks every CPU cell of ``env`` shares."""
+    return out / env / START_DIR
+
+
+def _start_model(spec: ArenaSpec, env: str, built: dict[str, Path | Exception], echo: Echo) -> str:
+    """``--init-model`` of ``env``, else its behaviour-cloned start (built on first use, failure remembered)."""
+    if env in spec.starts:
+        return spec.starts[env]
+    if env not in built:
+        echo(f"[arena] {env}: behaviour cloning the start model in {shared_dir(spec.out, env)}")
+        try:
+            built[env] = bc_start(shared_dir(spec.out, env), testbed(env), timeout=spec.timeout)
+        except Exception as err:  # noqa: BLE001  (each cell of env then fails with it, the others run)
+            built[env] = err
+    start = built[env]
+    if isinstance(start, Path):
+        return str(start)
+    raise RuntimeError(f"no start model for {env}: behaviour cloning failed ({start!r})") from start
+
+
+def run_cell(spec: ArenaSpec, cell: Cell, start: str, echo: Echo = _echo) -> int:
+    """Train one cell to ``spec.steps`` from model ``start`` (resuming its checkpoint), mark it done.
+
+    Returns the cell's last trained step.
+    """
+    resume = checkpoint_step(cell.path / CHECKPOINT_DIR)
+    if resume < spec.steps:  # a final checkpoint means the trainer got there (verl would train one more step)
+        if resume:
+            echo(f"[arena] {_name(cell)}: resuming from the step-{resume} checkpoint")
+        _attempt(spec, cell, start, resume)
+    history = merge_attempts(cell.path)
+    steps = max((step for step, metrics in history.items() if "training/global_step" in metrics), default=0)
+    mark_done(cell.path, sum(run["wall_time_s"] for run in _runs(cell.path)), steps)
+    return steps
+
+
+def checkpoint_step(ckpt: Path) -> int:
+    """The step of the checkpoint verl resumes from in ``ckpt`` (0: none, training starts from scratch)."""
+    if not ckpt.is_dir():
+        return 0
+    with contextlib.redirect_stdout(io.StringIO()):  # verl prints what it looked for
+        latest = find_latest_ckpt_path(str(ckpt))
+    return int(latest.rsplit("global_step_", 1)[1]) if latest else 0
+
+
+def _attempt(spec: ArenaSpec, cell: Cell, start: str, resume: int) -> None:
+    """Launch the trainer once; record the attempt in ``runs.jsonl`` and rebuild ``metrics.jsonl``, whatever happens."""
+    metrics_file = cell.path / ATTEMPTS_DIR / f"from_step{resume}.jsonl"
+    metrics_file.parent.mkdir(parents=True, exist_ok=True)
+    began, error = time.monotonic(), None
+    try:
+        if spec.recipe is None:
+            config = rl_config(
+                testbed(cell.env),
+                cell.method,
+                cell.seed,
+                spec.steps,
+                spec.test_freq or CPU_TEST_FREQ,
+                save_freq=spec.save_freq or CPU_SAVE_FREQ,
+            )
+            overrides = [KEEP_LAST_CHECKPOINT, *spec.overrides]
+            data_dir = shared_dir(spec.out, cell.env) / "rl_data"
+            run_agent(
+                cell.path, Path(start), config, overrides, data_dir, timeout=spec.timeout, metrics_file=metrics_file
+            )
+        else:
+            command, variables = recipe_launch(spec, cell, start, metrics_file)
+            run_process(command, cell.path, {**os.environ, **variables}, timeout=spec.timeout)
+    except BaseException as err:
+        error = _summary(err)
+        raise
+    finally:
+        run = {"from_step": resume, "wall_time_s": round(time.monotonic() - began, 3), "error": error}
+        with (cell.path / RUNS_FILE).open("a", encoding="utf-8") as runs:
+            runs.write(json.dumps(run) + "\n")
+        merge_attempts(cell.path)
+
+
+def recipe_launch(spec: ArenaSpec, cell: Cell, start: str, metrics_file: Path) -> tuple[list[str], dict[str, str]]:
+    """The command ``bash RECIPE ENV METHOD <overrides>`` of one cell and the variables it is given.
+
+    The recipe's task data go to the cell's own ``data/`` (cells may run as concurrent jobs).
+    """
+    overrides = [
+        f"trainer.default_local_dir={cell.path / CHECKPOINT_DIR}",
+        f"data.seed={cell.seed}",
+        f"actor_rollout_ref.rollout.seed={cell.seed}",
+        "trainer.val_before_train=true",
+        KEEP_LAST_CHECKPOINT,
+    ]
+    if spec.test_freq:
+        overrides.append(f"trainer.test_freq={spec.test_freq}")
+    if spec.save_freq:
+        overrides.append(f"trainer.save_freq={spec.save_freq}")
+    variables = {
+        "MODEL": start,
+        "TOTAL_STEPS": str(spec.steps),
+        "DATA_DIR": str(cell.path / "data"),
+        "EXPERIMENT": f"{cell.env}_{cell.method}_seed{cell.seed}",
+        "LOGGER": os.environ.get("LOGGER", RECIPE_LOGGER),
+        "VERL_FILE_LOGGER_PATH": str(metrics_file),
+    }
+    return ["bash", str(spec.recipe), cell.env, cell.method, *overrides, *spec.overrides], variables
+
+
+def merge_attempts(path: Path) -> dict[int, dict[str, float]]:
+    """Rebuild ``path/metrics.jsonl`` from the cell's attempt files (see the module docstring); return it."""
+    attempts = sorted(
+        (int(match.group(1)), file)
+        for file in (path / ATTEMPTS_DIR).glob("from_step*.jsonl")
+        if (match := _ATTEMPT_FILE.fullmatch(file.name))
+    )
+    history: dict[int, dict[str, float]] = {}
+    for (_, file), upto in zip(attempts, [start for start, _ in attempts[1:]] + [None]):
+        for step, metrics in read_metrics(file).items():
+            if upto is None or step <= upto:
+                history.setdefault(step, {}).update(metrics)
+    history = dict(sorted(history.items()))
+    if history:
+        tmp = path / f"{METRICS_FILE}.tmp"
+        tmp.write_text("".join(json.dumps({"step": s, "data": m}) + "\n" for s, m in history.items()), "utf-8")
+        os.replace(tmp, path / METRICS_FILE)  # the report may be reading it
+    return history
+
+
+def cell_commands(spec: ArenaSpec) -> list[str]:
+    """One ``python -m sampo_verl.arena run`` command per unfinished cell: one scheduler job each."""
+    common = ["--steps", str(spec.steps), "--out", str(spec.out)]
+    for flag, value in (("--test-freq", spec.test_freq), ("--save-freq", spec.save_freq), ("--timeout", spec.timeout)):
+        if value is not None:
+            common += [flag, f"{value:g}"]
+    if spec.recipe is not None:
+        common += ["--recipe", str(spec.recipe)]
+    commands = []
+    for cell in spec.cells():
+        if cell.done():
+            continue
+        start = ["--init-model", spec.starts[cell.env]] if cell.env in spec.starts else []
+        which = ["--envs", cell.env, "--methods", cell.method, "--seed", str(cell.seed)]
+        argv = ["python", "-m", "sampo_verl.arena", "run", *which, *common, *start, *spec.overrides]
+        commands.append(shlex.join(argv))
+    return commands
+
+
+def _runs(path: Path) -> list[dict]:
+    """The attempts recorded in ``runs.jsonl`` (a line cut short by a kill is skipped)."""
+    runs_file = path / RUNS_FILE
+    runs = []
+    for line in runs_file.read_text(encoding="utf-8").splitlines() if runs_file.exists() else []:
+        with contextlib.suppress(json.JSONDecodeError):
+            runs.append(json.loads(line))
+    return runs
+
+
+def _name(cell: Cell) -> str:
+    return f"{cell.env}/{cell.method}/seed{cell.seed}"
+
+
+def _summary(err: BaseException) -> str:
+    """``Type: first line of the message`` (``Type`` alone without a message)."""
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
