@@ -24,7 +24,8 @@ from pathlib import Path
 
 from sampo_verl import plots
 from sampo_verl.cpu.agent_run import run_agent
-from sampo_verl.testbed import TESTBEDS, bc_start, rl_config, testbed
+from sampo_verl.cpu.launch import format_duration
+from sampo_verl.testbed import TESTBEDS, bc_start, cpu_testbed, rl_config
 
 STABILITY_METRICS = [
     "sampo/format_valid_rate",
@@ -66,7 +67,7 @@ class Summary:
                 ),
                 f"  collapse warnings: {len(self.collapse_steps)}"
                 + (f" at steps {self.collapse_steps}" * bool(self.collapse_steps)),
-                f"  wall time: behaviour cloning {_duration(self.bc_seconds)}, RL {_duration(self.rl_seconds)}",
+                f"  wall time: behaviour cloning {format_duration(self.bc_seconds)}, RL {format_duration(self.rl_seconds)}",
             ]
         )
 
@@ -119,7 +120,7 @@ def rl_line(total: int, start: float) -> Callable[[int, dict[str, float]], str |
         ]
         if val is not None:
             parts.append(f"held-out success {val:.3f}")
-        parts.append(f"elapsed {_duration(time.time() - start)}")
+        parts.append(f"elapsed {format_duration(time.time() - start)}")
         return ", ".join(parts)
 
     return line
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> Summary:
     parser.add_argument("--out", type=Path, default=Path("runs/quickstart"))
     args = parser.parse_args(argv)
 
-    tb = testbed(args.env)
+    tb = cpu_testbed(args.env)
     changes = {
         name: value
         for name, value in (
@@ -206,7 +207,7 @@ def main(argv: list[str] | None = None) -> Summary:
     size = {k: v for k, v in (("hidden", args.hidden), ("layers", args.layers)) if v is not None}
     if size:
         changes["model"] = dataclasses.replace(tb.model, **size)
-    tb = testbed(args.env, **changes)
+    tb = cpu_testbed(args.env, **changes)
     out = args.out.resolve()
     print(f"[1/3] behaviour cloning on {args.env} expert episodes -> {out / 'bc'}", flush=True)
     start = time.time()
@@ -229,11 +230,6 @@ def main(argv: list[str] | None = None) -> Summary:
     print(summary.text())
     print(f"  report: {report} (success.png, stability.png, metrics.jsonl, summary.json)")
     return summary
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    return f"{minutes}m{secs:02d}s"
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ TESTBEDS: dict[str, Testbed] = {
 }
 
 
-def testbed(env: str, **changes: Any) -> Testbed:
+def cpu_testbed(env: str, **changes: Any) -> Testbed:
     """The CPU testbed of ``env`` with ``changes`` applied (an unknown name fails naming the known ones)."""
     if env not in TESTBEDS:
         raise ValueError(f"no CPU testbed for env {env!r}; known: {sorted(TESTBEDS)}")

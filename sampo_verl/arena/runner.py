@@ -49,10 +49,10 @@ from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
 
 from sampo_verl.arena.layout import METRICS_FILE, Cell, cell_dir, mark_done
 from sampo_verl.cpu.agent_run import run_agent
-from sampo_verl.cpu.launch import run_process
+from sampo_verl.cpu.launch import format_duration, run_process
 from sampo_verl.main_ppo import CONFIG_DIR
 from sampo_verl.plots import read_metrics
-from sampo_verl.testbed import bc_start, rl_config, testbed
+from sampo_verl.testbed import bc_start, cpu_testbed, rl_config
 
 START_DIR = "_start"
 CHECKPOINT_DIR = "ckpt"  # sampo_verl.cpu.agent_run puts trainer.default_local_dir at <workdir>/ckpt
@@ -147,7 +147,7 @@ def _check(spec: ArenaSpec) -> None:
             raise ValueError(f"LOGGER={os.environ['LOGGER']} must include file: the arena reads verl's file logger")
         return
     for env in spec.envs:
-        testbed(env)  # an environment without a CPU testbed fails here, naming the known ones
+        cpu_testbed(env)  # an environment without a CPU testbed fails here, naming the known ones
     for env, start in spec.starts.items():
         if not (Path(start) / "config.json").is_file():
             raise ValueError(f"--init-model {start} (for {env}): not a local model folder (no config.json)")
@@ -167,16 +167,6 @@ def parse_starts(values: Sequence[str], envs: Sequence[str]) -> dict[str, str]:
                 raise ValueError(f"--init-model: more than one model for {target}")
             starts[target] = str(Path(model).resolve()) if Path(model).exists() else model
     return starts
-
-
-def format_duration(seconds: float) -> str:
-    """``42s``, ``12m05s``, ``3h07m``."""
-    total = round(seconds)
-    if total < 60:
-        return f"{total}s"
-    if total < 3600:
-        return f"{total // 60}m{total % 60:02d}s"
-    return f"{total // 3600}h{total % 3600 // 60:02d}m"
 
 
 @dataclass
@@ -266,7 +256,7 @@ def _start_model(spec: ArenaSpec, env: str, built: dict[str, Path | Exception], 
     if env not in built:
         echo(f"[arena] {env}: behaviour cloning the start model in {shared_dir(spec.out, env)}")
         try:
-            built[env] = bc_start(shared_dir(spec.out, env), testbed(env), timeout=spec.timeout)
+            built[env] = bc_start(shared_dir(spec.out, env), cpu_testbed(env), timeout=spec.timeout)
         except Exception as err:  # noqa: BLE001  (each cell of env then fails with it, the others run)
             built[env] = err
     start = built[env]
@@ -308,7 +298,7 @@ def _attempt(spec: ArenaSpec, cell: Cell, start: str, resume: int) -> None:
     try:
         if spec.recipe is None:
             config = rl_config(
-                testbed(cell.env),
+                cpu_testbed(cell.env),
                 cell.method,
                 cell.seed,
                 spec.steps,

@@ -86,3 +86,13 @@ def run_main_ppo(
         env["VERL_PLATFORM"] = "cpu"
     run_process([sys.executable, "-m", module, *overrides], workdir, env, capture=capture, timeout=timeout)
     return read_metrics(metrics_file)
+
+
+def format_duration(seconds: float) -> str:
+    """``42s``, ``12m05s``, ``3h07m``."""
+    total = round(seconds)
+    if total < 60:
+        return f"{total}s"
+    if total < 3600:
+        return f"{total // 60}m{total % 60:02d}s"
+    return f"{total // 3600}h{total % 3600 // 60:02d}m"

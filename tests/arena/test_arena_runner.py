@@ -22,12 +22,13 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from sampo_verl import testbed as cpu_testbed  # (module: pytest would collect a function named testbed)
+from sampo_verl import testbed
 from sampo_verl.arena import runner
 from sampo_verl.arena.__main__ import build_parser, main
 from sampo_verl.arena.layout import cell_dir, find_cells, mark_done
 from sampo_verl.arena.report import build_report, load_results
 from sampo_verl.arena.summary import success_metric, summarise
+from sampo_verl.cpu.launch import format_duration
 from sampo_verl.main_ppo import CONFIG_DIR
 from sampo_verl.plots import read_metrics
 
@@ -71,7 +72,7 @@ def fake_trainer(monkeypatch):
 
 
 def test_durations_and_progress_line():
-    assert [runner.format_duration(s) for s in (0, 42.4, 725, 3725)] == ["0s", "42s", "12m05s", "1h02m"]
+    assert [format_duration(s) for s in (0, 42.4, 725, 3725)] == ["0s", "42s", "12m05s", "1h02m"]
     progress = runner.Progress(total=18, finished=3, earlier=[50.0, 60.0, 70.0], started=0.0)
     assert progress.status(now=250) == "3/18 done, 0 failed, 15 to run | elapsed 4m10s | ETA 15m00s"
     progress.finished += 1
@@ -307,7 +308,7 @@ def arena(tmp_path_factory):
     out = tmp_path_factory.mktemp("arena") / "results"
     printed = io.StringIO()
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
-        patch.setitem(cpu_testbed.TESTBEDS, "sokoban", cpu_testbed.testbed("sokoban", **TINY))
+        patch.setitem(testbed.TESTBEDS, "sokoban", testbed.cpu_testbed("sokoban", **TINY))
         assert main(["run", *ARGS, "--out", str(out)]) == 0
     return out, printed.getvalue()
 
@@ -365,7 +366,7 @@ def test_an_interrupted_cell_resumes_from_its_checkpoint_and_a_finished_one_is_s
         return real_run_agent(workdir, *args, **kwargs)
 
     monkeypatch.setattr(runner, "run_agent", spy)
-    monkeypatch.setitem(cpu_testbed.TESTBEDS, "sokoban", cpu_testbed.testbed("sokoban", **TINY))
+    monkeypatch.setitem(testbed.TESTBEDS, "sokoban", testbed.cpu_testbed("sokoban", **TINY))
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         assert main(["run", *ARGS, "--out", str(out)]) == 0
