@@ -6,7 +6,7 @@ runs :mod:`sampo_verl.bc` and evaluates the initial and the cloned model on held
 loss curve ends and both success rates.
 
     python benchmarks/bench_bc.py WORKDIR [--env frozenlake] [--env-options '{"size": 3}'] [--max-turns 6]
-        [--episodes 150] [--steps 60] [--batch-size 16] [--eval-episodes 100] [--hidden 64] [--layers 2]
+        [--episodes 150] [--epochs 3 | --steps N] [--batch-size 16] [--eval-episodes 100] [--hidden 64] [--layers 2]
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ def main() -> None:
     parser.add_argument("--env-options", default='{"size": 3, "hole_prob": 0.2}')
     parser.add_argument("--max-turns", type=int, default=6)
     parser.add_argument("--episodes", type=int, default=150, help="expert training episodes")
-    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=None, help="optimizer steps (overrides --epochs)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--eval-episodes", type=int, default=100)
@@ -62,7 +63,13 @@ def main() -> None:
     )
     out, bc_wall, bc_cpu = timed(
         lambda: run_bc(
-            model, args.workdir / "data", args.workdir / "bc", steps=args.steps, batch_size=args.batch_size, lr=args.lr
+            model,
+            args.workdir / "data",
+            args.workdir / "bc",
+            epochs=args.epochs,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
         )
     )
     records = [json.loads(line) for line in (out / METRICS_FILE).read_text().splitlines()]
@@ -75,7 +82,7 @@ def main() -> None:
         "env_options": options,
         "max_turns": args.max_turns,
         "expert_turns": written["train"][1],
-        "steps": args.steps,
+        "steps": len(losses),
         "batch_size": args.batch_size,
         "model": {"hidden": args.hidden, "layers": args.layers, "init_std": args.init_std},
         "data_s": {"wall": data_wall, "cpu": data_cpu},

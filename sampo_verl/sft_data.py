@@ -32,7 +32,7 @@ from sampo_verl.dataset import VAL_SEED_OFFSET
 from sampo_verl.envs import ENV_REGISTRY, make_env
 from sampo_verl.prompts import Turn, build_messages, format_response
 
-DEFAULT_THOUGHT = "Next: {action}."
+DEFAULT_THOUGHT = "{action}"  # short: the tags already cost ~20 tokens of the RL response budget
 
 
 def expert_episode(

@@ -1,6 +1,7 @@
 """Expert SFT data: verl's SFT dataset sees exactly the agent loop's prompt tokens for the same state."""
 
 import asyncio
+import importlib.util
 import json
 
 import pandas as pd
@@ -17,12 +18,12 @@ from sampo_verl.dataset import VAL_SEED_OFFSET
 from sampo_verl.envs import make_env
 from sampo_verl.prompts import format_response
 from sampo_verl.scripted_server import ScriptedServer
-from sampo_verl.sft_data import expert_episode, main, write_sft_splits
+from sampo_verl.sft_data import DEFAULT_THOUGHT, expert_episode, main, write_sft_splits
 
 TOKENIZER = build_tokenizer(default_corpus(), vocab_size=512)  # the tiny model's tokenizer (sampo_verl.assets)
 SFT_DATA_CONFIG = OmegaConf.create({"pad_mode": "no_padding", "max_length": 4096, "truncation": "error"})
+NEEDS_ALFWORLD = pytest.mark.skipif(importlib.util.find_spec("alfworld") is None, reason="alfworld not installed")
 SOKOBAN = {"dim_room": [6, 6], "search_depth": 10}
-THOUGHT = "Next: {action}."
 
 
 def agent_loop_episode(env: str, seed: int, env_options: dict, responses: list[str], history_length: int):
@@ -76,11 +77,18 @@ def sft_turns(path, seed: int) -> tuple[list[dict], list[dict]]:
 
 @pytest.mark.parametrize(
     ("env", "env_options", "history_length"),
-    [("sokoban", SOKOBAN, 2), ("frozenlake", {"size": 4, "hole_prob": 0.3}, 2), ("frozenlake", {"size": 4}, 0)],
+    [
+        ("sokoban", SOKOBAN, 2),
+        ("frozenlake", {"size": 4, "hole_prob": 0.3}, 2),
+        ("frozenlake", {"size": 4}, 0),
+        pytest.param("alfworld", {"num_receptacles": 5, "num_objects": 5}, 2, marks=NEEDS_ALFWORLD),
+    ],
 )
 def test_sft_prompt_and_response_tokens_equal_the_agent_loops(tmp_path, env, env_options, history_length):
+    if env == "alfworld":  # task text and admissible commands in every prompt
+        env_options = {**env_options, "cache_dir": str(tmp_path / "games")}
     written = write_sft_splits(
-        str(tmp_path), env, episodes=4, val_episodes=0, env_options=env_options, history_length=history_length
+        str(tmp_path / "data"), env, episodes=4, val_episodes=0, env_options=env_options, history_length=history_length
     )
     rows_all = pd.read_parquet(written["train"][0])
     seed = max(range(4), key=lambda s: sum(info["seed"] == s for info in rows_all.extra_info))  # longest episode
@@ -99,24 +107,12 @@ def test_sft_prompt_and_response_tokens_equal_the_agent_loops(tmp_path, env, env
         assert loss_mask[:start].sum() == 0 and bool(loss_mask[start:].all())  # one trained span: the response
         assert input_ids[:start].tolist() == out.prompt_ids  # the prompt, token for token
         response_ids = TOKENIZER.encode(
-            format_response(THOUGHT.format(action=action), action), add_special_tokens=False
+            format_response(DEFAULT_THOUGHT.format(action=action), action), add_special_tokens=False
         )
         assert out.response_ids == response_ids + [TOKENIZER.eos_token_id]
         # verl trains the response, its end-of-turn token and the template's newline after it
         assert input_ids[start:].tolist() == out.response_ids + newline
         assert out.extra_fields["action_valid"] and out.extra_fields["anchor"] == rows[step]["extra_info"]["anchor"]
-
-
-def test_alfworld_sft_prompts_carry_task_and_admissible_commands(tmp_path):
-    pytest.importorskip("alfworld")
-    options = {"cache_dir": str(tmp_path / "games"), "num_receptacles": 5, "num_objects": 5}
-    rows = expert_episode("alfworld", 1, options)
-    responses = [row["messages"][1]["content"] for row in rows]
-    outputs = agent_loop_episode("alfworld", 1, options, responses, 2)
-    assert len(outputs) == len(rows) and outputs[-1].extra_fields["success"] == 1.0
-    prompts = [TOKENIZER.decode(o.prompt_ids) for o in outputs]
-    for prompt, row in zip(prompts, rows):
-        assert row["messages"][0]["content"] in prompt and "Task: " in prompt and "Admissible actions: " in prompt
 
 
 def test_episodes_follow_the_expert_and_splits_use_held_out_seeds(tmp_path):
@@ -136,7 +132,7 @@ def test_episodes_follow_the_expert_and_splits_use_held_out_seeds(tmp_path):
         obs, _ = env.reset(seed)
         for row, action in zip(rows, actions):
             assert f"Current observation:\n{obs}" in row["messages"][0]["content"]
-            assert row["messages"][1]["content"] == format_response(THOUGHT.format(action=action), action)
+            assert row["messages"][1]["content"] == format_response(DEFAULT_THOUGHT.format(action=action), action)
             obs, _, _, _ = env.step(action)
 
 
