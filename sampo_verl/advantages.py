@@ -222,9 +222,7 @@ def _floats(values: Any, name: str, n_rows: int) -> np.ndarray:
     return out
 
 
-def collect_turns(
-    index: Any, non_tensor_batch: Mapping[str, Any], invalid_penalty: float, adv_estimator: str
-) -> Turns:
+def collect_turns(index: Any, non_tensor_batch: Mapping[str, Any], invalid_penalty: float, adv_estimator: str) -> Turns:
     """Validate the per-turn fields and lay the rows out by episode; bad input raises ValueError.
 
     Call ``validate_fields`` first: this assumes the fields exist.
@@ -248,8 +246,11 @@ def collect_turns(
     order = np.lexsort((step, episode))
     sorted_episode, sorted_step = episode[order], step[order]
     same_episode = sorted_episode[1:] == sorted_episode[:-1]
-    if (same_episode & (sorted_step[1:] == sorted_step[:-1])).any():
-        raise ValueError(f"two rows share the same ({TRAJ_UID}, {STEP}): each turn must appear once")
+    repeated = same_episode & (sorted_step[1:] == sorted_step[:-1])
+    if repeated.any():
+        rows = order[1:][repeated][:5]
+        pairs = [(non_tensor_batch[TRAJ_UID][row], int(step[row])) for row in rows]
+        raise ValueError(f"two rows share the same ({TRAJ_UID}, {STEP}), e.g. {pairs}: each turn must appear once")
     starts = np.flatnonzero(np.r_[True, ~same_episode])
     lengths = np.diff(np.r_[starts, n_rows])
     position = np.arange(n_rows) - np.repeat(starts, lengths)

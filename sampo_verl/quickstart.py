@@ -181,7 +181,7 @@ def write_report(report: Path, rl_metrics: Path, bc_metrics: Path, summary: Summ
 
 def main(argv: list[str] | None = None) -> Summary:
     parser = argparse.ArgumentParser(prog="python -m sampo_verl.quickstart", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--env", default="sokoban", choices=sorted(TESTBEDS))
+    parser.add_argument("--env", default="frozenlake", choices=sorted(TESTBEDS))
     parser.add_argument("--method", default="sampo", help="method preset (sampo_verl/conf/method)")
     parser.add_argument("--steps", type=int, default=12, help="RL training steps")
     parser.add_argument("--test-freq", type=int, default=4, help="validate every N RL steps (and at the end)")
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> Summary:
     parser.add_argument("--hidden", type=int, default=None, help="model width (default: the testbed's)")
     parser.add_argument("--layers", type=int, default=None, help="model depth (default: the testbed's)")
     parser.add_argument("--bc-episodes", type=int, default=None, help="expert episodes (default: the testbed's)")
-    parser.add_argument("--bc-epochs", type=int, default=None, help="behaviour-cloning epochs (default: the testbed's)")
+    parser.add_argument("--bc-steps", type=int, default=None, help="behaviour-cloning steps (default: the testbed's)")
     parser.add_argument("--val-tasks", type=int, default=None, help="held-out tasks (default: the testbed's)")
     parser.add_argument("--out", type=Path, default=Path("runs/quickstart"))
     args = parser.parse_args(argv)
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> Summary:
         name: value
         for name, value in (
             ("bc_episodes", args.bc_episodes),
-            ("bc_epochs", args.bc_epochs),
+            ("bc_steps", args.bc_steps),
             ("rl_val_tasks", args.val_tasks),
         )
         if value is not None

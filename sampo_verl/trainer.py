@@ -44,6 +44,49 @@ def pop_extra_fields(data: Any) -> list[dict[str, Any]]:
     return [getattr(ef, "data", ef) for ef in data.pop("extra_fields").tolist()]
 
 
+def real_rows(tags: list[dict[str, Any]]) -> np.ndarray:
+    """Rows that are not verl's synthetic padding (``upsample_batch_to_divisible_size`` appends copies
+    of the first row's metadata, tagged ``is_padding``, to make the batch divisible by the mini-batch)."""
+    return np.array([not tag.get("is_padding", False) for tag in tags], dtype=bool)
+
+
+def multi_turn_advantages(
+    algorithm_config: Any,
+    uid: np.ndarray,
+    extra_fields: list[dict[str, Any]],
+    tensors: dict[str, torch.Tensor],
+    real: np.ndarray,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Advantages and returns of the configured multi-turn estimator, (bs, response_length).
+
+    ``tensors`` holds ``rm_scores``, ``response_mask`` and the estimator's extra tensors. The
+    estimator sees the real rows only (a padding row repeats a real turn's ``traj_uid`` and ``step``);
+    padding rows get zero advantages and returns, so they add nothing to the loss.
+    """
+    name = algorithm_config.adv_estimator
+    rows = np.flatnonzero(real)
+    non_tensor_batch = turn_fields([extra_fields[i] for i in rows], advantages.required_fields(name))
+    non_tensor_batch["uid"] = uid[rows]
+    selected = {field: tensor[torch.from_numpy(rows)] for field, tensor in tensors.items()}
+    estimator_tensors = {f: selected[f] for f in advantages.required_tensor_fields(name)}
+    advantages.validate_fields(name, non_tensor_batch, estimator_tensors)
+    adv, returns = core_algos.get_adv_estimator_fn(name)(
+        token_level_rewards=selected["rm_scores"],
+        response_mask=selected["response_mask"],
+        index=non_tensor_batch["uid"],
+        config=algorithm_config,
+        non_tensor_batch=non_tensor_batch,
+        batch=estimator_tensors,
+    )
+    if rows.size == real.size:
+        return adv, returns
+    full_adv = torch.zeros(tensors["response_mask"].shape, dtype=adv.dtype)
+    full_returns = torch.zeros_like(full_adv)
+    full_adv[torch.from_numpy(rows)] = adv
+    full_returns[torch.from_numpy(rows)] = returns
+    return full_adv, full_returns
+
+
 def turn_fields(extra_fields: list[dict[str, Any]], names: set[str]) -> dict[str, np.ndarray]:
     """Column arrays of the per-turn fields ``names`` from each sample's ``extra_fields`` dict.
 
@@ -89,19 +132,12 @@ class SampoTrainer(PPOTrainerSync):
         uid = np.array(data.pop("uid").tolist(), dtype=object)
         extra = pop_extra_fields(data)
         padded = data.to_padded_tensor()
-
-        non_tensor_batch = turn_fields(extra, advantages.required_fields(name))
-        non_tensor_batch["uid"] = uid
-        tensors = {field: padded[field] for field in tensor_fields}
-        advantages.validate_fields(name, non_tensor_batch, tensors)
-
-        adv, returns = core_algos.get_adv_estimator_fn(name)(
-            token_level_rewards=padded["rm_scores"],
-            response_mask=padded["response_mask"],
-            index=uid,
-            config=self.config.algorithm,
-            non_tensor_batch=non_tensor_batch,
-            batch=tensors,
+        adv, returns = multi_turn_advantages(
+            self.config.algorithm,
+            uid,
+            extra,
+            {field: padded[field] for field in ["rm_scores", "response_mask", *tensor_fields]},
+            real_rows(batch.tags),
         )
         output = TensorDict(
             {
@@ -127,7 +163,8 @@ class SampoTrainer(PPOTrainerSync):
     def _compute_metrics(self, batch, metrics, timing_raw, global_steps, epoch):
         super()._compute_metrics(batch, metrics, timing_raw, global_steps, epoch)
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_fields"])
-        metrics.update(turn_metrics(pop_extra_fields(data)))
+        extra = pop_extra_fields(data)
+        metrics.update(turn_metrics([ef for ef, real in zip(extra, real_rows(batch.tags), strict=True) if real]))
 
         fired = self.collapse_detector.update(global_steps, metrics)
         if self.collapse_detector.config.enable:
@@ -246,18 +283,9 @@ class SampoReplayBuffer(ReplayBuffer):
 
 def group_advantages(algorithm_config: Any, uid: np.ndarray, extra_fields: list[dict[str, Any]]) -> np.ndarray:
     """Per-row advantages of the configured multi-turn estimator (filter criterion ``advantage``)."""
-    name = algorithm_config.adv_estimator
-    non_tensor_batch = turn_fields(extra_fields, advantages.required_fields(name))
-    advantages.validate_fields(name, non_tensor_batch, {})
     ones = torch.ones(len(uid), 1)
-    adv, _ = core_algos.get_adv_estimator_fn(name)(
-        token_level_rewards=torch.zeros_like(ones),
-        response_mask=ones,
-        index=uid,
-        config=algorithm_config,
-        non_tensor_batch=non_tensor_batch,
-        batch={},
-    )
+    tensors = {"rm_scores": torch.zeros_like(ones), "response_mask": ones}
+    adv, _ = multi_turn_advantages(algorithm_config, uid, extra_fields, tensors, np.ones(len(uid), dtype=bool))
     return adv[:, 0].numpy()
 
 

@@ -65,8 +65,8 @@ def smoke(tmp_path_factory):
         "2",
         "--bc-episodes",
         "40",
-        "--bc-epochs",
-        "1",
+        "--bc-steps",
+        "2",
         "--val-tasks",
         "4",
     ]

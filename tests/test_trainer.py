@@ -12,8 +12,16 @@ from sampo_verl.trainer import SampoReplayBuffer, turn_fields, turn_metrics
 
 
 def turn(traj, step, reward, anchor="s", step_reward=0.0, valid=True, won=False):
-    return {"traj_uid": traj, "step": step, "anchor": anchor, "step_reward": step_reward,
-            "episode_reward": reward, "action_valid": valid, "format_valid": valid, "won": won}
+    return {
+        "traj_uid": traj,
+        "step": step,
+        "anchor": anchor,
+        "step_reward": step_reward,
+        "episode_reward": reward,
+        "action_valid": valid,
+        "format_valid": valid,
+        "won": won,
+    }
 
 
 def test_turn_fields_leaves_out_fields_missing_anywhere():
@@ -26,8 +34,11 @@ def test_turn_fields_leaves_out_fields_missing_anywhere():
 
 def test_turn_metrics_by_hand():
     extra = [
-        turn("a_0", 0, 1.0), turn("a_0", 1, 1.0, won=True),  # 2-turn win
-        turn("a_1", 0, 0.0, valid=False), turn("a_1", 1, 0.0), turn("a_1", 2, 0.0),  # 3-turn loss
+        turn("a_0", 0, 1.0),
+        turn("a_0", 1, 1.0, won=True),  # 2-turn win
+        turn("a_1", 0, 0.0, valid=False),
+        turn("a_1", 1, 0.0),
+        turn("a_1", 2, 0.0),  # 3-turn loss
     ]
     m = turn_metrics(extra)
     assert m["sampo/format_valid_rate"] == pytest.approx(4 / 5)
@@ -46,8 +57,10 @@ class FakeTQ:
     def kv_batch_get(self, keys, partition_id, select_fields):
         extra = np.empty(len(keys), dtype=object)
         extra[:] = [self.table[k] for k in keys]
-        return {"extra_fields": extra,
-                "rm_scores": [torch.tensor([0.0, self.table[k]["episode_reward"]]) for k in keys]}
+        return {
+            "extra_fields": extra,
+            "rm_scores": [torch.tensor([0.0, self.table[k]["episode_reward"]]) for k in keys],
+        }
 
 
 def make_buffer(monkeypatch, table, adv_estimator="gigpo", **options):
@@ -55,11 +68,18 @@ def make_buffer(monkeypatch, table, adv_estimator="gigpo", **options):
     dispatched = []
     buf = SampoReplayBuffer(
         options=FilterOptions(enable=True, **options),
-        algorithm_config=OmegaConf.create({"adv_estimator": adv_estimator, "gamma": 1.0,
-                                           "gigpo": {"mode": "mean_norm"}}),
-        trainer_mode="sync", trainer_config={}, max_off_policy_threshold=None,
-        max_off_policy_strategy="drop", sampler_kwargs={}, refill_fn=dispatched.append,
-        filter_groups_metric="reward", train_batch_size=2, gen_batch_size=1,
+        algorithm_config=OmegaConf.create(
+            {"adv_estimator": adv_estimator, "gamma": 1.0, "gigpo": {"mode": "mean_norm"}}
+        ),
+        trainer_mode="sync",
+        trainer_config={},
+        max_off_policy_threshold=None,
+        max_off_policy_strategy="drop",
+        sampler_kwargs={},
+        refill_fn=dispatched.append,
+        filter_groups_metric="reward",
+        train_batch_size=2,
+        gen_batch_size=1,
     )
     buf._global_steps = 1
     for key in table:
@@ -71,8 +91,10 @@ def make_buffer(monkeypatch, table, adv_estimator="gigpo", **options):
 # group "sig": rewards differ; "flat": equal rewards and equal steps (no signal at all);
 # "steps": equal episode rewards, but the same anchor led to different step returns (GiGPO signal)
 TABLE = {
-    "sig_0_0": turn("sig_0", 0, 1.0, step_reward=1.0), "sig_1_0": turn("sig_1", 0, 0.0),
-    "flat_0_0": turn("flat_0", 0, 0.0), "flat_1_0": turn("flat_1", 0, 0.0),
+    "sig_0_0": turn("sig_0", 0, 1.0, step_reward=1.0),
+    "sig_1_0": turn("sig_1", 0, 0.0),
+    "flat_0_0": turn("flat_0", 0, 0.0),
+    "flat_1_0": turn("flat_1", 0, 0.0),
     "steps_0_0": turn("steps_0", 0, 1.0, anchor="x", step_reward=1.0),
     "steps_0_1": turn("steps_0", 1, 1.0, anchor="y", step_reward=0.0),
     "steps_1_0": turn("steps_1", 0, 1.0, anchor="x", step_reward=0.0),
@@ -129,3 +151,27 @@ def test_trainer_runs_verl_sync_mode_with_the_filtering_buffer(method):
     buffer = trainer._build_replay_buffer()
     assert buffer.trainer_mode == "sync"
     assert type(buffer) is (SampoReplayBuffer if method == "sampo" else ReplayBuffer)
+
+
+def test_padding_rows_are_left_out_of_the_estimator_and_get_zero_advantage():
+    """verl pads a batch with copies of its first row's metadata (same traj_uid and step): the
+    estimator must see only the real rows, and the padding rows must not carry any advantage."""
+    from sampo_verl.trainer import multi_turn_advantages
+
+    config = OmegaConf.create({"adv_estimator": "gigpo", "gamma": 0.9, "gigpo": {"mode": "mean_norm"}})
+    extra = [TABLE[key] for key in TABLE]
+    uid = np.array([key.split("_")[0] for key in TABLE], dtype=object)
+    n, length = len(extra), 3
+    tensors = {"rm_scores": torch.zeros(n, length), "response_mask": torch.ones(n, length)}
+    real_adv, real_returns = multi_turn_advantages(config, uid, extra, tensors, np.ones(n, dtype=bool))
+
+    padded_extra = extra + [extra[0], extra[0]]
+    padded_uid = np.concatenate([uid, np.array(["pad1", "pad1"], dtype=object)])
+    padded_tensors = {k: torch.cat([v, v[:2]]) for k, v in tensors.items()}
+    real = np.r_[np.ones(n, dtype=bool), False, False]
+    adv, returns = multi_turn_advantages(config, padded_uid, padded_extra, padded_tensors, real)
+    assert torch.equal(adv[:n], real_adv) and torch.equal(returns[:n], real_returns)
+    assert not adv[n:].any() and not returns[n:].any()
+    assert real_adv.abs().sum() > 0
+    with pytest.raises(ValueError, match="share the same"):  # what verl's padding did before
+        multi_turn_advantages(config, padded_uid, padded_extra, padded_tensors, np.ones(n + 2, dtype=bool))

@@ -298,7 +298,7 @@ def test_print_commands_gives_one_arena_run_per_unfinished_cell(tmp_path, capsys
 ARGS = ["--envs", "sokoban", "--methods", "grpo,gspo", "--seeds", "1", "--steps", "2", "--test-freq", "2"]
 # a checkpoint every step, two kept: the resume test rewinds a finished cell to its step-1 checkpoint
 ARGS += ["--save-freq", "1", "--timeout", "900", "trainer.max_actor_ckpt_to_keep=2"]
-TINY = {"max_turns": 3, "bc_episodes": 16, "bc_val_episodes": 0, "bc_epochs": 1, "bc_batch_size": 16}
+TINY = {"max_turns": 3, "bc_episodes": 16, "bc_val_episodes": 0, "bc_steps": 1, "bc_batch_size": 16}
 TINY |= {"rl_train_tasks": 16, "rl_val_tasks": 4}
 
 
