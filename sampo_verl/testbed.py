@@ -41,6 +41,7 @@ class Testbed:
     rl_train_tasks: int = 512
     rl_val_tasks: int = 32
     rl_groups: int = 4  # episode groups per RL step
+    rl_lr: float = 1e-3
     rl_group_size: int = 8  # the testbed's group size
     max_response_length: int = 48  # a cloned turn is ~25 tokens; sampled ones run longer
 
@@ -104,6 +105,7 @@ def rl_config(tb: Testbed, method: str, seed: int, steps: int, test_freq: int, *
         val_tasks=tb.rl_val_tasks,
         max_response_length=tb.max_response_length,
         train_batch_size=tb.rl_groups,
+        lr=tb.rl_lr,
         group_size=tb.rl_group_size,
         test_freq=test_freq,
         val_before_train=True,
@@ -112,4 +114,6 @@ def rl_config(tb: Testbed, method: str, seed: int, steps: int, test_freq: int, *
 
 
 def _fingerprint(tb: Testbed) -> dict[str, Any]:
-    return json.loads(json.dumps(dataclasses.asdict(tb)))
+    """The settings the behaviour-cloned start depends on (the RL ones may change freely)."""
+    fields = {k: v for k, v in dataclasses.asdict(tb).items() if not k.startswith(("rl_", "max_response"))}
+    return json.loads(json.dumps(fields))
