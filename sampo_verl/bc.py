@@ -21,14 +21,13 @@ import json
 import math
 import os
 import shutil
-import signal
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from sampo_verl.cpu.launch import run_process
 from sampo_verl.cpu.overrides import CONFIG_DIR
 
 SFT_CPU_PRESET = "+preset@_global_=sft_cpu"
@@ -122,7 +121,7 @@ def run_bc(
     Args:
         cpu: add the CPU preset; None: when verl's platform is ``cpu``.
         nproc: torchrun processes; None: the platform's device count (1 on CPU).
-        timeout: seconds after which torchrun and its workers are killed (``TimeoutExpired``).
+        timeout: seconds after which torchrun and its workers are stopped (``RuntimeError``, as on failure).
         training: ``epochs``, ``steps``, ``lr``, ``batch_size`` of :func:`sft_overrides`.
         extra_overrides: Hydra overrides of verl's SFT config, applied last.
     """
@@ -143,15 +142,7 @@ def run_bc(
     }
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
     command = [*torchrun, "-m", "verl.trainer.sft_trainer", *overrides]
-    proc = subprocess.Popen(command, env=env, start_new_session=True)  # own process group: stopped as a whole
-    try:
-        returncode = proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        raise
-    if returncode != 0:
-        raise subprocess.CalledProcessError(returncode, command)
+    run_process(command, Path.cwd(), env, capture=False, timeout=timeout)  # stopped as a group on timeout/Ctrl-C
     return export_hf_model(out, model)
 
 
