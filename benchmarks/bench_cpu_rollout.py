@@ -77,9 +77,9 @@ def bench_train_step(args: argparse.Namespace, tmp: Path) -> None:
     model_dir = prepare(workdir)
     start = time.perf_counter()
     overrides = toy_grpo_overrides(workdir, model_dir, total_steps=args.train_steps, save_freq=-1)
-    records = run_main_ppo(workdir, overrides, workdir / "metrics.jsonl")
+    history = run_main_ppo(workdir, overrides, workdir / "metrics.jsonl")
     wall = time.perf_counter() - start
-    steps = [r["data"]["timing_s/step"] for r in records if "timing_s/step" in r["data"]]
+    steps = [metrics["timing_s/step"] for metrics in history.values() if "timing_s/step" in metrics]
     later = steps[1:] or steps
     print(f"verl trainer, toy GRPO on CPU (tiny Qwen2, batch 4 x n=4, ref + KL), {len(steps)} steps:")
     print(f"  first step     : {steps[0]:.2f} s")

@@ -14,13 +14,12 @@ that runs on a laptop, shared by the quickstart (one environment, one method) an
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sampo_verl.assets import ModelSize
-from sampo_verl.cpu.agent_run import AgentRunConfig, prepare_model
+from sampo_verl.cpu.agent_run import AgentRunConfig, is_built, mark_built, prepare_model
 
 DONE_FILE = "bc_done.json"
 
@@ -67,7 +66,7 @@ def bc_start(workdir: Path, tb: Testbed, timeout: float | None = None) -> Path:
 
     out = workdir / "bc"
     done = out / DONE_FILE
-    if done.exists() and json.loads(done.read_text()).get("testbed") == _fingerprint(tb):
+    if is_built(done, _fingerprint(tb)):
         return out
     model = prepare_model(workdir / "init_model", tb.model)
     data = workdir / "sft_data"
@@ -88,7 +87,7 @@ def bc_start(workdir: Path, tb: Testbed, timeout: float | None = None) -> Path:
         batch_size=tb.bc_batch_size,
         timeout=timeout,
     )
-    done.write_text(json.dumps({"testbed": _fingerprint(tb)}))
+    mark_built(done, _fingerprint(tb))
     return out
 
 
@@ -115,5 +114,4 @@ def rl_config(tb: Testbed, method: str, seed: int, steps: int, test_freq: int, *
 
 def _fingerprint(tb: Testbed) -> dict[str, Any]:
     """The settings the behaviour-cloned start depends on (the RL ones may change freely)."""
-    fields = {k: v for k, v in dataclasses.asdict(tb).items() if not k.startswith(("rl_", "max_response"))}
-    return json.loads(json.dumps(fields))
+    return {k: v for k, v in dataclasses.asdict(tb).items() if not k.startswith(("rl_", "max_response"))}

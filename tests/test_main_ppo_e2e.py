@@ -48,8 +48,8 @@ def shared(tmp_path_factory) -> tuple[Path, Path]:
     return prepare_model(root / "model"), root / "data"
 
 
-def train_steps(records: list[dict]) -> dict[int, dict]:
-    return {r["step"]: r["data"] for r in records if "training/global_step" in r["data"]}
+def train_steps(history: dict[int, dict]) -> dict[int, dict]:
+    return {step: metrics for step, metrics in history.items() if "training/global_step" in metrics}
 
 
 @pytest.mark.parametrize(
@@ -61,8 +61,8 @@ def test_preset_trains_two_steps(method, shared, tmp_path):
     test_freq = 2 if method == "gigpo" else -1
     config = AgentRunConfig(env="sokoban", method=method, steps=2, max_turns=MAX_TURNS, test_freq=test_freq)
     extra = COLLAPSE_STOP if method == "grpo" else []
-    records = run_agent(tmp_path, model_dir, config, extra, data_dir=data_dir, timeout=900)
-    steps = train_steps(records)
+    history = run_agent(tmp_path, model_dir, config, extra, data_dir=data_dir, timeout=900)
+    steps = train_steps(history)
     assert sorted(steps) == [1, 2]
     for metrics in steps.values():
         # verl's own training metrics, with rollout and trainer log-probs agreeing (fp32 on CPU)

@@ -1,10 +1,9 @@
 """The CPU testbed: settings per environment and the cached behaviour-cloned start."""
 
-import json
-
 import pytest
 
 from sampo_verl import bc, sft_data
+from sampo_verl.cpu.agent_run import mark_built
 from sampo_verl.testbed import DONE_FILE, _fingerprint, bc_start, cpu_testbed, rl_config
 
 
@@ -32,7 +31,7 @@ def test_bc_start_is_reused_unless_its_own_settings_change(tmp_path, monkeypatch
     monkeypatch.setattr("sampo_verl.testbed.prepare_model", lambda path, size: path)
     tb = cpu_testbed("frozenlake", bc_steps=3)
     (tmp_path / "bc").mkdir()
-    (tmp_path / "bc" / DONE_FILE).write_text(json.dumps({"testbed": _fingerprint(tb)}))
+    mark_built(tmp_path / "bc" / DONE_FILE, _fingerprint(tb))
     assert bc_start(tmp_path, cpu_testbed("frozenlake", bc_steps=3, rl_lr=1.0, rl_groups=9)) == tmp_path / "bc"
     assert calls == []  # RL settings do not invalidate the behaviour-cloned start
     bc_start(tmp_path, cpu_testbed("frozenlake", bc_steps=4))

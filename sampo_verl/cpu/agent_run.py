@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,9 @@ from typing import Any
 from sampo_verl.assets import ModelSize, build_assets
 from sampo_verl.cpu.launch import run_main_ppo
 from sampo_verl.dataset import write_splits
+from sampo_verl.plots import History
 
+TASKS_FILE = "tasks.json"  # the settings the task files were written with
 # random tiny model with varied greedy outputs (sampo_verl.assets: the default std repeats one token)
 TINY_MODEL = ModelSize(hidden=64, init_std=0.3)
 
@@ -48,10 +51,27 @@ class AgentRunConfig:
     save_freq: int = -1
 
 
+def is_built(marker: Path, settings: Mapping[str, Any]) -> bool:
+    """Whether the build that wrote ``marker`` (:func:`mark_built`) used exactly ``settings``."""
+    return marker.exists() and json.loads(marker.read_text()) == json.loads(json.dumps(settings))
+
+
+def mark_built(marker: Path, settings: Mapping[str, Any]) -> None:
+    marker.write_text(json.dumps(settings))
+
+
 def prepare_data(data_dir: Path, config: AgentRunConfig) -> tuple[Path, Path]:
-    """Write the train/val task parquet files under ``data_dir`` unless they are there."""
+    """Write the train/val task parquet files under ``data_dir`` unless they are there with these settings."""
     train, val = data_dir / "train.parquet", data_dir / "val.parquet"
-    if not (train.exists() and val.exists()):
+    marker = data_dir / TASKS_FILE
+    settings = {
+        "env": config.env,
+        "env_options": config.env_options,
+        "train_tasks": config.train_tasks,
+        "val_tasks": config.val_tasks,
+        "max_turns": config.max_turns,
+    }
+    if not (train.exists() and val.exists() and is_built(marker, settings)):
         write_splits(
             str(data_dir),
             config.env,
@@ -60,6 +80,7 @@ def prepare_data(data_dir: Path, config: AgentRunConfig) -> tuple[Path, Path]:
             env_options=config.env_options,
             max_turns=config.max_turns,
         )
+        mark_built(marker, settings)
     return train, val
 
 
@@ -111,8 +132,8 @@ def run_agent(
     capture: bool = True,
     timeout: float | None = None,
     metrics_file: Path | None = None,
-) -> list[dict]:
-    """Run the agent RL job in ``workdir``; return the per-step records of verl's file logger.
+) -> History:
+    """Run the agent RL job in ``workdir``; return verl's file-logger metrics, step -> values.
 
     The logger writes ``metrics_file`` (default ``workdir/metrics.jsonl``), truncating it first.
     """

@@ -9,7 +9,6 @@ logger path, and a run that overruns ``timeout`` is stopped with its whole proce
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -18,12 +17,7 @@ from pathlib import Path
 
 import torch
 
-
-def read_metrics(metrics_file: Path) -> list[dict]:
-    """The records ``{"step": N, "data": {...}}`` of verl's file logger (empty if there is no file)."""
-    if not metrics_file.exists():
-        return []
-    return [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+from sampo_verl.plots import History, read_metrics
 
 
 def run_process(
@@ -71,8 +65,9 @@ def run_main_ppo(
     capture: bool = True,
     module: str = "verl.trainer.main_ppo",
     timeout: float | None = None,
-) -> list[dict]:
-    """Run ``python -m <module> <overrides>`` in ``workdir`` and return the file logger's records.
+) -> History:
+    """Run ``python -m <module> <overrides>`` in ``workdir``; return the file logger's metrics, step -> values
+    (:func:`sampo_verl.plots.read_metrics`; empty when the run logged no file).
 
     Raises ``RuntimeError`` with the output tail when the run fails or overruns ``timeout`` seconds.
     """
@@ -85,7 +80,7 @@ def run_main_ppo(
     if torch.cuda.is_available():  # these runs exercise the CPU backend even on a GPU host
         env["VERL_PLATFORM"] = "cpu"
     run_process([sys.executable, "-m", module, *overrides], workdir, env, capture=capture, timeout=timeout)
-    return read_metrics(metrics_file)
+    return read_metrics(metrics_file) if metrics_file.exists() else {}
 
 
 def format_duration(seconds: float) -> str:

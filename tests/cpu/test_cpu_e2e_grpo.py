@@ -22,8 +22,8 @@ def runs(tmp_path_factory):
     return workdir, model_dir, first, resumed
 
 
-def step_metrics(records: list[dict]) -> dict[int, dict]:
-    return {record["step"]: record["data"] for record in records if "training/global_step" in record["data"]}
+def step_metrics(history: dict[int, dict]) -> dict[int, dict]:
+    return {step: metrics for step, metrics in history.items() if "training/global_step" in metrics}
 
 
 def test_two_grpo_steps_log_metrics_with_matching_rollout_log_probs(runs):
