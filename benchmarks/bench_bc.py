@@ -6,6 +6,7 @@ runs :mod:`sampo_verl.bc` and evaluates the initial and the cloned model on held
 loss curve ends and both success rates.
 
     python benchmarks/bench_bc.py WORKDIR [--env frozenlake] [--env-options '{"size": 3}'] [--max-turns 6]
+        (environment defaults: the CPU testbed's, sampo_verl.testbed)
         [--episodes 150] [--epochs 3 | --steps N] [--batch-size 16] [--eval-episodes 100] [--hidden 64] [--layers 2]
 """
 
@@ -24,6 +25,7 @@ from sampo_verl.bc import METRICS_FILE, run_bc
 from sampo_verl.dataset import VAL_SEED_OFFSET
 from sampo_verl.evaluate import evaluate
 from sampo_verl.sft_data import write_sft_splits
+from sampo_verl.testbed import TESTBEDS
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
@@ -42,8 +44,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("workdir", type=Path)
     parser.add_argument("--env", default="frozenlake")
-    parser.add_argument("--env-options", default='{"size": 3, "hole_prob": 0.2}')
-    parser.add_argument("--max-turns", type=int, default=6)
+    parser.add_argument("--env-options", default=None, help="JSON dict (default: the env's CPU testbed's)")
+    parser.add_argument("--max-turns", type=int, default=None, help="(default: the env's CPU testbed's)")
     parser.add_argument("--episodes", type=int, default=150, help="expert training episodes")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps (overrides --epochs)")
@@ -54,8 +56,10 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--init-std", type=float, default=0.3)
     args = parser.parse_args()
-    options = json.loads(args.env_options)
-    episode = {"env_options": options, "max_turns": args.max_turns}
+    testbed = TESTBEDS.get(args.env)
+    options = json.loads(args.env_options) if args.env_options else dict(testbed.env_options if testbed else {})
+    max_turns = args.max_turns or (testbed.max_turns if testbed else None)
+    episode = {"env_options": options, "max_turns": max_turns}
     model = build_assets(args.workdir / "model", size=ModelSize(args.hidden, args.layers, init_std=args.init_std))
 
     written, data_wall, data_cpu = timed(
@@ -80,7 +84,7 @@ def main() -> None:
     report = {
         "env": args.env,
         "env_options": options,
-        "max_turns": args.max_turns,
+        "max_turns": max_turns,
         "expert_turns": written["train"][1],
         "steps": len(losses),
         "batch_size": args.batch_size,

@@ -46,11 +46,14 @@ import asyncio
 import json
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
 from uuid import uuid4
 
-from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutput, register
+from omegaconf import DictConfig, OmegaConf
+from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutput, DictConfigWrap, register
+from verl.utils.dataset.rl_dataset import RLHFDataset
 from verl.utils.profiler import simple_timer
 
 from sampo_verl.action_parser import parse_turn
@@ -125,6 +128,17 @@ class TurnRecord:
     won: bool
 
 
+def standalone_config(rollout: Mapping[str, Any]) -> DictConfig:
+    """The part of verl's trainer config an agent loop reads, for a loop run outside a trainer."""
+    return OmegaConf.create(
+        {
+            "actor_rollout_ref": {"rollout": dict(rollout)},
+            "trainer": {"use_v1": True},
+            "data": {"apply_chat_template_kwargs": {}},
+        }
+    )
+
+
 @register("sampo_env_agent")
 class EnvAgentLoop(AgentLoopBase):
     """Play one text-environment episode per call; return one ``AgentLoopOutput`` per turn."""
@@ -152,6 +166,28 @@ class EnvAgentLoop(AgentLoopBase):
         self.max_turns, self.history_length = max_turns, history_length
         self.env_timeout_s = float(env_timeout_s)
         self.response_length = self.rollout_config.response_length
+
+    @classmethod
+    def standalone(
+        cls,
+        server_manager: Any,
+        tokenizer: Any,
+        rollout: Mapping[str, Any],
+        hf_model_type: str | None = None,
+        **options: Any,
+    ) -> EnvAgentLoop:
+        """A loop outside verl's AgentLoopWorker (evaluation, tests): ``rollout`` is the rollout config it reads."""
+        config = standalone_config(rollout)
+        return cls(
+            trainer_config=DictConfigWrap(config=config),
+            server_manager=server_manager,
+            tokenizer=tokenizer,
+            processor=None,
+            dataset_cls=RLHFDataset,
+            data_config=DictConfigWrap(config.data),
+            hf_model_type=hf_model_type,
+            **options,
+        )
 
     async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> list[AgentLoopOutput]:
         spec = EpisodeSpec.from_row(kwargs)

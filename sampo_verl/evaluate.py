@@ -23,8 +23,6 @@ from typing import Any
 
 from omegaconf import OmegaConf
 from transformers import AutoConfig, AutoTokenizer
-from verl.experimental.agent_loop.agent_loop import DictConfigWrap
-from verl.utils.dataset.rl_dataset import RLHFDataset
 
 from sampo_verl.agent_loop import EnvAgentLoop
 from sampo_verl.cpu.hf_server import HFServer
@@ -64,22 +62,12 @@ async def play_episodes(
         "dtype": "float32",
         "seed": 0,
     }
-    config = OmegaConf.create(
-        {
-            "actor_rollout_ref": {"rollout": rollout},
-            "trainer": {"use_v1": True},
-            "data": {"apply_chat_template_kwargs": {}},
-        }
-    )
     model_config = SimpleNamespace(path=model, override_config={}, trust_remote_code=False)
-    server = HFServer(config.actor_rollout_ref.rollout, model_config, replica_rank=0)
-    loop = EnvAgentLoop(
-        trainer_config=DictConfigWrap(config=config),
-        server_manager=server,
-        tokenizer=AutoTokenizer.from_pretrained(model),
-        processor=None,
-        dataset_cls=RLHFDataset,
-        data_config=DictConfigWrap(config.data),
+    server = HFServer(OmegaConf.create(rollout), model_config, replica_rank=0)
+    loop = EnvAgentLoop.standalone(
+        server,
+        AutoTokenizer.from_pretrained(model),
+        rollout,
         hf_model_type=hf_config.model_type,
         max_turns=max_turns,
         history_length=history_length,

@@ -192,6 +192,9 @@ def main(argv: list[str] | None = None) -> Summary:
     parser.add_argument("--bc-steps", type=int, default=None, help="behaviour-cloning steps (default: the testbed's)")
     parser.add_argument("--val-tasks", type=int, default=None, help="held-out tasks (default: the testbed's)")
     parser.add_argument("--lr", type=float, default=None, help="RL learning rate (default: the testbed's)")
+    parser.add_argument(
+        "--temperature", type=float, default=None, help="RL rollout temperature (default: the testbed's)"
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/quickstart"))
     args = parser.parse_args(argv)
 
@@ -203,6 +206,7 @@ def main(argv: list[str] | None = None) -> Summary:
             ("bc_steps", args.bc_steps),
             ("rl_val_tasks", args.val_tasks),
             ("rl_lr", args.lr),
+            ("rl_temperature", args.temperature),
         )
         if value is not None
     }

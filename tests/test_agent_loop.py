@@ -15,7 +15,7 @@ from verl.experimental.agent_loop.agent_loop import (
 from verl.utils.dataset.rl_dataset import RLHFDataset
 from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
-from sampo_verl.agent_loop import EnvAgentLoop
+from sampo_verl.agent_loop import EnvAgentLoop, standalone_config
 from sampo_verl.envs import TextEnv, make_env, register_env
 from sampo_verl.prompts import format_response
 from sampo_verl.scripted_server import ScriptedServer, tiny_tokenizer
@@ -25,13 +25,9 @@ LAKE = {"env": "frozenlake", "seed": 3, "env_options": '{"size": 4, "hole_prob":
 
 
 def trainer_config(use_v1: bool = True):
-    return OmegaConf.create(
-        {
-            "actor_rollout_ref": {"rollout": {"prompt_length": 4096, "response_length": 64}},
-            "trainer": {"use_v1": use_v1},
-            "data": {"apply_chat_template_kwargs": {}},
-        }
-    )
+    config = standalone_config({"prompt_length": 4096, "response_length": 64})
+    config.trainer.use_v1 = use_v1
+    return config
 
 
 def make_loop(server, config=None, **loop_options):
@@ -177,7 +173,7 @@ def test_concurrent_episodes_stay_separate():
     async def main():
         loops = [make_loop(server, max_turns=3) for _ in range(8)]
         return await asyncio.gather(
-            *(l.run({}, raw_prompt=[], extra_info=LAKE, uid="g", session_id=i) for i, l in enumerate(loops))
+            *(one.run({}, raw_prompt=[], extra_info=LAKE, uid="g", session_id=i) for i, one in enumerate(loops))
         )
 
     episodes = asyncio.run(main())
@@ -199,6 +195,7 @@ def test_bad_configuration_names_the_field():
 
 
 async def _build(server, config, **options):
+    """Construct the class directly, so its own ValueError reaches the test (hydra would wrap it)."""
     return EnvAgentLoop(
         trainer_config=DictConfigWrap(config=config),
         server_manager=server,

@@ -8,9 +8,7 @@ import pandas as pd
 import pytest
 import torch
 from omegaconf import OmegaConf
-from verl.experimental.agent_loop.agent_loop import DictConfigWrap
 from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
-from verl.utils.dataset.rl_dataset import RLHFDataset
 
 from sampo_verl.agent_loop import EnvAgentLoop
 from sampo_verl.assets import build_tokenizer, default_corpus
@@ -28,23 +26,13 @@ SOKOBAN = {"dim_room": [6, 6], "search_depth": 10}
 
 def agent_loop_episode(env: str, seed: int, env_options: dict, responses: list[str], history_length: int):
     """Play the episode with the RL agent loop, answering turn i with ``responses[i]``."""
-    config = OmegaConf.create(
-        {
-            "actor_rollout_ref": {"rollout": {"prompt_length": 4096, "response_length": 128}},
-            "trainer": {"use_v1": True},
-            "data": {"apply_chat_template_kwargs": {}},
-        }
-    )
     server = ScriptedServer(TOKENIZER, lambda prompt, i: responses[i])
 
     async def run():
-        loop = EnvAgentLoop(
-            trainer_config=DictConfigWrap(config=config),
-            server_manager=server,
-            tokenizer=TOKENIZER,
-            processor=None,
-            dataset_cls=RLHFDataset,
-            data_config=DictConfigWrap(config.data),
+        loop = EnvAgentLoop.standalone(
+            server,
+            TOKENIZER,
+            {"prompt_length": 4096, "response_length": 128},
             hf_model_type="qwen2",  # what verl passes for the tiny Qwen2 model (its config's model_type)
             history_length=history_length,
         )

@@ -13,10 +13,11 @@ def test_unknown_environment_names_the_known_ones():
 
 
 def test_rl_config_follows_the_testbed():
-    tb = cpu_testbed("frozenlake", rl_lr=3e-3)
+    tb = cpu_testbed("frozenlake", rl_lr=3e-3, rl_temperature=0.5)
     config = rl_config(tb, "sampo", seed=2, steps=7, test_freq=3)
     assert (config.env, config.method, config.seed, config.steps, config.test_freq) == ("frozenlake", "sampo", 2, 7, 3)
-    assert (config.max_turns, config.env_options, config.lr) == (tb.max_turns, tb.env_options, 3e-3)
+    assert (config.max_turns, config.env_options) == (tb.max_turns, tb.env_options)
+    assert (config.lr, config.temperature) == (3e-3, 0.5)
     assert (config.train_batch_size, config.group_size, config.val_before_train) == (
         tb.rl_groups,
         tb.rl_group_size,

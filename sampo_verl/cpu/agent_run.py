@@ -46,6 +46,7 @@ class AgentRunConfig:
     max_prompt_length: int = 1024  # a Sokoban prompt is ~440 tokens with the tiny tokenizer
     max_response_length: int = 24
     lr: float = 1e-3
+    temperature: float = 1.0  # rollout sampling temperature (validation stays greedy)
     test_freq: int = -1
     val_before_train: bool = False
     save_freq: int = -1
@@ -110,6 +111,7 @@ def agent_overrides(workdir: Path, model_dir: Path, data_dir: Path, config: Agen
         f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={micro}",
         f"actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu={micro}",
         f"actor_rollout_ref.rollout.n={config.group_size}",
+        f"actor_rollout_ref.rollout.temperature={config.temperature}",
         f"actor_rollout_ref.rollout.seed={config.seed}",
         f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={micro}",
         "trainer.logger=[console,file]",

@@ -63,14 +63,19 @@ class FrozenLakeEnv(TextEnv):
         size: side of the square lake.
         hole_prob: probability that a cell is a hole.
         is_slippery: gymnasium's slippery dynamics (1/3 intended, 1/3 each perpendicular).
+        describe_neighbors: add a line naming what each move leads into (``up: wall, down: hole,
+            left: wall, right: ice``), so a small model need not locate ``P`` in the grid itself.
     """
 
-    def __init__(self, size: int = 4, hole_prob: float = 0.2, is_slippery: bool = False):
+    def __init__(
+        self, size: int = 4, hole_prob: float = 0.2, is_slippery: bool = False, describe_neighbors: bool = False
+    ):
         if size < 2:
             raise ValueError(f"frozenlake: size must be >= 2, got {size}")
         if not 0.0 <= hole_prob < 1.0:
             raise ValueError(f"frozenlake: hole_prob must be in [0, 1), got {hole_prob}")
         self.size, self.hole_prob, self.is_slippery = int(size), float(hole_prob), bool(is_slippery)
+        self.describe_neighbors = bool(describe_neighbors)
 
     def reset(self, seed: int, task: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
         self.rng = np.random.default_rng(seed)
@@ -103,7 +108,17 @@ class FrozenLakeEnv(TextEnv):
         grid = np.where(self.holes, "H", "_")
         grid[self.goal] = "G"
         grid[self.player] = "P"
-        return "\n".join("".join(row) for row in grid)
+        text = "\n".join("".join(row) for row in grid)
+        if self.describe_neighbors:
+            text += "\n" + ", ".join(f"{action}: {self._cell_name(action)}" for action in ACTIONS)
+        return text
+
+    def _cell_name(self, action: str) -> str:
+        """What a move from the player's cell leads into: wall (off the map), hole, goal or ice."""
+        r, c = self.player[0] + ACTIONS[action][0], self.player[1] + ACTIONS[action][1]
+        if not (0 <= r < self.size and 0 <= c < self.size):
+            return "wall"
+        return "hole" if self.holes[r, c] else "goal" if (r, c) == self.goal else "ice"
 
     def _info(self, obs: str) -> dict[str, Any]:
         return {"anchor": obs, "admissible_actions": list(ACTIONS), "won": self.player == self.goal}

@@ -76,3 +76,16 @@ def test_bad_options_name_the_field():
         FrozenLakeEnv(hole_prob=1.0)
     with pytest.raises(ValueError, match="size"):
         FrozenLakeEnv(size=1)
+
+
+def test_describe_neighbors_names_what_each_move_leads_into():
+    env = FrozenLakeEnv(size=3, describe_neighbors=True)
+    env.reset(0)
+    lake(env, "P_H\nH__\n__G")
+    assert env._render() == "P_H\nH__\n__G\nup: wall, down: hole, left: wall, right: ice"
+    obs, _, done, _ = env.step("right")
+    assert not done and obs == "_PH\nH__\n__G\nup: wall, down: ice, left: ice, right: hole"
+    env.step("down")
+    obs, _, _, info = env.step("right")
+    assert obs.endswith("up: hole, down: goal, left: ice, right: wall") and info["anchor"] == obs
+    assert FrozenLakeEnv(size=3).reset(0)[0].count("\n") == 2  # off by default: the grid alone
