@@ -64,10 +64,11 @@ def multi_turn_advantages(
     padding rows get zero advantages and returns, so they add nothing to the loss.
     """
     name = algorithm_config.adv_estimator
-    rows = np.flatnonzero(real)
-    non_tensor_batch = turn_fields([extra_fields[i] for i in rows], advantages.required_fields(name))
-    non_tensor_batch["uid"] = uid[rows]
-    selected = {field: tensor[torch.from_numpy(rows)] for field, tensor in tensors.items()}
+    all_real = bool(real.all())
+    rows = torch.from_numpy(np.flatnonzero(real))
+    non_tensor_batch = turn_fields([extra_fields[i] for i in rows.tolist()], advantages.required_fields(name))
+    non_tensor_batch["uid"] = uid[real]
+    selected = tensors if all_real else {field: tensor[rows] for field, tensor in tensors.items()}
     estimator_tensors = {f: selected[f] for f in advantages.required_tensor_fields(name)}
     advantages.validate_fields(name, non_tensor_batch, estimator_tensors)
     adv, returns = core_algos.get_adv_estimator_fn(name)(
@@ -78,12 +79,12 @@ def multi_turn_advantages(
         non_tensor_batch=non_tensor_batch,
         batch=estimator_tensors,
     )
-    if rows.size == real.size:
+    if all_real:
         return adv, returns
     full_adv = torch.zeros(tensors["response_mask"].shape, dtype=adv.dtype)
     full_returns = torch.zeros_like(full_adv)
-    full_adv[torch.from_numpy(rows)] = adv
-    full_returns[torch.from_numpy(rows)] = returns
+    full_adv[rows] = adv
+    full_returns[rows] = returns
     return full_adv, full_returns
 
 
