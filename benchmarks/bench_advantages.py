@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 
 from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage
 
-from sampo_verl.advantages import EPS, compute_gigpo_advantage
+from sampo_verl.algorithms.advantages import EPS, compute_gigpo_advantage
 
 EPISODES, TURNS, STATES, PENALTY = 8, 50, 20, 0.1
 

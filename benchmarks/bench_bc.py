@@ -1,8 +1,8 @@
 """Behaviour-cloning cost and held-out success: expert data, verl SFT run, greedy evaluation.
 
-Builds a tiny model (:mod:`sampo_verl.assets`), writes expert data (:mod:`sampo_verl.sft_data`),
-runs :mod:`sampo_verl.bc` and evaluates the initial and the cloned model on held-out seeds
-(:mod:`sampo_verl.evaluate`). Prints one JSON line: wall and CPU seconds of each phase, the SFT
+Builds a tiny model (:mod:`sampo_verl.runs.assets`), writes expert data (:mod:`sampo_verl.bc.sft_data`),
+runs :mod:`sampo_verl.bc.train` and evaluates the initial and the cloned model on held-out seeds
+(:mod:`sampo_verl.runs.evaluate`). Prints one JSON line: wall and CPU seconds of each phase, the SFT
 loss curve ends and both success rates.
 
     python benchmarks/bench_bc.py WORKDIR [--env frozenlake] [--env-options '{"size": 3}'] [--max-turns 6]
@@ -20,12 +20,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sampo_verl.assets import ModelSize, build_assets
-from sampo_verl.bc import METRICS_FILE, run_bc
-from sampo_verl.dataset import VAL_SEED_OFFSET
-from sampo_verl.evaluate import evaluate
-from sampo_verl.sft_data import write_sft_splits
-from sampo_verl.testbed import TESTBEDS
+from sampo_verl.runs.assets import ModelSize, build_assets
+from sampo_verl.bc.train import SFT_METRICS_FILE, run_bc
+from sampo_verl.agent.dataset import VAL_SEED_OFFSET
+from sampo_verl.runs.evaluate import evaluate
+from sampo_verl.bc.sft_data import write_sft_splits
+from sampo_verl.runs.testbed import TESTBEDS
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
@@ -76,7 +76,7 @@ def main() -> None:
             lr=args.lr,
         )
     )
-    records = [json.loads(line) for line in (out / METRICS_FILE).read_text().splitlines()]
+    records = [json.loads(line) for line in (out / SFT_METRICS_FILE).read_text().splitlines()]
     losses = [r["data"]["train/loss"] for r in records if "train/loss" in r["data"]]
     seeds = list(range(VAL_SEED_OFFSET, VAL_SEED_OFFSET + args.eval_episodes))
     initial, _, _ = timed(lambda: evaluate(model, args.env, seeds, **episode))

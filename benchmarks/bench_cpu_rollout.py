@@ -23,10 +23,10 @@ from types import SimpleNamespace
 
 import torch
 
-from sampo_verl.assets import ModelSize, build_assets
+from sampo_verl.runs.assets import ModelSize, build_assets
 from sampo_verl.cpu.hf_server import HFServer
-from sampo_verl.cpu.launch import run_main_ppo
-from sampo_verl.cpu.toy_run import prepare, toy_grpo_overrides
+from sampo_verl.runs.launch import run_main_ppo
+from sampo_verl.runs.toy_run import prepare, toy_grpo_overrides
 
 
 def make_server(model_dir: Path, max_tokens: int) -> HFServer:

@@ -20,10 +20,11 @@ from omegaconf import OmegaConf
 from verl.experimental.agent_loop.agent_loop import DictConfigWrap
 from verl.utils.dataset.rl_dataset import RLHFDataset
 
-from sampo_verl.agent_loop import EnvAgentLoop
+from sampo_verl.agent.loop import EnvAgentLoop
 from sampo_verl.envs import make_env
-from sampo_verl.prompts import format_response
-from sampo_verl.scripted_server import ScriptedServer, tiny_tokenizer
+from sampo_verl.agent.prompts import format_response
+from sampo_verl.runs.assets import build_tokenizer, default_corpus
+from sampo_verl.testing.scripted_server import ScriptedServer
 
 ENVS = [
     ("sokoban", {}),
@@ -101,7 +102,7 @@ def main() -> None:
         resets, steps = env_rates(name, options, num_resets, num_steps)
         label = name + (f" {options}" if options else "")
         print(f"{label:<55} {resets:>10.1f} {steps:>10.1f}")
-    tokenizer = tiny_tokenizer()
+    tokenizer = build_tokenizer(default_corpus())
     episodes = int(64 * scale) or 8
     for latency in (0.0, 0.01):
         one = episodes_per_s(episodes, 1, latency, tokenizer)

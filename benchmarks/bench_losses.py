@@ -16,7 +16,7 @@ from verl.trainer.ppo.core_algos import get_policy_loss_fn
 from verl.workers.config import ActorConfig
 
 import sampo_verl  # noqa: F401  (registers the losses)
-from sampo_verl.config import SampoPolicyLossConfig, SeqMaskConfig
+from sampo_verl.algorithms.loss_config import SampoPolicyLossConfig, SeqMaskConfig
 
 
 def make_inputs(batch: int, length: int, seed: int = 0) -> dict[str, torch.Tensor]:

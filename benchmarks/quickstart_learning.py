@@ -3,9 +3,21 @@
     python benchmarks/quickstart_learning.py [--seeds 0,1,2] [--out runs/quickstart_learning] [quickstart flags...]
 
 Runs ``python -m sampo_verl.quickstart`` once per RL seed (the behaviour-cloned start is built once
-and shared: same ``--out`` folder, cached by :func:`sampo_verl.testbed.bc_start`) and prints, per seed,
+and shared: same ``--out`` folder, cached by :func:`sampo_verl.runs.testbed.bc_start`) and prints, per seed,
 greedy success on the held-out tasks before and after RL, then how many seeds improved. The claim
 in README.md is "RL beats behaviour cloning alone in at least 2 of 3 seeds".
+
+How the testbed's values (:data:`sampo_verl.runs.testbed.TESTBEDS`) were chosen with this benchmark
+and its BC counterpart ``bench_bc.py``: FrozenLake uses 4x4 lakes (6 moves from start to goal)
+with the neighbour line. On the bare grid the 64-wide model never located the player and cloned
+the commonest path (on 3x3 lakes: exactly down, down, right, right); with the neighbour line
+behaviour cloning reaches ~0.55 greedy held-out success in ~85 s, where 3x3 lakes gave 0.97 and
+left no room for RL. Behaviour cloning needs ~100-150 optimizer steps at batch 16, and a random
+init std of 0.3 reached higher held-out success than 0.02. For RL, learning rates of 1e-3 and
+up broke the answer format; 5e-4 beat behaviour cloning in 2 of 3 seeds. Sampling at temperature
+1.0 from the cloned model gave ~20% malformed turns, and RL then learned that a malformed turn
+(a stand-still) beats a move into a hole: the format collapsed. At 0.7 ~3% are malformed and the
+exploration is over moves.
 """
 
 from __future__ import annotations
@@ -16,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from sampo_verl import quickstart
+from sampo_verl.runs import quickstart
 
 
 def main(argv: list[str] | None = None) -> int:

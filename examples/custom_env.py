@@ -4,9 +4,11 @@
    deterministic given the seed; ``info`` carries ``anchor`` (hashable raw state for GiGPO),
    ``won``, and ``admissible_actions`` if the action set is finite (the parser then rejects
    anything else as an invalid action). ``info["task"]`` from ``reset`` is shown as the task.
-2. Register the rules the policy sees with ``register_prompt``.
-3. Make the module importable in every Ray process: put it in a package and list it in
-   ``VERL_USE_EXTERNAL_MODULES`` next to ``sampo_verl`` (comma separated).
+2. Put what the package needs to know on the class: ``prompt_intro`` (the rules the policy sees),
+   ``default_max_turns`` and, for the GPU recipes, ``recipe_settings()``.
+3. Make the module importable in every Ray process: put it on ``PYTHONPATH`` (or in a package) and
+   list it in ``VERL_USE_EXTERNAL_MODULES`` next to ``sampo_verl`` (comma separated), e.g.
+   ``VERL_USE_EXTERNAL_MODULES=sampo_verl,custom_env``; the CPU runs of ``sampo_verl.runs`` keep it.
 4. Write the dataset and train with ``data.train_files=DIR/train.parquet`` etc.
 
 Run ``python examples/custom_env.py OUT_DIR`` to play one expert episode and write a dataset.
@@ -19,14 +21,16 @@ from typing import Any
 
 import numpy as np
 
-from sampo_verl.dataset import write_splits
+from sampo_verl.agent.dataset import write_splits
 from sampo_verl.envs import TextEnv, make_env, register_env
-from sampo_verl.prompts import register_prompt
 
 
 @register_env("guess_number")
 class GuessNumberEnv(TextEnv):
     """Find a secret number in [1, high]; each guess is answered with 'higher' or 'lower'."""
+
+    prompt_intro = "You are guessing a secret number. Actions: 'guess N'."
+    default_max_turns = 8
 
     def __init__(self, high: int = 20):
         if high < 2:
@@ -59,9 +63,6 @@ class GuessNumberEnv(TextEnv):
             "admissible_actions": [f"guess {n}" for n in range(1, self.high + 1)],
             "won": self.won,
         }
-
-
-register_prompt("guess_number", "You are guessing a secret number. Actions: 'guess N'.")
 
 
 def main(out_dir: str) -> None:

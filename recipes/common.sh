@@ -3,7 +3,7 @@
 # on vLLM (rollout) + FSDP2 (actor/reference), 1 node x 8 GPUs by default.
 #
 #   bash recipes/common.sh ENV METHOD [hydra overrides...]
-#     ENV:    sokoban | frozenlake | alfworld
+#     ENV:    a registered environment: sokoban | frozenlake | alfworld | your own (VERL_USE_EXTERNAL_MODULES)
 #     METHOD: a preset of sampo_verl/conf/method (grpo, gspo, sapo, gigpo, sampo, cispo, sapo_seqmask, ...)
 #
 # recipes/<env>_<method>.sh call this; trailing hydra overrides pass through last, so they win.
@@ -12,7 +12,7 @@
 #   NNODES          1
 #   NGPUS_PER_NODE  8
 #   ROLLOUT_TP      1                           vLLM tensor parallel size per replica
-#   DATA_DIR        $HOME/data/sampo_verl/<env> train/val parquet, written by sampo_verl.dataset when missing
+#   DATA_DIR        $HOME/data/sampo_verl/<env> train/val parquet, written by python -m sampo_verl.dataset when missing
 #                                               (<env> = alfworld_official with ALFWORLD_DATA)
 #   ALFWORLD_DATA   unset                       official games root (alfworld-download); unset: offline games
 #   TOTAL_STEPS     150                         training steps; the train split holds one task per step and slot
@@ -31,36 +31,11 @@ method=$2
 shift 2
 repo_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-# Per environment: max turns (SPEC testbed: Sokoban 15, ALFWorld 50; FrozenLake 15, 2.5x the 6-move
-# shortest path of a 4x4 lake); tasks per step and steps at the scale of verl-agent's GiGPO/GRPO example
-# scripts (32 Sokoban, 16 ALFWorld groups of 8; 150 steps); the prompt budget of one turn (rules + 2 past
-# turns + observation + admissible actions).
-val_env_options=""
-data_name=$env_name
-case "$env_name" in
-    sokoban)
-        max_turns=15 batch_size=32 max_prompt_length=1024
-        env_options='{"dim_room": [6, 6], "num_boxes": 1, "search_depth": 30}'
-        ;;
-    frozenlake)
-        max_turns=15 batch_size=32 max_prompt_length=1024
-        env_options='{"size": 4, "hole_prob": 0.2, "is_slippery": false}'
-        ;;
-    alfworld)
-        max_turns=50 batch_size=16 max_prompt_length=2048
-        if [ -n "${ALFWORLD_DATA:-}" ]; then
-            env_options="{\"game_files\": \"$ALFWORLD_DATA/json_2.1.1/train\"}"
-            val_env_options="{\"game_files\": \"$ALFWORLD_DATA/json_2.1.1/valid_unseen\"}"
-            data_name=alfworld_official
-        else
-            env_options='{}'  # games generated offline per seed (sampo_verl.envs.alfworld_gen)
-        fi
-        ;;
-    *)
-        echo "unknown ENV '$env_name': expected sokoban, frozenlake or alfworld" >&2
-        exit 2
-        ;;
-esac
+# Per environment (from the environment class, sampo_verl.envs: default_max_turns, recipe_settings()):
+# max_turns, batch_size (episode groups per step), max_prompt_length (one turn's prompt budget),
+# env_options / val_env_options (JSON) and data_name (the data folder).
+settings=$(python3 -m sampo_verl.envs.recipe "$env_name") || exit 2
+eval "$settings"
 
 MODEL=${MODEL:-Qwen/Qwen2.5-1.5B-Instruct}
 NNODES=${NNODES:-1}

@@ -14,15 +14,14 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-EXTERNAL_MODULES_ENV = "VERL_USE_EXTERNAL_MODULES"
+from sampo_verl.runs.launch import EXTERNAL_MODULES_ENV, with_sampo_module
+
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
 
 def export_external_module() -> None:
     """Make every Ray process (they inherit this environment) import and register sampo_verl."""
-    modules = [m for m in os.environ.get(EXTERNAL_MODULES_ENV, "").split(",") if m]
-    if "sampo_verl" not in modules:
-        os.environ[EXTERNAL_MODULES_ENV] = ",".join([*modules, "sampo_verl"])
+    os.environ[EXTERNAL_MODULES_ENV] = with_sampo_module(os.environ.get(EXTERNAL_MODULES_ENV, ""))
 
 
 def run(config: DictConfig) -> None:

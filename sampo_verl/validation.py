@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sampo_verl import advantages, filtering
-from sampo_verl.dataset import AGENT_NAME
-from sampo_verl.diagnostics import CollapseConfig
-
-# losses that compose with sequence masking (sampo has it built in, the others through *_seqmask)
-SEQ_MASK_LOSSES = ("sampo", "vanilla_seqmask", "gspo_seqmask", "sapo_seqmask", "cispo_seqmask")
+from sampo_verl.agent.dataset import AGENT_NAME
+from sampo_verl.algorithms.advantages import MULTI_TURN_ESTIMATORS
+from sampo_verl.algorithms.diagnostics import collapse_options
+from sampo_verl.algorithms.filtering import filter_options
+from sampo_verl.algorithms.losses import SEQ_MASK_LOSSES
 
 
 def validate_sampo_config(config: Any) -> None:
@@ -24,7 +23,13 @@ def validate_sampo_config(config: Any) -> None:
     if not config.trainer.get("use_v1", False):
         errors.append("trainer.use_v1=false: sampo-verl runs on verl's v1 trainer (set trainer.use_v1=true)")
 
-    if estimator in advantages.MULTI_TURN_ESTIMATORS:
+    for registration in MULTI_TURN_ESTIMATORS.values():  # every algorithm.<estimator> section, used or not
+        try:
+            registration.read_options(algorithm)
+        except ValueError as error:
+            errors.append(str(error))
+
+    if estimator in MULTI_TURN_ESTIMATORS:
         if config.trainer.v1.trainer_mode != "sampo":
             errors.append(
                 f"algorithm.adv_estimator={estimator} needs per-turn fields that only the SAMPO trainer passes: "
@@ -51,23 +56,24 @@ def validate_sampo_config(config: Any) -> None:
             f"with {list(SEQ_MASK_LOSSES)} (e.g. loss_mode={policy_loss.loss_mode}_seqmask)"
         )
 
-    options = filtering.FilterOptions.from_algorithm_config(algorithm)
+    options = filter_options(algorithm)
     if options.enable:
         if rollout.n < 2:
             errors.append(
                 "algorithm.filter_groups.enable=true with actor_rollout_ref.rollout.n=1: a group of one never "
                 "carries signal; use rollout.n >= 2"
             )
-        if options.criterion == "advantage" and estimator not in ("gigpo", "grpo_steps"):
+        at_sampling = sorted(name for name, e in MULTI_TURN_ESTIMATORS.items() if e.at_sampling_time)
+        if options.criterion == "advantage" and estimator not in at_sampling:
             errors.append(
                 f"algorithm.filter_groups.criterion=advantage needs algorithm.adv_estimator in "
-                f"['gigpo', 'grpo_steps'] (computed at sampling time), got {estimator}"
+                f"{at_sampling} (computed at sampling time), got {estimator}"
             )
         if config.trainer.v1.trainer_mode != "sampo":
             errors.append("algorithm.filter_groups.enable=true needs trainer.v1.trainer_mode=sampo")
 
     sampo = config.get("sampo", None) or {}
-    CollapseConfig.from_mapping(sampo.get("collapse", None))  # raises naming the sampo.collapse flag
+    collapse_options(sampo)  # raises naming the sampo.collapse flag
 
     if errors:
         raise ValueError("invalid sampo-verl configuration:\n  - " + "\n  - ".join(errors))

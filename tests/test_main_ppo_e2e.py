@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sampo_verl.cpu.agent_run import AgentRunConfig, prepare_model, run_agent
+from sampo_verl.runs.agent_run import AgentRunConfig, prepare_model, run_agent
 
 METHODS = [
     "grpo",

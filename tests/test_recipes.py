@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 
@@ -24,8 +25,8 @@ from verl.trainer.ppo.utils import need_critic, need_reference_policy
 from verl.utils.config import omega_conf_to_dataclass, validate_config
 
 import sampo_verl  # registers losses and estimators before the configs are built
-from sampo_verl import dataset
-from sampo_verl.agent_loop import EnvAgentLoop
+from sampo_verl.agent import dataset
+from sampo_verl.agent.loop import EnvAgentLoop
 from sampo_verl.validation import validate_sampo_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,9 +42,14 @@ DATA_MODULE, TRAIN_MODULE = "sampo_verl.dataset", "sampo_verl.main_ppo"
 
 def dry_run(script: str, *args: str, home: Path, **env: str) -> dict[str, list[str]]:
     """Arguments of each command a recipe would run, keyed by module (no user variables leak in)."""
+    return {module: list(argv) for module, argv in _dry_run(script, args, home, tuple(sorted(env.items()))).items()}
+
+
+@cache
+def _dry_run(script: str, args: tuple[str, ...], home: Path, env: tuple[tuple[str, str], ...]):
     result = subprocess.run(
         ["bash", str(RECIPES / script), *args],
-        env={"PATH": os.environ["PATH"], "HOME": str(home), "SAMPO_DRY_RUN": "1", **env},
+        env={"PATH": os.environ["PATH"], "HOME": str(home), "SAMPO_DRY_RUN": "1", **dict(env)},
         capture_output=True,
         text=True,
         check=True,
@@ -55,7 +61,7 @@ def dry_run(script: str, *args: str, home: Path, **env: str) -> dict[str, list[s
             commands[module] = []
         else:
             commands[module].append(line)
-    return commands
+    return {module: tuple(argv) for module, argv in commands.items()}
 
 
 @cache
@@ -70,7 +76,11 @@ def option(args: list[str], flag: str) -> str:
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("home")
+    home = tmp_path_factory.mktemp("home")
+    # each dry run starts Python once (the environment's settings, sampo_verl.envs.recipe): run them side by side
+    with ThreadPoolExecutor(os.cpu_count()) as pool:
+        list(pool.map(lambda cell: dry_run(f"{cell[0]}_{cell[1]}.sh", home=home), CELLS))
+    return home
 
 
 def test_one_script_per_environment_and_preset_listed_in_readme():

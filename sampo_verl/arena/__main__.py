@@ -95,7 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="print one command per unfinished cell (needs --recipe), run nothing",
     )
     run.add_argument(
-        "overrides", nargs="*", help="hydra overrides for every cell, e.g. actor_rollout_ref.actor.optim.lr=1e-5"
+        "overrides",
+        nargs="*",
+        help="hydra overrides of sampo_verl.main_ppo for every cell, no + for the package's keys, "
+        "e.g. actor_rollout_ref.actor.optim.lr=1e-5 sampo.collapse.stop_on_collapse=true",
     )
     run.set_defaults(handler=_run)
 

@@ -134,7 +134,7 @@ def masking(summaries: Mapping[str, MethodSummary]) -> Finding:
     return Finding("mask", claim, verdict, f"{_drops(summaries, methods)} (dropped: drop >= {DROP}){note}")
 
 
-def evaluate(summaries: Mapping[str, MethodSummary]) -> list[Finding]:
+def judge_findings(summaries: Mapping[str, MethodSummary]) -> list[Finding]:
     """Every finding's verdict for one environment's methods (keyed by method name)."""
     return [
         _compare(

@@ -11,9 +11,10 @@
       report/                    written by ``arena report DIR``: index.html and the PNG figures
 
 ``<env>`` is the environment name (``sokoban``, ``frozenlake``, ...), ``<method>`` the method
-preset (``+method=<method>``, e.g. ``gspo``, ``sapo_seqmask``) and ``<k>`` the integer seed. A cell
-with ``metrics.jsonl`` but no ``done.json`` is unfinished (running or interrupted): the report still
-shows its data and counts it as unfinished; a runner re-runs (or resumes) exactly those cells.
+preset (``method=<method>`` of ``sampo_verl.main_ppo``, e.g. ``gspo``, ``sapo_seqmask``) and ``<k>``
+the integer seed. A cell with ``metrics.jsonl`` but no ``done.json`` is unfinished (running or
+interrupted): the report still shows its data and counts it as unfinished; a runner re-runs (or
+resumes) exactly those cells.
 """
 
 from __future__ import annotations

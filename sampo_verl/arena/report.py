@@ -19,8 +19,9 @@ from pathlib import Path
 
 from sampo_verl.arena import findings as findings_mod
 from sampo_verl.arena.layout import REPORT_DIR, Cell, find_cells
-from sampo_verl.arena.summary import MethodSummary, Spread, success_metric, summarise
-from sampo_verl.plots import TITLES, VAL_SUCCESS, History, collapse_steps, plot_metrics, read_metrics
+from sampo_verl.arena.summary import MethodSummary, Spread, success_metric, summarise_methods
+from sampo_verl.metrics import VAL_SUCCESS, History, collapse_steps, read_metrics
+from sampo_verl.plots import TITLES, plot_metrics
 
 STABILITY = (
     "actor/grad_norm",
@@ -91,8 +92,8 @@ def _env_section(env: str, cells: Sequence[tuple[Cell, History]], out: Path) -> 
     marks = {method: sorted(steps) for method, steps in events.items()}
     success_png = plot_metrics(runs, [metric], out / f"{env}_success.png", f"{env}: success rate", marks)
     stability_png = plot_metrics(runs, STABILITY, out / f"{env}_stability.png", f"{env}: stability", marks)
-    summaries = summarise(cells, metric)
-    verdicts = findings_mod.evaluate({s.method: s for s in summaries})
+    summaries = summarise_methods(cells, metric)
+    verdicts = findings_mod.judge_findings({s.method: s for s in summaries})
     source = (
         "validation success (<code>val-core/&lt;env&gt;/acc/mean@n</code>)"
         if metric == VAL_SUCCESS

@@ -10,21 +10,21 @@ the runner also keeps in the cell folder::
     error.log                     traceback and output tail of the latest failed attempt
 
 and, per environment, ``DIR/<env>/_start/``: what every CPU cell of that environment shares, the
-behaviour-cloned start (:func:`sampo_verl.testbed.bc_start`: ``bc/``, ``init_model/``, ``sft_data/``)
+behaviour-cloned start (:func:`sampo_verl.runs.testbed.bc_start`: ``bc/``, ``init_model/``, ``sft_data/``)
 and the RL tasks (``rl_data/``). ``layout.find_cells`` does not see it (no ``seed<k>`` folder).
 
 Resuming: a cell with ``done.json`` is skipped. Any other cell runs the same command again: verl
 resumes from the latest checkpoint in ``ckpt/`` (``trainer.resume_mode=auto``) and logs to a fresh
 attempt file, since its file logger truncates the file it opens. After every attempt ``metrics.jsonl``
 is rebuilt from the attempt files: each contributes its steps up to the step the next attempt started
-from (its later steps were trained again), merged per step as :func:`sampo_verl.plots.read_metrics`
+from (its later steps were trained again), merged per step as :func:`sampo_verl.metrics.read_metrics`
 reads them, one line per step. ``done.json`` holds the summed wall time of the attempts and the last
 trained step (lower than ``--steps`` when the collapse detector stopped the run).
 
 Two ways to launch a cell:
 
-- the CPU testbed (default): :func:`sampo_verl.testbed.rl_config` through
-  :func:`sampo_verl.cpu.agent_run.run_agent`, from the environment's behaviour-cloned start (built once
+- the CPU testbed (default): :func:`sampo_verl.runs.testbed.rl_config` through
+  :func:`sampo_verl.runs.agent_run.run_agent`, from the environment's behaviour-cloned start (built once
   per environment) or ``--init-model``;
 - ``--recipe recipes/common.sh`` (GPU): ``bash RECIPE ENV METHOD <cell overrides>`` with ``MODEL`` set
   to ``--init-model`` and the cell's seed, step budget, checkpoint folder, task data and file logger.
@@ -48,14 +48,13 @@ from pathlib import Path
 from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
 
 from sampo_verl.arena.layout import METRICS_FILE, Cell, cell_dir, mark_done
-from sampo_verl.cpu.agent_run import run_agent
-from sampo_verl.cpu.launch import format_duration, run_process
 from sampo_verl.main_ppo import CONFIG_DIR
-from sampo_verl.plots import read_metrics
-from sampo_verl.testbed import bc_start, cpu_testbed, rl_config
+from sampo_verl.metrics import read_metrics
+from sampo_verl.runs.agent_run import CHECKPOINT_DIR, run_agent
+from sampo_verl.runs.launch import child_env, format_duration, run_process
+from sampo_verl.runs.testbed import bc_start, cpu_testbed, rl_config
 
 START_DIR = "_start"
-CHECKPOINT_DIR = "ckpt"  # sampo_verl.cpu.agent_run puts trainer.default_local_dir at <workdir>/ckpt
 ATTEMPTS_DIR = "attempts"
 RUNS_FILE = "runs.jsonl"
 ERROR_FILE = "error.log"
@@ -170,7 +169,7 @@ def parse_starts(values: Sequence[str], envs: Sequence[str]) -> dict[str, str]:
 
 
 @dataclass
-class Progress:
+class ArenaProgress:
     """Cells finished, failed and still to run in one ``arena run``, with an estimate of the time left.
 
     The estimate is the cells still to run times the mean wall time of the cells this run finished,
@@ -209,11 +208,11 @@ def _echo(line: str) -> None:
     print(line, flush=True)
 
 
-def run_arena(spec: ArenaSpec, echo: Echo = _echo) -> Progress:
+def run_arena(spec: ArenaSpec, echo: Echo = _echo) -> ArenaProgress:
     """Run every unfinished cell of ``spec`` one after another; a failing cell is recorded and skipped."""
     cells = spec.cells()
     earlier = [done["wall_time_s"] for done in (cell.done() for cell in cells) if done]
-    progress = Progress(total=len(cells), finished=len(earlier), earlier=earlier)
+    progress = ArenaProgress(total=len(cells), finished=len(earlier), earlier=earlier)
     echo(
         f"[arena] {len(cells)} cells ({len(spec.envs)} env(s) x {len(spec.methods)} method(s)"
         f" x {len(spec.seeds)} seed(s))"
@@ -312,7 +311,7 @@ def _attempt(spec: ArenaSpec, cell: Cell, start: str, resume: int) -> None:
             )
         else:
             command, variables = recipe_launch(spec, cell, start, metrics_file)
-            run_process(command, cell.path, {**os.environ, **variables}, timeout=spec.timeout)
+            run_process(command, cell.path, child_env(**variables), timeout=spec.timeout)
     except BaseException as err:
         error = _summary(err)
         raise

@@ -2,7 +2,7 @@
 
 Definitions (the report states them too):
 
-- success metric of an environment: validation success (:data:`~sampo_verl.plots.VAL_SUCCESS`)
+- success metric of an environment: validation success (:data:`~sampo_verl.metrics.VAL_SUCCESS`)
   when every cell of the environment logged it after training started (at a step > 0), otherwise
   the training success rate ``sampo/success_rate``; one metric for all methods of an environment.
 - per seed: *final* success is the last logged value, *best* the largest; *collapses* the number of
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sampo_verl.arena.layout import Cell
-from sampo_verl.plots import TRAIN_SUCCESS, VAL_SUCCESS, History, collapse_steps, metric_series
+from sampo_verl.metrics import TRAIN_SUCCESS, VAL_SUCCESS, History, collapse_steps, metric_series
 
 FORMAT_VALID = "sampo/format_valid_rate"
 
@@ -111,7 +111,7 @@ def seed_stats(cell: Cell, history: History, metric: str) -> SeedStats:
     )
 
 
-def summarise(cells: Sequence[tuple[Cell, History]], metric: str) -> list[MethodSummary]:
+def summarise_methods(cells: Sequence[tuple[Cell, History]], metric: str) -> list[MethodSummary]:
     """Group one environment's cells by method and rank the methods (best first)."""
     by_method: dict[str, list[SeedStats]] = {}
     for cell, history in cells:

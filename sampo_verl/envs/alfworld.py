@@ -28,7 +28,7 @@ import json
 import os
 from typing import Any
 
-from sampo_verl.envs.base import TextEnv, register_env
+from sampo_verl.envs.base import RecipeSettings, TextEnv, register_env
 
 TASK_TYPE_ALIASES = {
     "pick_and_place": "pick_and_place_simple",
@@ -113,6 +113,26 @@ class ALFWorldEnv(TextEnv):
         success_reward: reward of the winning step.
         anchor: ``"state"`` (digest of the engine's facts) or ``"observation"``.
     """
+
+    prompt_intro = (
+        "You are an agent in a household. Use the text commands listed as admissible to complete the task."
+    )
+    default_max_turns = 50  # SPEC testbed
+
+    @classmethod
+    def recipe_settings(cls) -> RecipeSettings:
+        """16 groups per step; the official games under ``$ALFWORLD_DATA`` (alfworld-download) when set,
+        else games generated offline per seed (:mod:`sampo_verl.envs.alfworld_gen`)."""
+        official = os.environ.get("ALFWORLD_DATA")
+        if not official:
+            return RecipeSettings(batch_size=16, max_prompt_length=2048)
+        return RecipeSettings(
+            batch_size=16,
+            max_prompt_length=2048,
+            env_options={"game_files": f"{official}/json_2.1.1/train"},
+            val_env_options={"game_files": f"{official}/json_2.1.1/valid_unseen"},
+            data_name="alfworld_official",
+        )
 
     def __init__(
         self,

@@ -12,15 +12,24 @@ or prompt template, used by GiGPO to group identical states), ``won`` (bool), an
 ``expert_action()`` returns the expert's next action from the current state (behaviour cloning).
 
 Construction options (room size, number of boxes, ...) are keyword arguments of the class; they
-come from the dataset row's ``extra_info.env_options``. Register a new environment with::
+come from the dataset row's ``extra_info.env_options``.
+
+Everything else the package needs to know about an environment is on its class, so a new
+environment is one class: ``prompt_intro`` (the rules shown to the policy at every turn),
+``default_max_turns`` (the agent loop's turn limit when neither the dataset row nor the loop's
+config sets one) and :meth:`TextEnv.recipe_settings` (what the GPU recipes, ``recipes/common.sh``,
+run it with). Register it with::
 
     @register_env("my_env")
-    class MyEnv(TextEnv): ...
+    class MyEnv(TextEnv):
+        prompt_intro = "You are ... Actions: ..."
+        default_max_turns = 10
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
 ENV_REGISTRY: dict[str, type["TextEnv"]] = {}
@@ -41,17 +50,49 @@ def register_env(name: str) -> Callable[[E], E]:
     return decorator
 
 
-def make_env(name: str, **options: Any) -> "TextEnv":
-    """Build the registered environment ``name`` with construction ``options``."""
+def env_class(name: str) -> type["TextEnv"]:
+    """The class registered as ``name``."""
     if name not in ENV_REGISTRY:
         raise KeyError(f"unknown environment {name!r} (extra_info.env); registered: {sorted(ENV_REGISTRY)}")
-    return ENV_REGISTRY[name](**options)
+    return ENV_REGISTRY[name]
+
+
+def make_env(name: str, **options: Any) -> "TextEnv":
+    """Build the registered environment ``name`` with construction ``options``."""
+    return env_class(name)(**options)
+
+
+@dataclass(frozen=True)
+class RecipeSettings:
+    """How the GPU recipes (``recipes/common.sh``) run an environment.
+
+    batch_size: episode groups per training step (``data.train_batch_size``); max_prompt_length: the
+    prompt budget of one turn (rules, two past turns, observation, admissible actions);
+    env_options / val_env_options: constructor options of the train / validation tasks (validation:
+    the train ones when None); data_name: the data folder's name (default: the environment's).
+    """
+
+    batch_size: int = 32
+    max_prompt_length: int = 1024
+    env_options: dict[str, Any] = field(default_factory=dict)
+    val_env_options: dict[str, Any] | None = None
+    data_name: str | None = None
+
+
+GENERIC_INTRO = "You are an agent interacting with a text environment. Complete the task."
 
 
 class TextEnv(ABC):
     """Base class of the text environments (see the module docstring for the protocol)."""
 
     name: str = "text_env"
+    prompt_intro: str = GENERIC_INTRO
+    default_max_turns: int = 15
+
+    @classmethod
+    def recipe_settings(cls) -> RecipeSettings:
+        """Settings of the GPU recipes for this environment (read from the environment variables they see)."""
+        return RecipeSettings()
 
     @abstractmethod
     def reset(self, seed: int, task: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from sampo_verl.arena.findings import HELD, INCONCLUSIVE, NOT_HELD, NOT_TESTED, PARTLY, evaluate
+from sampo_verl.arena.findings import HELD, INCONCLUSIVE, NOT_HELD, NOT_TESTED, PARTLY, judge_findings
 from sampo_verl.arena.summary import MethodSummary, SeedStats
 
 
@@ -19,7 +19,7 @@ def method(name, finals, bests=None, format_min=0.9):
 
 
 def verdicts(*summaries):
-    return {f.key: f.verdict for f in evaluate({s.method: s for s in summaries})}
+    return {f.key: f.verdict for f in judge_findings({s.method: s for s in summaries})}
 
 
 def test_nothing_run_nothing_tested():
@@ -71,7 +71,7 @@ def test_filtering_and_advantage_verdicts():
 
 
 def test_missing_format_metric_is_not_tested():
-    findings = evaluate(
+    findings = judge_findings(
         {"grpo": method("grpo", [0.5], format_min=math.nan), "grpo_filter": method("grpo_filter", [0.5])}
     )
     (f3b,) = [f for f in findings if f.key == "3b"]

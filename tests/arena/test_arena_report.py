@@ -9,7 +9,8 @@ from sampo_verl import plots
 from sampo_verl.arena.__main__ import main
 from sampo_verl.arena.layout import find_cells
 from sampo_verl.arena.report import build_report, load_results
-from sampo_verl.arena.summary import success_metric, summarise
+from sampo_verl.arena.summary import success_metric, summarise_methods
+from sampo_verl.metrics import TRAIN_SUCCESS, VAL_SUCCESS
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -70,14 +71,14 @@ def test_cells_found_and_unfinished_cell_marked(arena_dir):
 
 def test_success_metric_choice(arena_dir):
     results = load_results(arena_dir)
-    assert success_metric([h for _, h in results["frozenlake"]]) == plots.VAL_SUCCESS
-    assert success_metric([h for _, h in results["sokoban"]]) == plots.TRAIN_SUCCESS
+    assert success_metric([h for _, h in results["frozenlake"]]) == VAL_SUCCESS
+    assert success_metric([h for _, h in results["sokoban"]]) == TRAIN_SUCCESS
     # validation only before training (step 0) does not count
-    assert success_metric([{0: {"val-core/x/acc/mean@1": 1.0}, 1: {"sampo/success_rate": 0.5}}]) == plots.TRAIN_SUCCESS
+    assert success_metric([{0: {"val-core/x/acc/mean@1": 1.0}, 1: {"sampo/success_rate": 0.5}}]) == TRAIN_SUCCESS
 
 
 def test_sokoban_summary_numbers(arena_dir):
-    summaries = summarise(load_results(arena_dir)["sokoban"], plots.TRAIN_SUCCESS)
+    summaries = summarise_methods(load_results(arena_dir)["sokoban"], TRAIN_SUCCESS)
     assert [s.method for s in summaries] == ["gspo", "sapo_seqmask", "sapo"]
     gspo, seqmask, sapo = summaries
     # sapo: final (0.2, 0.3), best (0.8, 0.9), collapse steps (2, 1), lowest format (0.3, 0.5)

@@ -22,15 +22,15 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from sampo_verl import testbed
+from sampo_verl.runs import testbed
 from sampo_verl.arena import runner
 from sampo_verl.arena.__main__ import build_parser, main
 from sampo_verl.arena.layout import cell_dir, find_cells, mark_done
 from sampo_verl.arena.report import build_report, load_results
-from sampo_verl.arena.summary import success_metric, summarise
-from sampo_verl.cpu.launch import format_duration
+from sampo_verl.arena.summary import success_metric, summarise_methods
+from sampo_verl.runs.launch import format_duration
 from sampo_verl.main_ppo import CONFIG_DIR
-from sampo_verl.plots import read_metrics
+from sampo_verl.metrics import read_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 VAL_KEY = "val-core/sokoban/acc/mean@1"
@@ -73,16 +73,15 @@ def fake_trainer(monkeypatch):
 
 def test_durations_and_progress_line():
     assert [format_duration(s) for s in (0, 42.4, 725, 3725)] == ["0s", "42s", "12m05s", "1h02m"]
-    progress = runner.Progress(total=18, finished=3, earlier=[50.0, 60.0, 70.0], started=0.0)
+    progress = runner.ArenaProgress(total=18, finished=3, earlier=[50.0, 60.0, 70.0], started=0.0)
     assert progress.status(now=250) == "3/18 done, 0 failed, 15 to run | elapsed 4m10s | ETA 15m00s"
     progress.finished += 1
     progress.durations.append(120.0)  # this run's own cells take over from earlier runs' times
     progress.failures.append("sokoban/sapo/seed0")
     assert progress.status(now=3900) == "4/18 done, 1 failed, 13 to run | elapsed 1h05m | ETA 26m00s"
-    assert (
-        runner.Progress(total=2, started=0.0).status(now=5) == "0/2 done, 0 failed, 2 to run | elapsed 5s | ETA unknown"
-    )
-    assert runner.Progress(total=1, finished=1).eta() == 0.0
+    fresh = runner.ArenaProgress(total=2, started=0.0)
+    assert fresh.status(now=5) == "0/2 done, 0 failed, 2 to run | elapsed 5s | ETA unknown"
+    assert runner.ArenaProgress(total=1, finished=1).eta() == 0.0
 
 
 def test_failing_cell_is_recorded_finished_cell_skipped_and_a_rerun_retries(
@@ -336,7 +335,7 @@ def test_report_reads_the_runners_results(arena):
     (cells,) = load_results(out).values()
     metric = success_metric([history for _, history in cells])
     assert metric == "val-core/*/acc/mean@*"  # validated at step 2
-    for summary in summarise(cells, metric):
+    for summary in summarise_methods(cells, metric):
         (seed,) = summary.seeds
         history = read_metrics(cell_dir(out, "sokoban", summary.method, 0) / "metrics.jsonl")
         assert seed.finished and seed.final == history[2][VAL_KEY]
@@ -344,7 +343,7 @@ def test_report_reads_the_runners_results(arena):
             seed.wall_time_s
             == json.loads((cell_dir(out, "sokoban", summary.method, 0) / "done.json").read_text())["wall_time_s"]
         )
-    assert {s.method for s in summarise(cells, metric)} == {"grpo", "gspo"}
+    assert {s.method for s in summarise_methods(cells, metric)} == {"grpo", "gspo"}
 
 
 def test_an_interrupted_cell_resumes_from_its_checkpoint_and_a_finished_one_is_skipped(arena, monkeypatch):

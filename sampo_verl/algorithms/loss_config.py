@@ -1,0 +1,111 @@
+"""Config dataclasses for the SAMPO policy-loss family.
+
+verl builds the actor config with ``omega_conf_to_dataclass(config.actor)``, i.e. a recursive
+``hydra.utils.instantiate(..., _convert_="partial")``: every node carrying ``_target_`` becomes
+that class, so pointing ``actor_rollout_ref.actor.policy_loss._target_`` at
+:class:`SampoPolicyLossConfig` swaps verl's ``PolicyLossConfig`` for ours. The nested
+``seq_mask`` node has no ``_target_`` and arrives as a plain ``dict``; ``__post_init__`` turns
+it into a :class:`SeqMaskConfig`.
+
+Flags (all under ``actor_rollout_ref.actor.policy_loss``), as written for ``sampo_verl.main_ppo``,
+whose config already selects this class and has the ``seq_mask`` node::
+
+    loss_mode=sampo                       # or vanilla_seqmask / gspo_seqmask / sapo_seqmask / cispo_seqmask
+    seq_mask.enable=true                  # sampo only: the *_seqmask modes always mask
+    seq_mask.delta=0.223                  # mask A_i < 0 and D_i > delta (strictly greater)
+    +loss_agg_mode=token-mean             # sampo only: overrides its seq-mean-token-mean default
+
+On verl's own ``verl.trainer.main_ppo`` add ``_target_=sampo_verl.algorithms.loss_config.SampoPolicyLossConfig``
+and write the new keys with ``+`` (``+seq_mask.enable=true``, ``+seq_mask.delta=0.223``).
+
+The clip range is verl's own ``actor_rollout_ref.actor.clip_ratio_low/high``.
+"""
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from verl.base_config import BaseConfig
+from verl.trainer.ppo.core_algos import POLICY_LOSS_REGISTRY
+from verl.workers.config import PolicyLossConfig
+
+from sampo_verl.options import read_options
+
+FLAG_PREFIX = "actor_rollout_ref.actor.policy_loss"
+
+LOSS_AGG_MODES = (
+    "token-mean",
+    "token-sum",
+    "seq-mean-token-sum",
+    "seq-mean-token-mean",
+    "seq-mean-token-sum-norm",
+)
+
+
+@dataclass
+class SeqMaskConfig(BaseConfig):
+    """Advantage-conditioned sequence masking: drop sample i when ``A_i < 0 and D_i > delta``.
+
+    Args:
+        enable: switches masking for ``loss_mode=sampo`` (the ``*_seqmask`` modes always mask).
+        delta: threshold on ``D_i = mean_t (log pi_old - log pi_theta)``; 0.223 is about ln 1.25.
+    """
+
+    enable: bool = True
+    delta: float = 0.223
+
+    def __post_init__(self):
+        if not isinstance(self.enable, bool):
+            raise ValueError(f"{FLAG_PREFIX}.seq_mask.enable must be true or false, got {self.enable!r}")
+        is_number = isinstance(self.delta, int | float) and not isinstance(self.delta, bool)
+        if not is_number or math.isnan(self.delta) or self.delta < 0:
+            raise ValueError(f"{FLAG_PREFIX}.seq_mask.delta must be a number >= 0, got {self.delta!r}")
+
+
+@dataclass
+class SampoPolicyLossConfig(PolicyLossConfig):
+    """verl's ``PolicyLossConfig`` plus the knobs of the SAMPO loss family.
+
+    Args:
+        seq_mask: sequence-masking switch and threshold (a dict from hydra is accepted).
+        loss_agg_mode: aggregation for ``loss_mode=sampo``; None means ``seq-mean-token-mean``
+            unless ``actor.loss_agg_mode`` was changed from verl's default ``token-mean``.
+    """
+
+    seq_mask: SeqMaskConfig = field(default_factory=SeqMaskConfig)
+    loss_agg_mode: Optional[str] = None
+
+    def __post_init__(self):
+        if isinstance(self.seq_mask, dict):
+            object.__setattr__(self, "seq_mask", _seq_mask_from_dict(self.seq_mask))
+        elif not isinstance(self.seq_mask, SeqMaskConfig):
+            raise ValueError(f"{FLAG_PREFIX}.seq_mask must be a mapping with enable/delta, got {self.seq_mask!r}")
+        if self.loss_mode not in POLICY_LOSS_REGISTRY:
+            raise ValueError(
+                f"{FLAG_PREFIX}.loss_mode={self.loss_mode!r} is not a registered policy loss; "
+                f"known: {sorted(POLICY_LOSS_REGISTRY)}"
+            )
+        if self.loss_agg_mode is not None and self.loss_agg_mode not in LOSS_AGG_MODES:
+            raise ValueError(
+                f"{FLAG_PREFIX}.loss_agg_mode={self.loss_agg_mode!r} is not one of {list(LOSS_AGG_MODES)}"
+            )
+
+
+DEFAULT_SEQ_MASK = SeqMaskConfig()
+
+
+def _seq_mask_from_dict(values: Any) -> SeqMaskConfig:
+    return read_options(SeqMaskConfig, values, f"{FLAG_PREFIX}.seq_mask", ignore=("_target_",))
+
+
+def seq_mask_config(policy_loss: Any) -> SeqMaskConfig:
+    """The sequence-mask settings of any policy-loss config: ours, verl's plain one, or a DictConfig.
+
+    verl's own ``PolicyLossConfig`` has no ``seq_mask`` field; it gets the defaults.
+    """
+    seq_mask = policy_loss.get("seq_mask") if policy_loss is not None else None
+    if seq_mask is None:
+        return DEFAULT_SEQ_MASK
+    if isinstance(seq_mask, SeqMaskConfig):
+        return seq_mask
+    return _seq_mask_from_dict(seq_mask)

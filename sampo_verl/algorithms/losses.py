@@ -1,0 +1,324 @@
+"""SAMPO policy loss and advantage-conditioned sequence masking for verl's policy losses.
+
+ARLArena (arXiv 2602.21534) traces training collapse to negative-advantage samples whose
+importance ratio is already low, and drops them from the policy-gradient term::
+
+    D_i  = (1/|y_i|) sum_t m_{i,t} (log pi_old(y_{i,t}) - log pi_theta(y_{i,t}))
+    drop sample i  iff  A_i < 0  and  D_i > delta          (D_i == delta is kept)
+
+``A_i`` is the mean advantage over the sample's valid tokens (the constant value for GRPO-like
+estimators). One mechanism, :func:`sequence_masked_policy_loss`, serves every loss here: it
+zeroes the dropped samples' rows of ``response_mask`` and calls verl's own loss function on it.
+Registered modes: ``sampo`` (verl's GSPO sequence-level clipping, masking switchable, aggregation
+``seq-mean-token-mean`` by default), and ``vanilla_seqmask``, ``gspo_seqmask``,
+``sapo_seqmask``, ``cispo_seqmask`` (verl's loss of that name, always masked).
+
+Normalisers. Dropped samples contribute zero, but the aggregation still divides by the whole
+batch's count (tokens for ``token-mean``, samples for ``seq-mean-*``), as if they were in the
+batch with zero loss. verl's engine actor always passes these global counts in
+``config.global_batch_info`` (``batch_num_tokens``, ``global_batch_size``, counted over the
+mini-batch on all dp ranks before masking), and they are kept as they are; when a caller passes
+none (dp_size 1), the local pre-mask counts are filled in (non-empty samples; at least 1). So the
+loss does not depend on how the mini-batch is split into micro-batches or ranks, its scale
+matches the (unmasked) entropy and KL terms, and a batch where every sample is dropped gives
+loss 0 with zero gradient instead of 0/0.
+The price: masking shrinks the policy-gradient step by the kept fraction rather than
+renormalising over the kept samples.
+
+With one mini-batch and one PPO epoch, ``pi_theta == pi_old`` at the update, so ``D_i == 0`` and
+neither clipping nor masking (delta >= 0) has anything to act on.
+"""
+
+import copy
+import functools
+import inspect
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from verl.trainer.ppo.core_algos import (
+    PolicyLossFn,
+    compute_policy_loss_cispo,
+    compute_policy_loss_gspo,
+    compute_policy_loss_sapo,
+    compute_policy_loss_vanilla,
+    register_policy_loss,
+)
+from verl.workers.config import ActorConfig
+
+from sampo_verl.algorithms.loss_config import seq_mask_config
+
+# ActorConfig.loss_agg_mode's default: the one value that cannot tell "set by the user" from "unset".
+VERL_DEFAULT_LOSS_AGG_MODE = "token-mean"
+SAMPO_DEFAULT_LOSS_AGG_MODE = "seq-mean-token-mean"
+
+
+def sequence_mask_statistics(
+    old_log_prob: torch.Tensor, log_prob: torch.Tensor, advantages: torch.Tensor, response_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-sample ``D_i``, ``A_i`` and response length ``|y_i|``, all shape (bs,), no gradient.
+
+    Inputs are (bs, response_length); ``D_i = -log s_i`` where ``s_i`` is GSPO's sequence ratio.
+    Empty responses get ``D_i = A_i = 0``.
+    """
+    with torch.no_grad():  # fp32 even for half-precision log-probs (.float() is free on fp32)
+        mask = response_mask.float()
+        lengths = mask.sum(-1)
+        per_token = 1.0 / lengths.clamp(min=1)
+        seq_kl = (old_log_prob - log_prob).float().mul_(mask).sum(-1) * per_token
+        seq_advantage = (advantages.float() * mask).sum(-1) * per_token
+    return seq_kl, seq_advantage, lengths
+
+
+def sequence_masked_policy_loss(
+    base_loss_fn: PolicyLossFn,
+    old_log_prob: torch.Tensor,
+    log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    response_mask: torch.Tensor,
+    loss_agg_mode: str,
+    config: ActorConfig,
+    rollout_is_weights: Optional[torch.Tensor],
+    mask_enabled: bool,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Run ``base_loss_fn`` (a verl policy loss) with sequence masking and add sequence metrics.
+
+    Args:
+        base_loss_fn: verl policy loss, called unchanged with the masked ``response_mask``.
+        old_log_prob, log_prob, advantages, response_mask: (bs, response_length).
+        loss_agg_mode: passed through to ``base_loss_fn``.
+        config: the actor config; reads ``clip_ratio_low/high`` and ``policy_loss.seq_mask.delta``.
+        rollout_is_weights: passed through.
+        mask_enabled: False computes the metrics but drops nothing.
+
+    Returns:
+        The base loss and its metrics, plus ``actor/seq_*`` metrics (python floats).
+    """
+    if config is None:
+        raise ValueError("sequence-masked policy losses need the actor config (actor_rollout_ref.actor)")
+    delta = seq_mask_config(config.get("policy_loss")).delta
+    clip_low, clip_high = _clip_range(config)
+
+    seq_kl, seq_advantage, lengths = sequence_mask_statistics(old_log_prob, log_prob, advantages, response_mask)
+    valid = lengths > 0
+    low_ratio_negative = valid & (seq_advantage < 0) & (seq_kl > delta)
+    if mask_enabled:
+        dropped = low_ratio_negative
+        kept_mask = response_mask * ~dropped.unsqueeze(-1)  # keeps response_mask's dtype
+    else:
+        dropped = torch.zeros_like(valid)
+        kept_mask = response_mask
+
+    pg_loss, pg_metrics = base_loss_fn(
+        old_log_prob=old_log_prob,
+        log_prob=log_prob,
+        advantages=advantages,
+        response_mask=kept_mask,
+        loss_agg_mode=loss_agg_mode,
+        config=_with_batch_normalisers(config, lengths),
+        rollout_is_weights=rollout_is_weights,
+    )
+    pg_metrics.update(
+        _sequence_metrics(seq_kl, seq_advantage, lengths, dropped, low_ratio_negative, clip_low, clip_high)
+    )
+    return pg_loss, pg_metrics
+
+
+def with_sequence_metrics(base_loss_fn: PolicyLossFn) -> PolicyLossFn:
+    """verl's ``base_loss_fn`` called exactly as given (same value and gradient), plus the
+    ``actor/seq_*`` metrics of :func:`sequence_masked_policy_loss` with nothing dropped.
+
+    ``actor/seq_neg_adv_low_ratio_frac`` then says how many samples masking *would* drop, so runs
+    with and without masking can be compared (ARLArena's collapse diagnosis).
+    """
+    signature = inspect.signature(base_loss_fn)
+
+    @functools.wraps(base_loss_fn)
+    def loss_fn(*args: Any, **kwargs: Any) -> tuple[torch.Tensor, dict[str, Any]]:
+        pg_loss, pg_metrics = base_loss_fn(*args, **kwargs)
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        a = bound.arguments
+        config = a["config"]
+        if config is not None:
+            delta = seq_mask_config(config.get("policy_loss")).delta
+            seq_kl, seq_advantage, lengths = sequence_mask_statistics(
+                a["old_log_prob"], a["log_prob"], a["advantages"], a["response_mask"]
+            )
+            low_ratio_negative = (lengths > 0) & (seq_advantage < 0) & (seq_kl > delta)
+            dropped = torch.zeros_like(low_ratio_negative)
+            metrics = _sequence_metrics(
+                seq_kl, seq_advantage, lengths, dropped, low_ratio_negative, *_clip_range(config)
+            )
+            pg_metrics = {**pg_metrics, **metrics}
+        return pg_loss, pg_metrics
+
+    loss_fn._sampo_sequence_metrics = True  # type: ignore[attr-defined]
+    return loss_fn
+
+
+@register_policy_loss("sampo")
+def compute_policy_loss_sampo(
+    old_log_prob: torch.Tensor,
+    log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    response_mask: torch.Tensor,
+    loss_agg_mode: str = SAMPO_DEFAULT_LOSS_AGG_MODE,
+    config: Optional[ActorConfig] = None,
+    rollout_is_weights: Optional[torch.Tensor] = None,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """SAMPO: GSPO sequence-level clipping with advantage-conditioned sequence masking.
+
+    ARLArena (arXiv 2602.21534); the clipped surrogate is GSPO's (arXiv 2507.18071), computed by
+    verl's ``compute_policy_loss_gspo``::
+
+        log s_i  = (1/|y_i|) sum_t m_{i,t} (log pi_theta - log pi_old)
+        s_{i,t}  = exp(sg[log s_i] + log pi_theta(y_{i,t}) - sg[log pi_theta(y_{i,t})])
+        L_{i,t}  = max(-A_{i,t} s_{i,t}, -A_{i,t} clip(s_{i,t}, 1 - eps_low, 1 + eps_high))
+
+    The value of ``s_{i,t}`` is the sequence ratio; its gradient reaches every token.
+    ``eps_low/high`` are ``actor.clip_ratio_low/high`` (GSPO uses about 3e-4 / 4e-4).
+    Masking (``policy_loss.seq_mask.enable``, default on) drops samples with
+    ``A_i < 0 and D_i > delta`` from this term.
+
+    Aggregation: ``policy_loss.loss_agg_mode`` when set (SampoPolicyLossConfig); else the passed
+    ``loss_agg_mode`` (verl passes ``actor.loss_agg_mode``) when it differs from verl's default
+    ``token-mean``; else ``seq-mean-token-mean``.
+
+    Args:
+        old_log_prob, log_prob, advantages, response_mask: (bs, response_length).
+        loss_agg_mode: see Aggregation.
+        config: the actor config.
+        rollout_is_weights: optional (bs, response_length) rollout-correction weights.
+    """
+    policy_loss = config.get("policy_loss") if config is not None else None
+    return sequence_masked_policy_loss(
+        compute_policy_loss_gspo,
+        old_log_prob,
+        log_prob,
+        advantages,
+        response_mask,
+        loss_agg_mode=_sampo_loss_agg_mode(loss_agg_mode, policy_loss),
+        config=config,
+        rollout_is_weights=rollout_is_weights,
+        mask_enabled=seq_mask_config(policy_loss).enable,
+    )
+
+
+def _seqmask_variant(base_loss_fn: PolicyLossFn, name: str, default_agg_mode: str) -> PolicyLossFn:
+    """Register ``{name}_seqmask``: verl's ``name`` loss with sequence masking always on."""
+
+    def loss_fn(
+        old_log_prob: torch.Tensor,
+        log_prob: torch.Tensor,
+        advantages: torch.Tensor,
+        response_mask: torch.Tensor,
+        loss_agg_mode: str = default_agg_mode,
+        config: Optional[ActorConfig] = None,
+        rollout_is_weights: Optional[torch.Tensor] = None,
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        return sequence_masked_policy_loss(
+            base_loss_fn,
+            old_log_prob,
+            log_prob,
+            advantages,
+            response_mask,
+            loss_agg_mode=loss_agg_mode,
+            config=config,
+            rollout_is_weights=rollout_is_weights,
+            mask_enabled=True,
+        )
+
+    loss_fn.__name__ = loss_fn.__qualname__ = f"compute_policy_loss_{name}_seqmask"
+    loss_fn.__doc__ = (
+        f"verl's ``{name}`` policy loss ({base_loss_fn.__name__}) with sequence masking: samples with "
+        "A_i < 0 and D_i > policy_loss.seq_mask.delta are dropped from the policy-gradient term. "
+        "Same arguments and shapes as the base loss."
+    )
+    return register_policy_loss(f"{name}_seqmask")(loss_fn)
+
+
+# verl's losses that compose with sequence masking, with the aggregation their ``*_seqmask`` mode defaults to
+MASKABLE_BASE_LOSSES: dict[str, tuple[PolicyLossFn, str]] = {
+    "vanilla": (compute_policy_loss_vanilla, "token-mean"),
+    "gspo": (compute_policy_loss_gspo, "seq-mean-token-mean"),
+    "sapo": (compute_policy_loss_sapo, "seq-mean-token-mean"),
+    "cispo": (compute_policy_loss_cispo, "token-mean"),
+}
+SEQ_MASK_LOSSES = ("sampo", *(f"{name}_seqmask" for name in MASKABLE_BASE_LOSSES))  # take policy_loss.seq_mask
+for _name, (_base_loss_fn, _agg_mode) in MASKABLE_BASE_LOSSES.items():
+    _seqmask_variant(_base_loss_fn, _name, _agg_mode)
+
+
+def _sampo_loss_agg_mode(passed: str, policy_loss: Any) -> str:
+    explicit = policy_loss.get("loss_agg_mode") if policy_loss is not None else None
+    if explicit is not None:
+        return explicit
+    return passed if passed != VERL_DEFAULT_LOSS_AGG_MODE else SAMPO_DEFAULT_LOSS_AGG_MODE
+
+
+def _clip_range(config: ActorConfig) -> tuple[float, float]:
+    clip_low = config.get("clip_ratio_low")
+    clip_high = config.get("clip_ratio_high")
+    clip_low = config.clip_ratio if clip_low is None else clip_low
+    clip_high = config.clip_ratio if clip_high is None else clip_high
+    if not 0 <= clip_low < 1:
+        raise ValueError(f"actor_rollout_ref.actor.clip_ratio_low must be in [0, 1), got {clip_low}")
+    if not clip_high >= 0:
+        raise ValueError(f"actor_rollout_ref.actor.clip_ratio_high must be >= 0, got {clip_high}")
+    return clip_low, clip_high
+
+
+def _with_batch_normalisers(config: ActorConfig, lengths: torch.Tensor) -> ActorConfig:
+    """``config`` with the pre-mask counts in ``global_batch_info``.
+
+    verl's engine actor always supplies the global counts (and verl requires them for dp_size > 1):
+    then ``config`` is returned as it is. Otherwise a shallow copy gets the missing counts of this batch.
+    """
+    info = config.global_batch_info
+    complete = info.get("batch_num_tokens") is not None and info.get("global_batch_size") is not None
+    if complete or info.get("dp_size", 1) > 1:
+        return config
+    info = dict(info)
+    if info.get("batch_num_tokens") is None:
+        info["batch_num_tokens"] = lengths.sum().clamp(min=1)  # all-empty batch: 0 instead of 0/0
+    if info.get("global_batch_size") is None:
+        info["global_batch_size"] = (lengths > 0).sum().clamp(min=1)
+    filled = copy.copy(config)
+    object.__setattr__(filled, "global_batch_info", info)  # BaseConfig fields are frozen
+    return filled
+
+
+def _sequence_metrics(
+    seq_kl: torch.Tensor,
+    seq_advantage: torch.Tensor,
+    lengths: torch.Tensor,
+    dropped: torch.Tensor,
+    low_ratio_negative: torch.Tensor,
+    clip_low: float,
+    clip_high: float,
+) -> dict[str, float]:
+    """Sequence-level metrics over the samples with a non-empty response.
+
+    The five (bs,) vectors go to the host in one transfer (the only device sync) and the
+    statistics are taken there with numpy: a dozen tiny device kernels would cost more.
+    seq_clipfrac counts samples whose sequence ratio sits outside the clip range on the side
+    where clipping removes the gradient (A > 0 above 1 + eps_high, A < 0 below 1 - eps_low).
+    With no valid sample the ratio statistics read 1 (no policy change) and fractions 0.
+    """
+    per_sample = torch.stack([seq_kl, seq_advantage, lengths, dropped, low_ratio_negative]).float()
+    seq_kl_np, advantage, length, dropped_np, low_ratio_negative_np = per_sample.cpu().numpy().astype(np.float64)
+    valid = length > 0
+    n_valid = max(int(valid.sum()), 1)
+    n_negative = max(int((valid & (advantage < 0)).sum()), 1)
+    ratio = np.exp(np.minimum(-seq_kl_np[valid], 10.0))  # GSPO's clamp
+    advantage = advantage[valid]
+    clipped = ((advantage > 0) & (ratio > 1 + clip_high)) | ((advantage < 0) & (ratio < 1 - clip_low))
+    return {
+        "actor/seq_mask_frac": float(dropped_np.sum() / n_valid),
+        "actor/seq_neg_adv_low_ratio_frac": float(low_ratio_negative_np.sum() / n_negative),
+        "actor/seq_ratio_mean": float(ratio.mean()) if ratio.size else 1.0,
+        "actor/seq_ratio_min": float(ratio.min()) if ratio.size else 1.0,
+        "actor/seq_ratio_max": float(ratio.max()) if ratio.size else 1.0,
+        "actor/seq_clipfrac": float(clipped.sum() / n_valid),
+    }

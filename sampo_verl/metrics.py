@@ -1,0 +1,104 @@
+"""verl's file-logger metrics read back: per-step histories, metric series, seed bands, collapse steps.
+
+Used by the launcher, the quickstart and the arena; drawing them is :mod:`sampo_verl.plots`'s job.
+
+verl's file logger (``trainer.logger=[file]``, path from ``VERL_FILE_LOGGER_PATH``) writes one JSON
+line per ``logger.log`` call: ``{"step": 3, "data": {"actor/entropy": 6.2, ...}}``. A step can
+appear on several lines (validation before training is logged at step 0; a resumed run logs a step
+again), so :func:`read_metrics` merges the lines of a step, later lines winning, and keeps only
+finite numbers: any key may be missing at any step, and a loss that does not produce a metric
+simply never logs it.
+
+A metric name may be an ``fnmatch`` pattern; its value at a step is then the mean of the keys that
+match there. ``VAL_SUCCESS`` (``val-core/*/acc/mean@*``) is verl's validation success averaged over
+data sources: our agent loop reports ``acc`` = episode success, and verl files the mean over the
+largest number of validation samples per prompt ``n`` under ``val-core/<data_source>/acc/mean@<n>``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+import numpy as np
+
+History = Mapping[int, Mapping[str, float]]
+"""One run's metrics: step -> {metric name: value}, as :func:`read_metrics` returns them."""
+
+VAL_SUCCESS = "val-core/*/acc/mean@*"
+TRAIN_SUCCESS = "sampo/success_rate"
+COLLAPSE = "collapse/any"
+
+
+def read_metrics(path: str | Path) -> dict[int, dict[str, float]]:
+    """Read a file-logger JSONL file into step -> metrics, sorted by step.
+
+    Blank lines, lines that are not a JSON object with an integer ``step`` (e.g. the truncated last
+    line of a killed run) and values that are not finite numbers are skipped.
+    """
+    history: dict[int, dict[str, float]] = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(record, dict) or not isinstance(record.get("data"), dict):
+            continue
+        step = record.get("step")
+        if isinstance(step, bool) or not isinstance(step, (int, float)) or step != int(step):
+            continue
+        merged = history.setdefault(int(step), {})
+        for key, value in record["data"].items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                merged[key] = float(value)
+    return dict(sorted(history.items()))
+
+
+def metric_series(history: History, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Steps at which ``metric`` (a key or fnmatch pattern) was logged, and its values there."""
+    steps, values = [], []
+    for step, row in history.items():
+        found = _matching(row, metric)
+        if found:
+            steps.append(step)
+            values.append(sum(found) / len(found))
+    order = np.argsort(steps, kind="stable")
+    return np.asarray(steps, dtype=int)[order], np.asarray(values, dtype=float)[order]
+
+
+def has_metric(history: History, metric: str) -> bool:
+    """Whether ``metric`` (a key or fnmatch pattern) was logged at any step."""
+    return any(_matching(row, metric) for row in history.values())
+
+
+def seed_band(histories: Sequence[History], metric: str) -> tuple[np.ndarray, ...] | None:
+    """Aggregate one metric over seeds: ``(steps, mean, low, high)`` or ``None`` if no seed logged it.
+
+    ``steps`` is the union of the seeds' steps; at each step the mean, minimum and maximum are taken
+    over the seeds that logged the metric there.
+    """
+    series = [metric_series(history, metric) for history in histories]
+    series = [(s, v) for s, v in series if s.size]
+    if not series:
+        return None
+    steps = np.unique(np.concatenate([s for s, _ in series]))
+    table = np.full((len(series), steps.size), np.nan)
+    for row, (s, v) in enumerate(series):
+        table[row, np.searchsorted(steps, s)] = v
+    return steps, np.nanmean(table, axis=0), np.nanmin(table, axis=0), np.nanmax(table, axis=0)
+
+
+def collapse_steps(history: History) -> list[int]:
+    """Steps at which the collapse detector fired (``collapse/any`` > 0)."""
+    steps, values = metric_series(history, COLLAPSE)
+    return steps[values > 0].tolist()
+
+
+def _matching(row: Mapping[str, float], metric: str) -> list[float]:
+    """Values of ``metric`` in one step's row: the key itself, or every key an fnmatch pattern matches."""
+    if not any(char in metric for char in "*?["):
+        return [row[metric]] if metric in row else []
+    return [value for key, value in row.items() if fnmatchcase(key, metric)]

@@ -1,0 +1,37 @@
+"""One reader for every options section of the package (``algorithm.gigpo``, ``algorithm.filter_groups``,
+``sampo.collapse``, ``actor_rollout_ref.actor.policy_loss.seq_mask``, ...).
+
+A section arrives as a DictConfig, a dict, one of verl's config dataclasses or ``None`` (absent:
+the defaults). :func:`read_options` builds the section's options dataclass from it and fails on a
+key the dataclass does not have, naming the full flag, so that a typo never passes silently.
+Range checks live on the dataclass: in ``__post_init__`` for a section with one fixed flag
+prefix, or in a ``check(prefix)`` method for a dataclass shared by several sections (the
+estimators' options), which the reader calls with the section's prefix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import fields
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def read_options(cls: type[T], section: Mapping[str, Any] | None, prefix: str, ignore: Collection[str] = ()) -> T:
+    """The options dataclass ``cls`` of the config section ``prefix`` (keys in ``ignore`` are skipped)."""
+    values = {key: section[key] for key in (section or {}) if key not in ignore}
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {prefix} option(s) {unknown}; known: {sorted(known)}")
+    options = cls(**values)
+    check = getattr(options, "check", None)
+    if callable(check):
+        check(prefix)
+    return options
+
+
+def section_of(config: Mapping[str, Any] | None, key: str) -> Mapping[str, Any] | None:
+    """``config[key]`` when present and not null, else None (works on DictConfig and verl's dataclasses)."""
+    return (config or {}).get(key, None) or None

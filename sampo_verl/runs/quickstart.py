@@ -1,0 +1,245 @@
+"""The CPU quickstart: behaviour cloning, then RL through ``sampo_verl.main_ppo``, with a report.
+
+    python -m sampo_verl.quickstart [--env sokoban] [--method sampo] [--steps N] [--seed 0] [--out DIR]
+
+On the CPU testbed of :mod:`sampo_verl.runs.testbed`: builds the tiny local model and tokenizer, clones
+the environment's expert with verl's SFT trainer, then trains the method with verl's PPO trainer
+(the CPU backend) on the same environment. Success is measured by verl's validation on held-out
+seeds (greedy) before RL (= behaviour cloning alone), every ``--test-freq`` steps and at the end.
+Writes ``DIR/report/``: ``metrics.jsonl`` (verl's per-step metrics of the RL run),
+``bc_metrics.jsonl`` (the SFT run's), ``success.png``, ``stability.png`` and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from sampo_verl.bc.train import SFT_METRICS_FILE
+from sampo_verl.metrics import TRAIN_SUCCESS, VAL_SUCCESS, History, collapse_steps, metric_series, read_metrics
+from sampo_verl.plots import plot_metrics
+from sampo_verl.runs.agent_run import run_agent
+from sampo_verl.runs.launch import format_duration
+from sampo_verl.runs.testbed import TESTBEDS, bc_start, cpu_testbed, rl_config
+
+STABILITY_METRICS = [
+    "sampo/format_valid_rate",
+    "actor/entropy",
+    "actor/grad_norm",
+    "actor/seq_mask_frac",
+    "actor/seq_neg_adv_low_ratio_frac",
+    "actor/seq_clipfrac",
+]
+SUCCESS_METRICS = [VAL_SUCCESS, TRAIN_SUCCESS]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What the quickstart prints and writes to ``summary.json``."""
+
+    env: str
+    method: str
+    seed: int
+    steps: int
+    val_tasks: int
+    success_after_bc: float
+    success_after_rl: float
+    best_success: float
+    best_step: int
+    collapse_steps: list[int]
+    bc_seconds: float
+    rl_seconds: float
+
+    def text(self) -> str:
+        change = self.success_after_rl - self.success_after_bc
+        return "\n".join(
+            [
+                f"sampo-verl quickstart: {self.env}, method {self.method}, seed {self.seed}",
+                (
+                    f"  success on {self.val_tasks} held-out tasks (greedy): {self.success_after_bc:.3f} after "
+                    f"behaviour cloning -> {self.success_after_rl:.3f} after {self.steps} RL steps ({change:+.3f}; "
+                    f"best {self.best_success:.3f} at step {self.best_step})"
+                ),
+                f"  collapse warnings: {len(self.collapse_steps)}"
+                + (f" at steps {self.collapse_steps}" * bool(self.collapse_steps)),
+                f"  wall time: behaviour cloning {format_duration(self.bc_seconds)},"
+                f" RL {format_duration(self.rl_seconds)}",
+            ]
+        )
+
+
+class MetricsWatcher:
+    """Print a line for every new step a verl file logger writes, while a run goes on."""
+
+    def __init__(self, metrics_file: Path, line: Callable[[int, dict[str, float]], str | None], every: float = 2.0):
+        self.metrics_file, self.line, self.every = metrics_file, line, every
+        self._stop = threading.Event()
+        self._shown: set[int] = set()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> MetricsWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._poll()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.every):
+            self._poll()
+
+    def _poll(self) -> None:
+        history = read_metrics(self.metrics_file) if self.metrics_file.exists() else {}
+        for step, metrics in history.items():
+            if step not in self._shown:
+                text = self.line(step, metrics)
+                if text is not None:
+                    self._shown.add(step)
+                    print(text, flush=True)
+
+
+def rl_line(total: int, start: float) -> Callable[[int, dict[str, float]], str | None]:
+    """Progress line of one RL step (validation-only step 0 included)."""
+
+    def line(step: int, m: dict[str, float]) -> str | None:
+        val = step_value(m, VAL_SUCCESS)
+        if step == 0:
+            return None if val is None else f"  RL step 0/{total}: held-out success {val:.3f} (behaviour cloning)"
+        if TRAIN_SUCCESS not in m:
+            return None
+        parts = [
+            f"  RL step {step}/{total}",
+            f"train success {m[TRAIN_SUCCESS]:.3f}",
+            f"valid format {m.get('sampo/format_valid_rate', float('nan')):.3f}",
+        ]
+        if val is not None:
+            parts.append(f"held-out success {val:.3f}")
+        parts.append(f"elapsed {format_duration(time.time() - start)}")
+        return ", ".join(parts)
+
+    return line
+
+
+def step_value(metrics: dict[str, float], metric: str) -> float | None:
+    """``metric`` (a key or pattern, see :mod:`sampo_verl.metrics`) in one step's metrics, or None."""
+    _, values = metric_series({0: metrics}, metric)
+    return float(values[0]) if values.size else None
+
+
+def bc_line(step: int, m: dict[str, float]) -> str | None:
+    loss = m.get("train/loss")
+    return None if loss is None else f"  behaviour cloning step {step}: loss {loss:.4f}"
+
+
+def summarise_run(
+    history: History, env: str, method: str, seed: int, val_tasks: int, bc_s: float, rl_s: float
+) -> Summary:
+    """The quickstart's numbers from the RL run's metrics (validation at step 0 = behaviour cloning)."""
+    steps, values = metric_series(history, VAL_SUCCESS)
+    val = dict(zip(steps.tolist(), values.tolist(), strict=True))
+    if 0 not in val or len(val) < 2:
+        raise RuntimeError(f"the RL run logged no validation before and after training (steps {sorted(val)})")
+    last = max(val)
+    best_step = max(val, key=lambda s: (val[s], -s))
+    return Summary(
+        env=env,
+        method=method,
+        seed=seed,
+        steps=max(history),
+        val_tasks=val_tasks,
+        success_after_bc=val[0],
+        success_after_rl=val[last],
+        best_success=val[best_step],
+        best_step=best_step,
+        collapse_steps=collapse_steps(history),
+        bc_seconds=bc_s,
+        rl_seconds=rl_s,
+    )
+
+
+def write_report(report: Path, rl_metrics: Path, bc_metrics: Path, summary: Summary) -> Path:
+    """Copy the metric files into ``report`` and draw the success and stability plots."""
+    report.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(rl_metrics, report / "metrics.jsonl")
+    if bc_metrics.exists():
+        shutil.copyfile(bc_metrics, report / "bc_metrics.jsonl")
+    history = read_metrics(rl_metrics)
+    runs = {summary.method: [history]}
+    events = {summary.method: summary.collapse_steps}
+    title = f"{summary.env}: {summary.method} from behaviour cloning"
+    plot_metrics(runs, SUCCESS_METRICS, report / "success.png", title=title, events=events)
+    plot_metrics(runs, STABILITY_METRICS, report / "stability.png", title=title, events=events)
+    (report / "summary.json").write_text(json.dumps(asdict(summary), indent=2) + "\n")
+    return report
+
+
+def main(argv: list[str] | None = None) -> Summary:
+    parser = argparse.ArgumentParser(prog="python -m sampo_verl.quickstart", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--env", default="frozenlake", choices=sorted(TESTBEDS))
+    parser.add_argument("--method", default="sampo", help="method preset (sampo_verl/conf/method)")
+    parser.add_argument("--steps", type=int, default=12, help="RL training steps")
+    parser.add_argument("--test-freq", type=int, default=4, help="validate every N RL steps (and at the end)")
+    parser.add_argument("--seed", type=int, default=0, help="RL seed (data order and sampling)")
+    parser.add_argument("--hidden", type=int, default=None, help="model width (default: the testbed's)")
+    parser.add_argument("--layers", type=int, default=None, help="model depth (default: the testbed's)")
+    parser.add_argument("--bc-episodes", type=int, default=None, help="expert episodes (default: the testbed's)")
+    parser.add_argument("--bc-steps", type=int, default=None, help="behaviour-cloning steps (default: the testbed's)")
+    parser.add_argument("--val-tasks", type=int, default=None, help="held-out tasks (default: the testbed's)")
+    parser.add_argument("--lr", type=float, default=None, help="RL learning rate (default: the testbed's)")
+    parser.add_argument(
+        "--temperature", type=float, default=None, help="RL rollout temperature (default: the testbed's)"
+    )
+    parser.add_argument("--out", type=Path, default=Path("runs/quickstart"))
+    args = parser.parse_args(argv)
+
+    tb = cpu_testbed(args.env)
+    changes = {
+        name: value
+        for name, value in (
+            ("bc_episodes", args.bc_episodes),
+            ("bc_steps", args.bc_steps),
+            ("rl_val_tasks", args.val_tasks),
+            ("rl_lr", args.lr),
+            ("rl_temperature", args.temperature),
+        )
+        if value is not None
+    }
+    size = {k: v for k, v in (("hidden", args.hidden), ("layers", args.layers)) if v is not None}
+    if size:
+        changes["model"] = dataclasses.replace(tb.model, **size)
+    tb = cpu_testbed(args.env, **changes)
+    out = args.out.resolve()
+    print(f"[1/3] behaviour cloning on {args.env} expert episodes -> {out / 'bc'}", flush=True)
+    start = time.time()
+    with MetricsWatcher(out / "bc" / SFT_METRICS_FILE, bc_line):
+        model = bc_start(out, tb)
+    bc_seconds = time.time() - start
+
+    print(f"[2/3] RL with {args.method} for {args.steps} steps (verl PPO trainer, CPU backend)", flush=True)
+    rl_dir = out / "rl"
+    start = time.time()
+    config = rl_config(tb, args.method, args.seed, args.steps, args.test_freq)
+    with MetricsWatcher(rl_dir / "metrics.jsonl", rl_line(args.steps, start)):
+        run_agent(rl_dir, model, config, data_dir=out / "rl_data")
+    rl_seconds = time.time() - start
+
+    print("[3/3] report", flush=True)
+    history = read_metrics(rl_dir / "metrics.jsonl")
+    summary = summarise_run(history, args.env, args.method, args.seed, tb.rl_val_tasks, bc_seconds, rl_seconds)
+    report = write_report(out / "report", rl_dir / "metrics.jsonl", out / "bc" / SFT_METRICS_FILE, summary)
+    print(summary.text())
+    print(f"  report: {report} (success.png, stability.png, metrics.jsonl, summary.json)")
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""The CPU-scale ARLArena testbed: behaviour cloning first, then RL through ``sampo_verl.main_ppo``.
+
+SPEC.md's testbed starts RL from a behaviour-cloned policy. This module holds the small version
+that runs on a laptop, shared by the quickstart (one environment, one method) and the arena
+(environment x method x seed cells, all from the same behaviour-cloned start):
+
+1. :func:`bc_start`: the tiny local model (:mod:`sampo_verl.runs.assets`), expert SFT data in the agent
+   loop's prompt format (:mod:`sampo_verl.bc.sft_data`), behaviour cloning through verl's SFT trainer
+   (:mod:`sampo_verl.bc.train`). Cached: a finished start is reused.
+2. :func:`rl_config`: the RL run (:mod:`sampo_verl.runs.agent_run`) on the same environment settings,
+   validating on held-out seeds before, during and after training (verl's ``val-core/<env>/acc``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sampo_verl.runs.agent_run import AgentRunConfig, is_built, mark_built, prepare_model
+from sampo_verl.runs.assets import ModelSize
+
+BC_DONE_FILE = "bc_done.json"  # in the behaviour-cloned model folder, once it is built
+
+
+@dataclass(frozen=True)
+class Testbed:
+    """Environment, model, behaviour-cloning and RL settings of one CPU testbed.
+
+    How the values were chosen: ``benchmarks/quickstart_learning.py``.
+    """
+
+    env: str
+    env_options: dict[str, Any] = field(default_factory=dict)
+    max_turns: int = 5
+    model: ModelSize = ModelSize(hidden=64, init_std=0.3)  # 0.3: better held-out BC success than 0.02
+    bc_episodes: int = 150
+    bc_val_episodes: int = 16
+    bc_steps: int = 150  # optimizer steps; BC needs ~100-150 at batch 16
+    bc_lr: float = 1e-3
+    bc_batch_size: int = 16
+    rl_train_tasks: int = 512
+    rl_val_tasks: int = 32
+    rl_groups: int = 4  # episode groups per RL step
+    rl_lr: float = 5e-4  # 1e-3 and up break the answer format
+    rl_temperature: float = 0.7  # at 1.0 RL learns malformed turns (stand-stills) instead of moves
+    rl_group_size: int = 8  # the testbed's group size
+    max_response_length: int = 48  # a cloned turn is ~25 tokens; sampled ones run longer
+
+
+TESTBEDS: dict[str, Testbed] = {
+    "sokoban": Testbed(env="sokoban", env_options={"dim_room": [5, 5], "num_boxes": 1, "search_depth": 4}),
+    # 4x4 lakes with the neighbour line: the tiny model cannot locate itself in the bare grid
+    "frozenlake": Testbed(
+        env="frozenlake",
+        env_options={"size": 4, "hole_prob": 0.25, "describe_neighbors": True},
+        max_turns=8,
+        rl_val_tasks=64,
+    ),
+}
+
+
+def cpu_testbed(env: str, **changes: Any) -> Testbed:
+    """The CPU testbed of ``env`` with ``changes`` applied (an unknown name fails naming the known ones)."""
+    if env not in TESTBEDS:
+        raise ValueError(f"no CPU testbed for env {env!r}; known: {sorted(TESTBEDS)}")
+    return dataclasses.replace(TESTBEDS[env], **changes)
+
+
+def bc_start(workdir: Path, tb: Testbed, timeout: float | None = None) -> Path:
+    """The behaviour-cloned model directory ``workdir/bc`` (built unless a finished one is there)."""
+    from sampo_verl.bc.sft_data import write_sft_splits
+    from sampo_verl.bc.train import run_bc
+
+    out = workdir / "bc"
+    done = out / BC_DONE_FILE
+    if is_built(done, _fingerprint(tb)):
+        return out
+    model = prepare_model(workdir / "init_model", tb.model)
+    data = workdir / "sft_data"
+    write_sft_splits(
+        str(data),
+        tb.env,
+        tb.bc_episodes,
+        tb.bc_val_episodes,
+        env_options=tb.env_options,
+        max_turns=tb.max_turns,
+    )
+    run_bc(
+        model,
+        data,
+        out,
+        steps=tb.bc_steps,
+        lr=tb.bc_lr,
+        batch_size=tb.bc_batch_size,
+        timeout=timeout,
+    )
+    mark_built(done, _fingerprint(tb))
+    return out
+
+
+def rl_config(tb: Testbed, method: str, seed: int, steps: int, test_freq: int, **changes: Any) -> AgentRunConfig:
+    """The RL run on ``tb``: validation before training, every ``test_freq`` steps and at the end."""
+    return AgentRunConfig(
+        env=tb.env,
+        method=method,
+        steps=steps,
+        seed=seed,
+        max_turns=tb.max_turns,
+        env_options=tb.env_options,
+        train_tasks=tb.rl_train_tasks,
+        val_tasks=tb.rl_val_tasks,
+        max_response_length=tb.max_response_length,
+        train_batch_size=tb.rl_groups,
+        lr=tb.rl_lr,
+        temperature=tb.rl_temperature,
+        group_size=tb.rl_group_size,
+        test_freq=test_freq,
+        val_before_train=True,
+        **changes,
+    )
+
+
+def _fingerprint(tb: Testbed) -> dict[str, Any]:
+    """The settings the behaviour-cloned start depends on (the RL ones may change freely)."""
+    return {k: v for k, v in dataclasses.asdict(tb).items() if not k.startswith(("rl_", "max_response"))}

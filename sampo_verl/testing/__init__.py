@@ -1,0 +1,1 @@
+"""Test helpers shipped with the package: a scripted stand-in for verl's LLM server."""

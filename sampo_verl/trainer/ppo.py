@@ -1,0 +1,118 @@
+"""SAMPO trainer: verl 0.9.1's v1 synchronous PPO trainer plus the hooks multi-turn agents need.
+
+Registered as ``trainer.v1.trainer_mode=sampo``. Everything not listed here is verl's own
+(rollout, KL loss, checkpoints, validation, logging).
+
+- ``_compute_advantage``: for the multi-turn estimators (``gigpo``, ``empg``, ``grpo_steps``) it
+  reads the per-turn fields that the environment agent loop stored in each sample's
+  ``extra_fields`` (:mod:`.turn_batch`) (verl only hands ``index`` and tensors to registered estimators) and the
+  old-policy token entropy that verl's ``_compute_old_log_prob`` keeps in TransferQueue.
+- Dynamic filtering: ``SampoReplayBuffer`` (:mod:`.replay_buffer`) replaces verl's sync replay buffer when
+  ``algorithm.filter_groups.enable=true`` (criteria ``reward`` or ``advantage``, cold start,
+  a limit on refill rounds, then a top-up with the least-bad groups).
+- ``_compute_metrics``: per-turn rates (format-valid, action-valid, success) and the collapse
+  detector of :mod:`sampo_verl.algorithms.diagnostics`, which can stop the run with a checkpoint.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+
+import numpy as np
+import transfer_queue as tq
+from omegaconf import DictConfig
+from tensordict import TensorDict
+from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
+from verl.trainer.ppo.v1.trainer_base import register_trainer
+from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+from verl.workers.utils.padding import response_to_nested
+
+from sampo_verl.agent.turns import turn_metrics
+from sampo_verl.algorithms import advantages
+from sampo_verl.algorithms.diagnostics import CollapseDetector, collapse_options
+from sampo_verl.algorithms.filtering import filter_options
+from sampo_verl.trainer.replay_buffer import SampoReplayBuffer
+from sampo_verl.trainer.turn_batch import multi_turn_advantages, pop_extra_fields, real_rows
+
+logger = logging.getLogger(__name__)
+
+
+@register_trainer("sampo")
+class SampoTrainer(PPOTrainerSync):
+    """verl's sync v1 trainer with multi-turn advantages, group filtering and collapse detection."""
+
+    # verl branches on the literal mode name "sync" (replay buffer class, refill, checkpoints, the
+    # trainer.v1.sync config section), from inside __init__ on; this trainer is its sync trainer
+    # registered under another name, so the mode verl assigns from the config is ignored.
+    @property
+    def trainer_mode(self) -> str:
+        return "sync"
+
+    @trainer_mode.setter
+    def trainer_mode(self, value: str) -> None:
+        pass
+
+    def __init__(self, config: DictConfig):
+        super().__init__(config)
+        self.collapse_detector = CollapseDetector(collapse_options(config.get("sampo", None)))
+
+    # ------------------------------------------------------------------ advantages
+    def _compute_advantage(self, batch, metrics: dict):
+        name = self.config.algorithm.adv_estimator
+        if name not in advantages.MULTI_TURN_ESTIMATORS:
+            return super()._compute_advantage(batch, metrics)
+
+        tensor_fields = advantages.required_tensor_fields(name)
+        fields = ["uid", "response_mask", "rm_scores", "extra_fields", *tensor_fields]
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
+        response_mask = data["response_mask"]
+        uid = np.array(data.pop("uid").tolist(), dtype=object)
+        extra = pop_extra_fields(data)
+        padded = data.to_padded_tensor()
+        adv, returns = multi_turn_advantages(
+            self.config.algorithm,
+            uid,
+            extra,
+            {field: padded[field] for field in ["rm_scores", "response_mask", *tensor_fields]},
+            real_rows(batch.tags),
+        )
+        output = TensorDict(
+            {
+                "advantages": response_to_nested(adv, response_mask),
+                "returns": response_to_nested(returns, response_mask),
+            },
+            batch_size=len(batch),
+        )
+        return tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=output)
+
+    # ------------------------------------------------------------------ filtering
+    def _build_replay_buffer(self) -> ReplayBuffer:
+        replay_buffer = super()._build_replay_buffer()
+        options = filter_options(self.config.algorithm)
+        if not options.enable or type(replay_buffer) is not ReplayBuffer:
+            return replay_buffer
+        # verl builds its own sync buffer with the right sizes; rebuild ours from the same arguments.
+        params = inspect.signature(ReplayBuffer.__init__).parameters
+        kwargs = {name: getattr(replay_buffer, name) for name in params if name != "self"}
+        return SampoReplayBuffer(options=options, algorithm_config=self.config.algorithm, **kwargs)
+
+    # ------------------------------------------------------------------ metrics
+    def _compute_metrics(self, batch, metrics, timing_raw, global_steps, epoch):
+        super()._compute_metrics(batch, metrics, timing_raw, global_steps, epoch)
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_fields"])
+        extra = pop_extra_fields(data)
+        metrics.update(turn_metrics([ef for ef, real in zip(extra, real_rows(batch.tags), strict=True) if real]))
+
+        fired = self.collapse_detector.update(global_steps, metrics)
+        if self.collapse_detector.config.enable:
+            metrics.update(self.collapse_detector.step_metrics(fired))
+        if fired and self.collapse_detector.config.enable:
+            logger.warning("collapse detected at step %d: %s", global_steps, ", ".join(fired))
+            if self.collapse_detector.config.stop_on_collapse:
+                self._save_checkpoint()
+                print(
+                    f"[sampo] stopping at step {global_steps}: collapse rule(s) {fired} fired "
+                    f"(sampo.collapse.*); checkpoint saved to {self.config.trainer.default_local_dir}"
+                )
+                self.total_training_steps = global_steps

@@ -1,0 +1,75 @@
+"""From verl's TransferQueue rows to the inputs of the multi-turn estimators.
+
+verl only hands ``index`` and tensors to a registered advantage estimator; the per-turn fields
+(:mod:`sampo_verl.agent.turns`) live in each sample's ``extra_fields``. The trainer's advantage
+step and the replay buffer's ``advantage`` filter criterion both go through
+:func:`multi_turn_advantages`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from verl.trainer.ppo import core_algos
+
+from sampo_verl.agent import turns
+from sampo_verl.algorithms import advantages
+
+
+def pop_extra_fields(data: Any) -> list[dict[str, Any]]:
+    """The per-sample ``extra_fields`` dicts of a TransferQueue read, removed from ``data``."""
+    return [getattr(ef, "data", ef) for ef in data.pop("extra_fields").tolist()]
+
+
+def real_rows(tags: list[dict[str, Any]]) -> np.ndarray:
+    """Rows that are not verl's synthetic padding (``upsample_batch_to_divisible_size`` appends copies
+    of the first row's metadata, tagged ``is_padding``, to make the batch divisible by the mini-batch)."""
+    return np.array([not tag.get("is_padding", False) for tag in tags], dtype=bool)
+
+
+def multi_turn_advantages(
+    algorithm_config: Any,
+    uid: np.ndarray,
+    extra_fields: list[dict[str, Any]],
+    tensors: dict[str, torch.Tensor],
+    real: np.ndarray,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Advantages and returns of the configured multi-turn estimator, (bs, response_length).
+
+    ``tensors`` holds ``rm_scores``, ``response_mask`` and the estimator's extra tensors. The
+    estimator sees the real rows only (a padding row repeats a real turn's ``traj_uid`` and ``step``);
+    padding rows get zero advantages and returns, so they add nothing to the loss.
+    """
+    name = algorithm_config.adv_estimator
+    all_real = bool(real.all())
+    rows = torch.from_numpy(np.flatnonzero(real))
+    non_tensor_batch = turns.columns([extra_fields[i] for i in rows.tolist()], advantages.required_fields(name))
+    non_tensor_batch["uid"] = uid[real]
+    selected = tensors if all_real else {field: tensor[rows] for field, tensor in tensors.items()}
+    estimator_tensors = {f: selected[f] for f in advantages.required_tensor_fields(name)}
+    advantages.validate_fields(name, non_tensor_batch, estimator_tensors)
+    adv, returns = core_algos.get_adv_estimator_fn(name)(
+        token_level_rewards=selected["rm_scores"],
+        response_mask=selected["response_mask"],
+        index=non_tensor_batch["uid"],
+        config=algorithm_config,
+        non_tensor_batch=non_tensor_batch,
+        batch=estimator_tensors,
+    )
+    if all_real:
+        return adv, returns
+    full_adv = torch.zeros(tensors["response_mask"].shape, dtype=adv.dtype)
+    full_returns = torch.zeros_like(full_adv)
+    full_adv[rows] = adv
+    full_returns[rows] = returns
+    return full_adv, full_returns
+
+
+def group_advantages(algorithm_config: Any, uid: np.ndarray, extra_fields: list[dict[str, Any]]) -> np.ndarray:
+    """Per-row advantages of the configured multi-turn estimator (filter criterion ``advantage``)."""
+    ones = torch.ones(len(uid), 1)
+    tensors = {"rm_scores": torch.zeros_like(ones), "response_mask": ones}
+    adv, _ = multi_turn_advantages(algorithm_config, uid, extra_fields, tensors, np.ones(len(uid), dtype=bool))
+    return adv[:, 0].numpy()

@@ -1,0 +1,66 @@
+import math
+
+import pytest
+
+from sampo_verl.algorithms.diagnostics import CollapseConfig, CollapseDetector, collapse_options
+
+
+def _run(history, **cfg):
+    det = CollapseDetector(CollapseConfig(**cfg))
+    return det, [det.update(step, m) for step, m in enumerate(history, start=1)]
+
+
+def healthy_history(n=30):
+    return [
+        {"sampo/format_valid_rate": min(1.0, 0.5 + 0.02 * i), "actor/grad_norm": 1.0 + 0.1 * (i % 3),
+         "actor/entropy": 2.0 - 0.01 * i}
+        for i in range(n)
+    ]
+
+
+def test_healthy_run_never_fires():
+    det, fired = _run(healthy_history())
+    assert all(f == [] for f in fired)
+    assert det.events == []
+
+
+def test_format_collapse_fires_at_the_right_step():
+    hist = healthy_history(10)
+    hist[7]["sampo/format_valid_rate"] = 0.2  # best so far is 0.5 + 0.02*6 = 0.62; 0.2 < 0.31
+    det, fired = _run(hist)
+    assert fired[7] == ["format_drop"]
+    assert det.events == [(8, "format_drop")]
+    assert det.step_metrics(fired[7])["collapse/format_drop"] == 1.0
+
+
+def test_grad_spike_uses_median_of_window():
+    hist = [{"actor/grad_norm": g} for g in [1.0, 1.0, 1.0, 1.0, 9.0, 11.0]]
+    _, fired = _run(hist, grad_spike=10.0)
+    assert fired[4] == []  # 9 < 10 * median(1)
+    assert fired[5] == ["grad_spike"]  # 11 > 10 * median([1,1,1,1,9]) = 10
+
+
+def test_entropy_collapse_and_warmup():
+    hist = [{"actor/entropy": e} for e in [2.0, 0.1, 2.0, 2.0, 0.15]]
+    _, fired = _run(hist, warmup_steps=3)
+    assert fired[1] == []  # in warm-up
+    assert fired[4] == ["entropy_collapse"]  # 0.15 < 0.1 * best (2.0)
+
+
+def test_entropy_collapse_threshold_is_strict():
+    _, fired = _run([{"actor/entropy": 2.0}, {"actor/entropy": 0.2}], warmup_steps=0)
+    assert fired[1] == []  # exactly 0.1 * best is not a collapse
+    _, fired = _run([{"actor/entropy": 2.0}, {"actor/entropy": 0.19}], warmup_steps=0)
+    assert fired[1] == ["entropy_collapse"]
+
+
+def test_missing_and_nan_metrics_are_ignored():
+    _, fired = _run([{"actor/entropy": 1.0}, {"actor/entropy": math.nan}, {}], warmup_steps=0)
+    assert fired == [[], [], []]
+
+
+@pytest.mark.parametrize("opts,flag", [({"format_drop": 1.5}, "format_drop"), ({"grad_spike": 0.5}, "grad_spike"),
+                                       ({"bogus": 1}, "bogus")])
+def test_bad_config_names_the_flag(opts, flag):
+    with pytest.raises(ValueError, match=flag):
+        collapse_options({"collapse": opts})

@@ -1,0 +1,72 @@
+"""sampo_verl.assets: a local byte-level tokenizer + Qwen2 that transformers and verl load."""
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from sampo_verl.runs.assets import EOS_TOKEN, ModelSize, build_assets, build_tokenizer, main
+
+
+def test_saved_tokenizer_round_trips_any_text_and_renders_chat(tiny_model_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    for text in ["Action: go to the key at (3, 4)!", "ünïcödé ✓ 東京", "#.@G\n\t  x"]:
+        assert tokenizer.decode(tokenizer.encode(text)) == text
+    rendered = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hi"}], add_generation_prompt=True, tokenize=False
+    )
+    assert rendered == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    assert tokenizer.eos_token == EOS_TOKEN and tokenizer.pad_token_id != tokenizer.eos_token_id
+
+
+def test_saved_model_matches_tokenizer_and_runs(tiny_model_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    assert model.config.vocab_size >= len(tokenizer) and model.config.vocab_size % 64 == 0
+    assert model.generation_config.eos_token_id == tokenizer.eos_token_id
+    logits = model(input_ids=torch.tensor([tokenizer.encode("open the door")])).logits
+    assert logits.shape[-1] == model.config.vocab_size and torch.isfinite(logits).all()
+
+
+def test_corpus_and_vocab_size_are_parameters():
+    tokenizer = build_tokenizer(["zebracorn " * 50, "hello world " * 10], vocab_size=300)
+    assert len(tokenizer) <= 300
+    assert len(tokenizer.encode("zebracorn")) == 1  # learned from the given corpus
+    with pytest.raises(ValueError, match="vocab_size=100"):
+        build_tokenizer(["x"], vocab_size=100)
+
+
+def test_model_size_is_configurable(tmp_path):
+    out = build_assets(
+        tmp_path, corpus=["a b c"] * 5, vocab_size=300, size=ModelSize(hidden=32, layers=1, heads=2, kv_heads=1)
+    )
+    config = AutoModelForCausalLM.from_pretrained(out).config
+    assert (config.hidden_size, config.num_hidden_layers, config.num_key_value_heads, config.intermediate_size) == (
+        32,
+        1,
+        1,
+        64,
+    )
+    with pytest.raises(ValueError, match="heads=3"):
+        build_assets(tmp_path / "bad", size=ModelSize(hidden=32, heads=3))
+
+
+def test_cli_writes_a_loadable_directory(tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("north south east west\n" * 20)
+    main(
+        [
+            str(tmp_path / "m"),
+            "--hidden",
+            "32",
+            "--heads",
+            "2",
+            "--kv-heads",
+            "1",
+            "--vocab-size",
+            "300",
+            "--corpus-file",
+            str(corpus),
+        ]
+    )
+    assert capsys.readouterr().out.strip() == str(tmp_path / "m")
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "m").config.hidden_size == 32

@@ -1,0 +1,101 @@
+"""The CPU quickstart: its summary numbers from a metric history worked out by hand, and a smoke run
+with tiny settings (behaviour cloning + 2 RL steps through the real trainers) that writes the report."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from sampo_verl.metrics import TRAIN_SUCCESS, VAL_SUCCESS, metric_series, read_metrics
+from sampo_verl.plots import make_figure
+from sampo_verl.runs.quickstart import STABILITY_METRICS, SUCCESS_METRICS, main, rl_line, summarise_run
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def history_fixture() -> dict[int, dict[str, float]]:
+    """Validation at steps 0, 2, 4 (0.25 -> 0.5 -> 0.375); a collapse warning at step 3."""
+    val = "val-core/sokoban/acc/mean@1"
+    return {
+        0: {val: 0.25},
+        1: {TRAIN_SUCCESS: 0.2, "collapse/any": 0.0},
+        2: {TRAIN_SUCCESS: 0.3, val: 0.5, "collapse/any": 0.0},
+        3: {TRAIN_SUCCESS: 0.4, "collapse/any": 1.0},
+        4: {TRAIN_SUCCESS: 0.4, val: 0.375, "collapse/any": 0.0},
+    }
+
+
+def test_summary_by_hand():
+    summary = summarise_run(history_fixture(), "sokoban", "sampo", 1, val_tasks=8, bc_s=30.0, rl_s=90.0)
+    assert (summary.success_after_bc, summary.success_after_rl) == (0.25, 0.375)
+    assert (summary.best_success, summary.best_step, summary.steps) == (0.5, 2, 4)
+    assert summary.collapse_steps == [3]
+    text = summary.text()
+    assert "0.250 after behaviour cloning -> 0.375 after 4 RL steps (+0.125; best 0.500 at step 2)" in text
+    assert "collapse warnings: 1 at steps [3]" in text and "RL 1m30s" in text
+
+
+def test_summary_needs_validation_before_and_after():
+    history = history_fixture()
+    del history[0]
+    with pytest.raises(RuntimeError, match="no validation before and after"):
+        summarise_run(history, "sokoban", "sampo", 0, 8, 0.0, 0.0)
+
+
+def test_progress_lines():
+    line = rl_line(total=4, start=0.0)
+    history = history_fixture()
+    assert line(0, history[0]) == "  RL step 0/4: held-out success 0.250 (behaviour cloning)"
+    assert line(2, history[2]).startswith(
+        "  RL step 2/4, train success 0.300, valid format nan, held-out success 0.500"
+    )
+    assert line(0, {}) is None  # nothing to show yet
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quickstart")
+    argv = [
+        "--out",
+        str(out),
+        "--steps",
+        "2",
+        "--test-freq",
+        "2",
+        "--bc-episodes",
+        "40",
+        "--bc-steps",
+        "2",
+        "--val-tasks",
+        "4",
+    ]
+    return out, main(argv)
+
+
+def test_smoke_run_writes_the_report(smoke):
+    out, summary = smoke
+    report = out / "report"
+    assert json.loads((report / "summary.json").read_text())["steps"] == summary.steps == 2
+    history = read_metrics(report / "metrics.jsonl")
+    assert sorted(history) == [0, 1, 2]
+    steps, values = metric_series(history, VAL_SUCCESS)
+    assert steps.tolist() == [0, 2]  # before RL (behaviour cloning alone) and after it
+    assert values.tolist() == [summary.success_after_bc, summary.success_after_rl]
+    assert "train/loss" in read_metrics(report / "bc_metrics.jsonl")[1]
+    assert (out / "bc" / "config.json").exists()  # the behaviour-cloned HF model RL started from
+
+
+def test_smoke_run_plots_are_pngs_with_the_expected_curves(smoke):
+    out, summary = smoke
+    report = out / "report"
+    for name in ("success.png", "stability.png"):
+        assert (report / name).read_bytes()[:8] == PNG_SIGNATURE
+    runs = {summary.method: [read_metrics(report / "metrics.jsonl")]}
+    success = make_figure(runs, SUCCESS_METRICS)
+    curves = [line for ax in success.axes for line in ax.get_lines() if line.get_gid() == "curve"]
+    assert [c.get_xdata().tolist() for c in curves] == [[0, 2], [1, 2]]  # validation, training success
+    np.testing.assert_allclose(curves[0].get_ydata(), [summary.success_after_bc, summary.success_after_rl])
+    stability = make_figure(runs, STABILITY_METRICS)
+    assert len([ax for ax in stability.axes if ax.get_lines()]) == len(STABILITY_METRICS)

@@ -1,0 +1,80 @@
+"""The filtering replay buffer without Ray (TransferQueue replaced by an in-memory table)."""
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from turn_samples import TABLE
+
+from sampo_verl.algorithms.filtering import FilterOptions
+from sampo_verl.trainer import replay_buffer
+from sampo_verl.trainer.replay_buffer import SampoReplayBuffer
+
+
+class FakeTQ:
+    """kv_batch_get over an in-memory {key: extra_fields} table, as the replay buffer uses it."""
+
+    def __init__(self, table):
+        self.table = table
+
+    def kv_batch_get(self, keys, partition_id, select_fields):
+        extra = np.empty(len(keys), dtype=object)
+        extra[:] = [self.table[k] for k in keys]
+        return {
+            "extra_fields": extra,
+            "rm_scores": [torch.tensor([0.0, self.table[k]["episode_reward"]]) for k in keys],
+        }
+
+
+def make_buffer(monkeypatch, table, adv_estimator="gigpo", **options):
+    monkeypatch.setattr(replay_buffer, "tq", FakeTQ(table))
+    dispatched = []
+    buf = SampoReplayBuffer(
+        options=FilterOptions(enable=True, **options),
+        algorithm_config=OmegaConf.create(
+            {"adv_estimator": adv_estimator, "gamma": 1.0, "gigpo": {"mode": "mean_norm"}}
+        ),
+        trainer_mode="sync",
+        trainer_config={},
+        max_off_policy_threshold=None,
+        max_off_policy_strategy="drop",
+        sampler_kwargs={},
+        refill_fn=dispatched.append,
+        filter_groups_metric="reward",
+        train_batch_size=2,
+        gen_batch_size=1,
+    )
+    buf._global_steps = 1
+    for key in table:
+        buf.partitions["train"][key] = {"status": "success", "global_steps": 1}
+    buf.finished_keys["train"] = {key.split("_")[0] for key in table}
+    return buf, dispatched
+
+
+def test_reward_criterion_drops_equal_reward_groups(monkeypatch):
+    buf, _ = make_buffer(monkeypatch, TABLE, criterion="reward")
+    dropped, _ = buf._dapo_filtered_keys("train")
+    assert dropped == {"flat", "steps"}
+
+
+def test_advantage_criterion_keeps_groups_with_step_signal(monkeypatch):
+    buf, _ = make_buffer(monkeypatch, TABLE, criterion="advantage")
+    dropped, _ = buf._dapo_filtered_keys("train")
+    assert dropped == {"flat"}  # gigpo step term: anchor x has returns 1 vs 0 -> +-0.5
+
+
+def test_no_filtering_in_cold_start_after_round_limit_or_on_val(monkeypatch):
+    buf, dispatched = make_buffer(monkeypatch, TABLE, cold_start_steps=1)
+    assert buf._dapo_filtered_keys("train")[0] == set()  # step 1 <= cold_start_steps
+    buf, dispatched = make_buffer(monkeypatch, TABLE, max_num_gen_batches=1)
+    buf.refill_fn(4)  # one refill round dispatched
+    assert dispatched == [4] and buf._rounds == 1
+    assert buf._dapo_filtered_keys("train")[0] == set()  # limit reached: keep everything
+    assert buf._dapo_filtered_keys("val")[0] == set()
+
+
+def test_selection_prefers_signal_then_least_bad(monkeypatch):
+    buf, _ = make_buffer(monkeypatch, TABLE, criterion="reward", max_num_gen_batches=1)
+    buf._judge("train", {"sig", "flat", "steps"})
+    buf._verdicts["steps"] = (False, 0.5)  # pretend: a dropped group with some spread
+    selected, _, _ = buf._select_prompt_uids("train", {"flat", "steps", "sig"}, 2)
+    assert selected == ["sig", "steps"]
