@@ -33,8 +33,9 @@ repo_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # Per environment (from the environment class, sampo_verl.envs: default_max_turns, recipe_settings()):
 # max_turns, batch_size (episode groups per step), max_prompt_length (one turn's prompt budget),
-# env_options / val_env_options (JSON) and data_name (the data folder).
-settings=$(python3 -m sampo_verl.envs.recipe "$env_name") || exit 2
+# env_options / val_env_options (JSON), data_name (the data folder) and method_overrides (where the ARLArena
+# release ran this method differently on this task, e.g. another clip range).
+settings=$(python3 -m sampo_verl.envs.recipe "$env_name" "$method") || exit 2
 eval "$settings"
 
 MODEL=${MODEL:-Qwen/Qwen2.5-1.5B-Instruct}
@@ -63,7 +64,8 @@ fi
 # (rollout.n), KL loss low_var_kl 0.01, invalid-action penalty 0.1; history window 2 and the env-call
 # timeout come from examples/agent_loops.yaml. One PPO mini-batch = batch_size x 8 turn samples; every
 # turn is one sample, so a step makes several updates. Micro-batches are packed by tokens (verl's
-# default budget: 16384 tokens per GPU).
+# default budget: 16384 tokens per GPU). As the ARLArena release's scripts: lr 1e-6, entropy coefficient
+# 0.001, validation sampled at temperature 0.6 / top-p 0.95 / top-k 20.
 overrides=(
     method="$method"
     data.train_files="$DATA_DIR/train.parquet"
@@ -74,12 +76,17 @@ overrides=(
     actor_rollout_ref.model.path="$MODEL"
     actor_rollout_ref.actor.strategy=fsdp2
     actor_rollout_ref.actor.optim.lr=1e-6
+    actor_rollout_ref.actor.entropy_coeff=0.001
     actor_rollout_ref.actor.ppo_mini_batch_size="$batch_size"
     actor_rollout_ref.actor.use_dynamic_bsz=true
     actor_rollout_ref.rollout.name=vllm
     actor_rollout_ref.rollout.tensor_model_parallel_size="$ROLLOUT_TP"
     actor_rollout_ref.rollout.gpu_memory_utilization=0.6
     actor_rollout_ref.rollout.agent.agent_loop_config_path="$repo_dir/examples/agent_loops.yaml"
+    actor_rollout_ref.rollout.val_kwargs.do_sample=true
+    actor_rollout_ref.rollout.val_kwargs.temperature=0.6
+    actor_rollout_ref.rollout.val_kwargs.top_p=0.95
+    actor_rollout_ref.rollout.val_kwargs.top_k=20
     trainer.nnodes="$NNODES"
     trainer.n_gpus_per_node="$NGPUS_PER_NODE"
     trainer.logger="$LOGGER"
@@ -88,6 +95,7 @@ overrides=(
     trainer.total_training_steps="$TOTAL_STEPS"
     trainer.test_freq=10
     trainer.save_freq=50
+    ${method_overrides[@]+"${method_overrides[@]}"}
     "$@"
 )
 

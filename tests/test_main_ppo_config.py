@@ -24,7 +24,7 @@ def make(*overrides):
 def test_all_arlarena_presets_exist():
     assert set(METHODS) == {
         "grpo", "grpo_seqmean", "gspo", "sapo", "cispo", "sapo_seqmask", "cispo_seqmask",
-        "grpo_filter", "gigpo", "gigpo_filter", "empg", "sampo",
+        "grpo_filter", "gigpo", "gigpo_filter", "empg", "sampo", "sampo_plus",
     }
 
 
@@ -38,19 +38,51 @@ def test_every_preset_composes_validates_and_builds_verl_configs(method):
     assert cfg.trainer.v1.trainer_mode == "sampo" and cfg.trainer.use_v1
 
 
-def test_preset_values_match_spec():
-    sampo = make("method=sampo")
-    actor = sampo.actor_rollout_ref.actor
-    assert sampo.algorithm.adv_estimator == "gigpo" and sampo.algorithm.gamma == 0.95
-    assert actor.policy_loss.loss_mode == "sampo"
-    assert (actor.clip_ratio_low, actor.clip_ratio_high) == (3e-4, 4e-4)
-    assert sampo.algorithm.filter_groups.enable and sampo.algorithm.filter_groups.criterion == "advantage"
-    # testbed: KL loss (k3, 0.01), group size 8, invalid penalty 0.1
+A, ALG = "actor_rollout_ref.actor.", "algorithm."
+GRPO = {ALG + "adv_estimator": "grpo_steps", A + "policy_loss.loss_mode": "vanilla", A + "loss_agg_mode": "token-mean",
+        A + "clip_ratio_low": 0.2, A + "clip_ratio_high": 0.2, ALG + "filter_groups.enable": False}  # fmt: skip
+GIGPO = {**GRPO, ALG + "adv_estimator": "gigpo", ALG + "gamma": 0.95, ALG + "gigpo.step_weight": 1.0,
+         ALG + "gigpo.mode": "mean_std_norm", ALG + "gigpo.penalty_placement": "turn"}  # fmt: skip
+DAPO = {ALG + "filter_groups.enable": True, ALG + "filter_groups.criterion": "reward",
+        ALG + "filter_groups.max_num_gen_batches": 3, ALG + "filter_groups.cold_start_steps": 15,
+        ALG + "filter_groups.topup_order": "arrival"}  # fmt: skip
+SEQ_MASK = {A + "policy_loss.seq_mask.delta": 0.003, A + "policy_loss.seq_mask.normaliser": "kept"}
+GSPO_LOSS = {A + "policy_loss.loss_mode": "gspo", A + "clip_ratio_low": 0.003, A + "clip_ratio_high": 0.004,
+             A + "loss_agg_mode": "seq-mean-token-mean"}  # fmt: skip
+SAMPO = {**GIGPO, **DAPO, **GSPO_LOSS, A + "policy_loss.seq_mask.enable": False}
+# SPEC.md "The paper's release": what each preset must be
+RELEASE = {
+    "grpo": GRPO,
+    "grpo_seqmean": {**GRPO, A + "loss_agg_mode": "seq-mean-token-mean"},
+    "gspo": {**GRPO, **GSPO_LOSS},
+    "sapo": {**GRPO, A + "policy_loss.loss_mode": "sapo", A + "tau_pos": 1.0, A + "tau_neg": 1.05},
+    "cispo": {**GRPO, A + "policy_loss.loss_mode": "cispo", A + "clip_ratio_low": 1.0, A + "clip_ratio_high": 0.2},
+    "sapo_seqmask": {**GRPO, A + "policy_loss.loss_mode": "sapo_seqmask", A + "tau_neg": 1.05, **SEQ_MASK},
+    "cispo_seqmask": {**GRPO, A + "policy_loss.loss_mode": "cispo_seqmask", A + "clip_ratio_low": 1.0, **SEQ_MASK},
+    "grpo_filter": {**GRPO, **DAPO},
+    "gigpo": GIGPO,
+    "gigpo_filter": {**GIGPO, **DAPO},
+    "empg": {**GRPO, ALG + "adv_estimator": "empg", ALG + "empg.k": 1.0, ALG + "empg.k_f": 1.0,
+             ALG + "empg.zeta": 0.05},  # fmt: skip
+    "sampo": SAMPO,
+    "sampo_plus": {**SAMPO, **SEQ_MASK, A + "policy_loss.loss_mode": "sampo", A + "policy_loss.seq_mask.enable": True,
+                   ALG + "filter_groups.criterion": "advantage"},  # fmt: skip
+}
+
+
+@pytest.mark.parametrize("method", sorted(RELEASE))
+def test_presets_are_the_release_settings(method):
+    cfg = make(f"method={method}")
+    got = {key: OmegaConf.select(cfg, key) for key in RELEASE[method]}
+    assert got == RELEASE[method]
+    # the testbed every preset shares: KL loss (k3, 0.01), group size 8, invalid-action penalty 0.1
+    actor = cfg.actor_rollout_ref.actor
     assert actor.use_kl_loss and actor.kl_loss_type == "low_var_kl" and actor.kl_loss_coef == 0.01
-    assert sampo.actor_rollout_ref.rollout.n == 8 and sampo.algorithm.gigpo.invalid_penalty == 0.1
-    assert make("method=grpo_seqmean").actor_rollout_ref.actor.loss_agg_mode == "seq-mean-token-mean"
-    assert make("method=sapo_seqmask").actor_rollout_ref.actor.policy_loss.loss_mode == "sapo_seqmask"
-    assert make("method=grpo_filter").algorithm.filter_groups.criterion == "reward"
+    assert cfg.actor_rollout_ref.rollout.n == 8 and cfg.algorithm.gigpo.invalid_penalty == 0.1
+
+
+def test_every_preset_has_a_release_entry():
+    assert set(RELEASE) == set(METHODS)
 
 
 def test_declared_option_sections_match_estimator_defaults():
@@ -88,5 +120,7 @@ def test_impossible_combinations_fail_naming_the_flags(overrides, flags):
 
 
 def test_valid_seq_mask_combination_passes():
-    validate_sampo_config(make("method=sampo", "actor_rollout_ref.actor.policy_loss.seq_mask.enable=true"))
-    assert OmegaConf.select(make("method=sampo"), "actor_rollout_ref.actor.policy_loss.seq_mask.delta") == 0.223
+    validate_sampo_config(make("method=sampo_plus"))
+    validate_sampo_config(make("method=gigpo", "actor_rollout_ref.actor.policy_loss.loss_mode=sampo",
+                               "actor_rollout_ref.actor.policy_loss.seq_mask.enable=true"))  # fmt: skip
+    assert OmegaConf.select(make(), "actor_rollout_ref.actor.policy_loss.seq_mask.delta") == 0.223

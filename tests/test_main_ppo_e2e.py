@@ -1,7 +1,7 @@
 """Every method preset trains end to end: ``python -m sampo_verl.main_ppo preset=cpu method=M`` on the
 tiny local model with the Sokoban agent loop, 2 steps each (real verl trainer, Ray, hf rollout).
 
-``grpo``, ``gigpo`` and ``sampo`` run in the default suite (about a minute each on 2 cores); the
+``grpo``, ``gigpo`` and ``sampo_plus`` run in the default suite (about a minute each on 2 cores); the
 other presets are marked slow. The ``grpo`` run also exercises the collapse detector's stop: a rule
 made to fire at step 2 ends a 3-step run there, with a message and a checkpoint.
 """
@@ -27,11 +27,15 @@ METHODS = [
     "gigpo_filter",
     "empg",
     "sampo",
+    "sampo_plus",
 ]
-DEFAULT_SUITE = {"grpo", "gigpo", "sampo"}
+DEFAULT_SUITE = {"grpo", "gigpo", "sampo_plus"}  # sampo itself trains in the quickstart's smoke test
 MAX_TURNS = 3
-SEQUENCE_MASKING = {"sampo", "sapo_seqmask", "cispo_seqmask"}
-FILTERING = {"grpo_filter", "gigpo_filter", "sampo"}
+SEQUENCE_MASKING = {"sampo_plus", "sapo_seqmask", "cispo_seqmask"}
+FILTERING = {"grpo_filter", "gigpo_filter", "sampo", "sampo_plus"}
+# gigpo: the option of the penalty's placement reaches the estimator (with the release's placement an
+# all-invalid group has equal returns and zero advantages, which would test nothing)
+GIGPO_DISCOUNTED_PENALTY = ["algorithm.gigpo.penalty_placement=discounted"]
 # grpo: stop the 3-step run at step 2 with a rule that must fire there (global step 2 > 1.5 x 1)
 COLLAPSE_STOP = [
     "trainer.total_training_steps=3",
@@ -59,8 +63,11 @@ def test_preset_trains_two_steps(method, shared, tmp_path):
     model_dir, data_dir = shared
     # gigpo also validates at step 2: verl's validation reports success per environment (greedy)
     test_freq = 2 if method == "gigpo" else -1
-    config = AgentRunConfig(env="sokoban", method=method, steps=2, max_turns=MAX_TURNS, test_freq=test_freq)
-    extra = COLLAPSE_STOP if method == "grpo" else []
+    # the filtering presets wait 15 cold-start steps (the release's); these 2-step runs filter from step 1
+    config = AgentRunConfig(
+        env="sokoban", method=method, steps=2, max_turns=MAX_TURNS, test_freq=test_freq, filter_cold_start_steps=0
+    )
+    extra = {"grpo": COLLAPSE_STOP, "gigpo": GIGPO_DISCOUNTED_PENALTY}.get(method, [])
     history = run_agent(tmp_path, model_dir, config, extra, data_dir=data_dir, timeout=900)
     steps = train_steps(history)
     assert sorted(steps) == [1, 2]
@@ -81,8 +88,11 @@ def test_preset_trains_two_steps(method, shared, tmp_path):
         assert ("filter/kept_groups" in metrics) == (method in FILTERING)
         if method in FILTERING:
             assert metrics["filter/kept_groups"] + metrics["filter/topped_up_groups"] == config.train_batch_size
-        if method in {"gigpo", "gigpo_filter", "sampo"}:
-            # turns of one episode share an anchor state but not a discounted return: step advantages
+        if method in FILTERING:
+            assert metrics["filter/active"] == 1.0
+        if method == "gigpo":
+            # the random model's turns are mostly invalid stand-stills: one anchor state, and with the
+            # penalty discounted into earlier turns, different returns: step advantages of both signs
             assert metrics["critic/advantages/max"] > 0 > metrics["critic/advantages/min"]
     if method == "gigpo":
         assert 0.0 <= steps[2]["val-core/sokoban/acc/mean@1"] <= 1.0

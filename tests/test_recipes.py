@@ -121,6 +121,10 @@ def test_recipe_composes_and_validates(env, method, home):
     # testbed: group size 8, KL loss low_var_kl 0.01, invalid-action penalty 0.1, history window 2
     assert rollout.n == 8
     assert actor.use_kl_loss and actor.kl_loss_type == "low_var_kl" and actor.kl_loss_coef == 0.01
+    # the release's scripts: entropy coefficient 0.001, validation sampled at T 0.6 / top-p 0.95 / top-k 20
+    assert actor.entropy_coeff == 0.001 and actor.optim.lr == 1e-6
+    val = rollout.val_kwargs
+    assert (val.do_sample, val.temperature, val.top_p, val.top_k) == (True, 0.6, 0.95, 20)
     assert cfg.algorithm[cfg.algorithm.adv_estimator].invalid_penalty == 0.1
     assert rollout.agent.default_agent_loop == dataset.AGENT_NAME
     loops = yaml.safe_load(Path(rollout.agent.agent_loop_config_path).read_text())

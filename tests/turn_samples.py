@@ -1,5 +1,6 @@
 """Turn samples (the extra_fields of the agent loop) shared by the agent and trainer tests."""
 
+
 def turn(traj, step, reward, anchor="s", step_reward=0.0, valid=True, won=False):
     return {
         "traj_uid": traj,

@@ -57,8 +57,12 @@ SCHEMA: dict[str, TurnField] = {
         TurnField(TRAJ_UID, str, "the episode ('{uid}_{session_id}')", (ESTIMATORS, METRICS)),
         TurnField(STEP, int, "turn index inside the episode, from 0", (ESTIMATORS, METRICS)),
         TurnField(ANCHOR, str, "str of the raw environment state before the turn", (ESTIMATORS,)),
-        TurnField(STEP_REWARD, float, "environment reward of the turn (0 when invalid: env not stepped)", (ESTIMATORS,)),
-        TurnField(EPISODE_REWARD, float, "sum of the episode's environment rewards, on all its turns", (ESTIMATORS, FILTER)),
+        TurnField(
+            STEP_REWARD, float, "environment reward of the turn (0 when invalid: env not stepped)", (ESTIMATORS,)
+        ),
+        TurnField(
+            EPISODE_REWARD, float, "sum of the episode's environment rewards, on all its turns", (ESTIMATORS, FILTER)
+        ),
         TurnField(ACTION_VALID, bool, "the response parsed into an admissible action", (ESTIMATORS, METRICS)),
         TurnField(FORMAT_VALID, bool, "the response followed the tag format (action may be inadmissible)", (METRICS,)),
         TurnField(PARSE_REASON, str, "the parser's reason code (sampo_verl.agent.action_parser.ParseReason)", ()),

@@ -62,6 +62,8 @@ ENTROPY = "entropy"
 EPS = 1e-6
 MODES = ("mean_norm", "mean_std_norm")
 EPISODE_STATS = ("steps", "episodes")
+PENALTY_PLACEMENTS = ("turn", "discounted")
+SIMILARITY_RULES = ("sorted", "release")
 
 TURN_FIELDS = frozenset({TRAJ_UID, STEP, EPISODE_REWARD, ACTION_VALID})  # every multi-turn estimator reads these
 ENTROPY_SOURCE = (
@@ -90,17 +92,40 @@ class EpisodeOptions:
 
 @dataclass(frozen=True)
 class GiGPOOptions(EpisodeOptions):
-    """``algorithm.gigpo.*``: episode options plus the step term's weight and optional anchor similarity."""
+    """``algorithm.gigpo.*``: episode options plus the step term's weight, the invalid-action penalty's
+    placement in the step returns and optional anchor similarity.
+
+    penalty_placement: ``turn`` (the release's): ``G_t = sum_k gamma^k r_{t+k} - p_t``, the penalty lowers
+    only the return of its own turn; ``discounted``: ``G_t = sum_k gamma^k (r_{t+k} - p_{t+k})``, it also
+    lowers every earlier turn's return by ``gamma^k p``.
+    similarity_rule (with ``similarity_threshold``): ``sorted``: the distinct anchors of a uid group in
+    sorted order, difflib with autojunk off, so the grouping does not depend on the row order;
+    ``release``: the release's rule, anchors in batch order, difflib's defaults (autojunk on, which for
+    anchors of 200+ characters ignores their most frequent characters), each compared as
+    ``SequenceMatcher(None, anchor, first member of the cluster)``.
+    """
 
     step_weight: float = 1.0
+    penalty_placement: str = "turn"
     similarity_threshold: Optional[float] = None
+    similarity_rule: str = "sorted"
 
     def check(self, prefix: str) -> None:
         super().check(prefix)
         if not np.isfinite(self.step_weight):
             raise ValueError(f"{prefix}.step_weight must be finite, got {self.step_weight}")
+        if self.penalty_placement not in PENALTY_PLACEMENTS:
+            raise ValueError(
+                f"{prefix}.penalty_placement must be one of {PENALTY_PLACEMENTS}, got {self.penalty_placement!r}"
+            )
         if self.similarity_threshold is not None and not 0.0 < self.similarity_threshold < 1.0:
-            raise ValueError(f"{prefix}.similarity_threshold must be in (0, 1) or null, got {self.similarity_threshold}")
+            raise ValueError(
+                f"{prefix}.similarity_threshold must be in (0, 1) or null, got {self.similarity_threshold}"
+            )
+        if self.similarity_rule not in SIMILARITY_RULES:
+            raise ValueError(
+                f"{prefix}.similarity_rule must be one of {SIMILARITY_RULES}, got {self.similarity_rule!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -134,7 +159,7 @@ class MultiTurnEstimator:
     tensor_fields: Mapping[str, str] = field(default_factory=dict)
 
     def read_options(self, algorithm_config: Optional[Mapping[str, Any]]) -> EpisodeOptions:
-        """``algorithm.<name>`` of verl's algorithm config (DictConfig or AlgoConfig); bad options raise naming the flag."""
+        """``algorithm.<name>`` of verl's algorithm config (DictConfig or AlgoConfig); bad options name the flag."""
         return read_options(self.options, section_of(algorithm_config, self.name), f"algorithm.{self.name}")
 
     @property
@@ -154,7 +179,9 @@ def register_multi_turn(
     """Register an estimator in verl (``register_adv_est``) and in :data:`MULTI_TURN_ESTIMATORS`."""
 
     def decorator(fn: Callable) -> Callable:
-        MULTI_TURN_ESTIMATORS[name] = MultiTurnEstimator(name, options, frozenset(turn_fields), dict(tensor_fields or {}))
+        MULTI_TURN_ESTIMATORS[name] = MultiTurnEstimator(
+            name, options, frozenset(turn_fields), dict(tensor_fields or {})
+        )
         return register_adv_est(name)(fn)
 
     return decorator
@@ -362,45 +389,83 @@ def discounted_returns(rewards: np.ndarray, turns: Turns, gamma: float) -> np.nd
     return out
 
 
-def similar_anchor_ids(anchors: np.ndarray, group: np.ndarray, threshold: float) -> np.ndarray:
+def similar_anchor_ids(anchors: np.ndarray, group: np.ndarray, threshold: float, rule: str = "sorted") -> np.ndarray:
     """Cluster text anchors inside each uid group: id per row.
 
-    Within a group the distinct anchors are visited in sorted order; each joins the first cluster
-    whose first member has ``difflib.SequenceMatcher.ratio() >= threshold``, else opens a new one.
-    Visiting sorted distinct values keeps the result independent of the row order.
+    Within a group the distinct anchors are visited in sorted order (``rule="sorted"``) or in order of
+    first appearance (``"release"``); each joins the first cluster whose first member is similar enough
+    (difflib ratio >= ``threshold``, see :class:`GiGPOOptions`), else opens a new one.
     """
     cluster = np.empty(len(anchors), dtype=np.int64)
     next_id = 0
     for g in np.unique(group):
         rows = np.flatnonzero(group == g)
-        texts, inverse = np.unique(anchors[rows].astype(str), return_inverse=True)
-        representatives: list[str] = []
+        texts, first, inverse = np.unique(anchors[rows].astype(str), return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable") if rule == "release" else np.arange(len(texts))
+        visited = _greedy_clusters([str(texts[i]) for i in order], threshold, release=rule == "release")
         text_cluster = np.empty(len(texts), dtype=np.int64)
-        for i, text in enumerate(texts):
-            for c, rep in enumerate(representatives):
-                matcher = difflib.SequenceMatcher(None, rep, text, autojunk=False)
-                if matcher.quick_ratio() >= threshold and matcher.ratio() >= threshold:
-                    text_cluster[i] = c
-                    break
-            else:
-                text_cluster[i] = len(representatives)
-                representatives.append(text)
+        text_cluster[order] = visited
         cluster[rows] = next_id + text_cluster[inverse.reshape(-1)]
-        next_id += len(representatives)
+        next_id += int(visited.max()) + 1
     return cluster
+
+
+def _greedy_clusters(texts: list[str], threshold: float, release: bool) -> np.ndarray:
+    """Cluster index of each text, in visiting order (see :func:`similar_anchor_ids`).
+
+    difflib's ratio is ``2 M / (len_a + len_b)`` with M matched characters, at most the size of the
+    two texts' character-multiset intersection: that bound is computed for a text against every
+    cluster at once (numpy), and difflib runs only where the bound reaches the threshold. Each
+    matcher keeps its second sequence's index, so it is built once per text (``sorted``: the text
+    is the second sequence) or once per cluster (``release``: the first member is).
+    """
+    alphabet = {ch: k for k, ch in enumerate(sorted(set().union(*texts)))}
+    counts = np.zeros((len(texts), max(len(alphabet), 1)), dtype=np.int32)
+    for i, text in enumerate(texts):
+        codes = np.fromiter((alphabet[ch] for ch in text), dtype=np.int64, count=len(text))
+        chars, n = np.unique(codes, return_counts=True)
+        counts[i, chars] = n
+    lengths = counts.sum(axis=1)
+    assigned = np.empty(len(texts), dtype=np.int64)
+    representatives: list[int] = []
+    rep_matchers: list[difflib.SequenceMatcher] = []
+    for i, text in enumerate(texts):
+        assigned[i] = len(representatives)
+        if representatives:
+            reps = np.asarray(representatives)
+            bound = 2.0 * np.minimum(counts[i], counts[reps]).sum(axis=1) / np.maximum(lengths[i] + lengths[reps], 1)
+            text_matcher = None
+            for c in np.flatnonzero(bound >= threshold):
+                if release:  # SequenceMatcher(None, text, first member), difflib's defaults
+                    matcher = rep_matchers[c]
+                    matcher.set_seq1(text)
+                else:  # SequenceMatcher(None, first member, text, autojunk=False)
+                    text_matcher = text_matcher or difflib.SequenceMatcher(None, "", text, autojunk=False)
+                    matcher = text_matcher
+                    matcher.set_seq1(texts[representatives[c]])
+                if matcher.ratio() >= threshold:
+                    assigned[i] = c
+                    break
+        if assigned[i] == len(representatives):
+            representatives.append(i)
+            rep_matchers.append(difflib.SequenceMatcher(None, "", text) if release else None)
+    return assigned
 
 
 def step_advantage(
     turns: Turns, non_tensor_batch: Mapping[str, Any], gamma: float, options: GiGPOOptions
 ) -> np.ndarray:
     """GiGPO step term ``A_S``: discounted step returns normalised within anchor-state groups."""
-    rewards = _floats(non_tensor_batch[STEP_REWARD], STEP_REWARD, turns.n_rows) - turns.penalty
-    returns = discounted_returns(rewards, turns, gamma)
+    rewards = _floats(non_tensor_batch[STEP_REWARD], STEP_REWARD, turns.n_rows)
+    if options.penalty_placement == "turn":
+        returns = discounted_returns(rewards, turns, gamma) - turns.penalty
+    else:
+        returns = discounted_returns(rewards - turns.penalty, turns, gamma)
     anchors = np.asarray(non_tensor_batch[ANCHOR], dtype=object).reshape(-1)
     if options.similarity_threshold is None:
         anchor = _codes(anchors, ANCHOR, turns.n_rows)
     else:
-        anchor = similar_anchor_ids(anchors, turns.group, options.similarity_threshold)
+        anchor = similar_anchor_ids(anchors, turns.group, options.similarity_threshold, options.similarity_rule)
     # step group = (uid, anchor)
     _, step_group = np.unique(turns.group * (int(anchor.max()) + 1) + anchor, return_inverse=True)
     step_group = step_group.reshape(-1)
@@ -466,12 +531,14 @@ def compute_gigpo_advantage(
     """GiGPO (Feng et al., "Group-in-Group Policy Optimization for LLM Agent Training", arXiv 2505.10978).
 
     ``A = A_E + w * A_S``. ``A_S``: discounted step return ``G_t = r_t + gamma * G_{t+1}`` within
-    each episode, with ``r_t = step_reward_t - p_t`` (the invalid-action penalty, which thus also
-    lowers the returns of the turns before it), normalised (same mode as ``A_E``)
-    within the step group of rows sharing ``uid`` and ``anchor``; a step group of one row gets 0.
+    each episode (``r_t = step_reward_t``) minus the turn's invalid-action penalty ``p_t``, as the
+    release does (``penalty_placement=discounted``: ``r_t = step_reward_t - p_t``, which also lowers
+    the returns of the turns before it), normalised (same mode as ``A_E``) within the step group of
+    rows sharing ``uid`` and ``anchor``; a step group of one row gets 0.
     ``gamma = algorithm.gamma``.
-    Options ``algorithm.gigpo.{mode, episode_stats, invalid_penalty, step_weight, similarity_threshold}``;
-    with ``similarity_threshold`` in (0, 1) anchors of one uid are clustered by difflib ratio.
+    Options ``algorithm.gigpo.{mode, episode_stats, invalid_penalty, step_weight, penalty_placement,
+    similarity_threshold, similarity_rule}``; with ``similarity_threshold`` in (0, 1) anchors of one uid
+    are clustered by difflib ratio.
     Shapes: token_level_rewards, response_mask (B, T); index, non_tensor_batch fields (B,).
     Returns (advantages, returns), both (B, T).
     """

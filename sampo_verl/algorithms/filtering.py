@@ -10,8 +10,9 @@ of its samples has a zero advantage. Both use the group's *spread*:
 
 A group is kept when its spread exceeds ``atol``. The SAMPO trainer's replay buffer
 (:mod:`sampo_verl.trainer.replay_buffer`) applies these verdicts over generation rounds: it evicts
-signal-free groups until its round limit, then tops a short batch up with the least-bad ones
-(largest spread).
+signal-free groups until its round limit, then tops a short batch up with signal-free groups in
+arrival order (``topup_order=arrival``, as the ARLArena release fills its last round) or the
+least-bad first (``topup_order=spread``: largest spread).
 
 Config: ``algorithm.filter_groups`` (see ``FilterOptions``). verl's ``enable`` and
 ``max_num_gen_batches`` keep their meaning; ``criterion``, ``cold_start_steps`` and ``atol`` are
@@ -34,6 +35,7 @@ import torch
 from sampo_verl.options import read_options, section_of
 
 CRITERIA = ("reward", "advantage")
+TOPUP_ORDERS = ("arrival", "spread")
 FLAG = "algorithm.filter_groups"
 _VERL_ONLY_KEYS = ("metric", "max_inflight_gen_batches", "_target_")
 
@@ -45,7 +47,8 @@ class FilterOptions:
     enable: filter at all. criterion: ``reward`` or ``advantage``. max_num_gen_batches: generation
     rounds per training step before topping up (<= 0: no limit, as in verl). cold_start_steps:
     training steps (verl's ``global_steps``, counted from 1) that run unfiltered. atol: spread at or
-    below which a group counts as signal-free.
+    below which a group counts as signal-free. topup_order: which signal-free groups top up a short
+    batch: ``arrival`` (the release) or ``spread`` (largest spread first).
     """
 
     enable: bool = False
@@ -53,6 +56,7 @@ class FilterOptions:
     max_num_gen_batches: int = 0
     cold_start_steps: int = 0
     atol: float = 1e-6
+    topup_order: str = "arrival"
 
     def __post_init__(self) -> None:
         if self.criterion not in CRITERIA:
@@ -61,6 +65,10 @@ class FilterOptions:
             raise ValueError(f"algorithm.filter_groups.cold_start_steps must be >= 0, got {self.cold_start_steps}")
         if not self.atol >= 0.0:
             raise ValueError(f"algorithm.filter_groups.atol must be >= 0, got {self.atol}")
+        if self.topup_order not in TOPUP_ORDERS:
+            raise ValueError(
+                f"algorithm.filter_groups.topup_order must be one of {TOPUP_ORDERS}, got {self.topup_order!r}"
+            )
 
     def active(self, global_step: int) -> bool:
         """Whether filtering applies at this training step (after the cold start)."""

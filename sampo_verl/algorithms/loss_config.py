@@ -13,6 +13,7 @@ whose config already selects this class and has the ``seq_mask`` node::
     loss_mode=sampo                       # or vanilla_seqmask / gspo_seqmask / sapo_seqmask / cispo_seqmask
     seq_mask.enable=true                  # sampo only: the *_seqmask modes always mask
     seq_mask.delta=0.223                  # mask A_i < 0 and D_i > delta (strictly greater)
+    seq_mask.normaliser=kept              # average over the kept samples (the release) instead of all
     +loss_agg_mode=token-mean             # sampo only: overrides its seq-mean-token-mean default
 
 On verl's own ``verl.trainer.main_ppo`` add ``_target_=sampo_verl.algorithms.loss_config.SampoPolicyLossConfig``
@@ -33,6 +34,7 @@ from sampo_verl.options import read_options
 
 FLAG_PREFIX = "actor_rollout_ref.actor.policy_loss"
 
+SEQ_MASK_NORMALISERS = ("batch", "kept")
 LOSS_AGG_MODES = (
     "token-mean",
     "token-sum",
@@ -48,11 +50,18 @@ class SeqMaskConfig(BaseConfig):
 
     Args:
         enable: switches masking for ``loss_mode=sampo`` (the ``*_seqmask`` modes always mask).
-        delta: threshold on ``D_i = mean_t (log pi_old - log pi_theta)``; 0.223 is about ln 1.25.
+        delta: threshold on ``D_i = mean_t (log pi_old - log pi_theta)``; 0.223 is about ln 1.25 (the
+            ARLArena release's scripts ran 3e-3).
+        normaliser: ``batch``: the loss keeps the pre-mask normaliser (dropped samples count as zero loss,
+            so the step shrinks by the kept fraction; independent of the micro-batch split); ``kept``: as
+            the release, each micro-batch's loss is averaged over its kept tokens (``token-mean``) or kept
+            samples (``seq-mean-*``), so masking does not shrink the step (but the loss then depends on
+            how the masked samples fall into micro-batches). See :mod:`sampo_verl.algorithms.losses`.
     """
 
     enable: bool = True
     delta: float = 0.223
+    normaliser: str = "batch"
 
     def __post_init__(self):
         if not isinstance(self.enable, bool):
@@ -60,6 +69,10 @@ class SeqMaskConfig(BaseConfig):
         is_number = isinstance(self.delta, int | float) and not isinstance(self.delta, bool)
         if not is_number or math.isnan(self.delta) or self.delta < 0:
             raise ValueError(f"{FLAG_PREFIX}.seq_mask.delta must be a number >= 0, got {self.delta!r}")
+        if self.normaliser not in SEQ_MASK_NORMALISERS:
+            raise ValueError(
+                f"{FLAG_PREFIX}.seq_mask.normaliser must be one of {SEQ_MASK_NORMALISERS}, got {self.normaliser!r}"
+            )
 
 
 @dataclass
@@ -86,9 +99,7 @@ class SampoPolicyLossConfig(PolicyLossConfig):
                 f"known: {sorted(POLICY_LOSS_REGISTRY)}"
             )
         if self.loss_agg_mode is not None and self.loss_agg_mode not in LOSS_AGG_MODES:
-            raise ValueError(
-                f"{FLAG_PREFIX}.loss_agg_mode={self.loss_agg_mode!r} is not one of {list(LOSS_AGG_MODES)}"
-            )
+            raise ValueError(f"{FLAG_PREFIX}.loss_agg_mode={self.loss_agg_mode!r} is not one of {list(LOSS_AGG_MODES)}")
 
 
 DEFAULT_SEQ_MASK = SeqMaskConfig()

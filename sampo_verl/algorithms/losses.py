@@ -13,17 +13,24 @@ Registered modes: ``sampo`` (verl's GSPO sequence-level clipping, masking switch
 ``seq-mean-token-mean`` by default), and ``vanilla_seqmask``, ``gspo_seqmask``,
 ``sapo_seqmask``, ``cispo_seqmask`` (verl's loss of that name, always masked).
 
-Normalisers. Dropped samples contribute zero, but the aggregation still divides by the whole
-batch's count (tokens for ``token-mean``, samples for ``seq-mean-*``), as if they were in the
-batch with zero loss. verl's engine actor always passes these global counts in
-``config.global_batch_info`` (``batch_num_tokens``, ``global_batch_size``, counted over the
-mini-batch on all dp ranks before masking), and they are kept as they are; when a caller passes
-none (dp_size 1), the local pre-mask counts are filled in (non-empty samples; at least 1). So the
-loss does not depend on how the mini-batch is split into micro-batches or ranks, its scale
-matches the (unmasked) entropy and KL terms, and a batch where every sample is dropped gives
-loss 0 with zero gradient instead of 0/0.
-The price: masking shrinks the policy-gradient step by the kept fraction rather than
-renormalising over the kept samples.
+Normalisers (``policy_loss.seq_mask.normaliser``). verl's engine actor passes the global counts in
+``config.global_batch_info`` (``batch_num_tokens``, ``global_batch_size``, counted over the mini-batch
+on all dp ranks before masking); when a caller passes none (dp_size 1), the local pre-mask counts of
+the micro-batch are filled in (non-empty samples; at least 1).
+
+- ``batch`` (default): dropped samples contribute zero and the aggregation still divides by those
+  pre-mask counts (tokens for ``token-mean``, samples for ``seq-mean-*``), as if they were in the batch
+  with zero loss. The loss does not depend on how the mini-batch is split into micro-batches or ranks
+  and its scale matches the (unmasked) entropy and KL terms; the price is that masking shrinks the
+  policy-gradient step by the kept fraction.
+- ``kept`` (the ARLArena release): each micro-batch is averaged over what it kept. The counts are
+  scaled by the micro-batch's kept fraction (kept tokens / its tokens for ``token-mean``, kept samples
+  / its samples for ``seq-mean-*``): with equal micro-batches this is the release's loss, the mean
+  over the kept tokens (samples) of the micro-batch divided by the number of micro-batches. The step
+  no longer shrinks with masking, but the loss now depends on how the dropped samples fall into
+  micro-batches (split invariance holds only where every micro-batch keeps the same fraction).
+
+A micro-batch where every sample is dropped gives loss 0 with zero gradient under both (0, not 0/0).
 
 With one mini-batch and one PPO epoch, ``pi_theta == pi_old`` at the update, so ``D_i == 0`` and
 neither clipping nor masking (delta >= 0) has anything to act on.
@@ -96,12 +103,12 @@ def sequence_masked_policy_loss(
     """
     if config is None:
         raise ValueError("sequence-masked policy losses need the actor config (actor_rollout_ref.actor)")
-    delta = seq_mask_config(config.get("policy_loss")).delta
+    seq_mask = seq_mask_config(config.get("policy_loss"))
     clip_low, clip_high = _clip_range(config)
 
     seq_kl, seq_advantage, lengths = sequence_mask_statistics(old_log_prob, log_prob, advantages, response_mask)
     valid = lengths > 0
-    low_ratio_negative = valid & (seq_advantage < 0) & (seq_kl > delta)
+    low_ratio_negative = valid & (seq_advantage < 0) & (seq_kl > seq_mask.delta)
     if mask_enabled:
         dropped = low_ratio_negative
         kept_mask = response_mask * ~dropped.unsqueeze(-1)  # keeps response_mask's dtype
@@ -115,7 +122,7 @@ def sequence_masked_policy_loss(
         advantages=advantages,
         response_mask=kept_mask,
         loss_agg_mode=loss_agg_mode,
-        config=_with_batch_normalisers(config, lengths),
+        config=_with_normalisers(config, lengths, dropped, seq_mask.normaliser),
         rollout_is_weights=rollout_is_weights,
     )
     pg_metrics.update(
@@ -262,31 +269,43 @@ def _clip_range(config: ActorConfig) -> tuple[float, float]:
     clip_high = config.get("clip_ratio_high")
     clip_low = config.clip_ratio if clip_low is None else clip_low
     clip_high = config.clip_ratio if clip_high is None else clip_high
-    if not 0 <= clip_low < 1:
-        raise ValueError(f"actor_rollout_ref.actor.clip_ratio_low must be in [0, 1), got {clip_low}")
+    if not 0 <= clip_low <= 1:  # 1: no lower bound (CISPO as released)
+        raise ValueError(f"actor_rollout_ref.actor.clip_ratio_low must be in [0, 1], got {clip_low}")
     if not clip_high >= 0:
         raise ValueError(f"actor_rollout_ref.actor.clip_ratio_high must be >= 0, got {clip_high}")
     return clip_low, clip_high
 
 
-def _with_batch_normalisers(config: ActorConfig, lengths: torch.Tensor) -> ActorConfig:
-    """``config`` with the pre-mask counts in ``global_batch_info``.
+def _with_normalisers(
+    config: ActorConfig, lengths: torch.Tensor, dropped: torch.Tensor, normaliser: str
+) -> ActorConfig:
+    """``config`` with the counts of ``global_batch_info`` the masked loss divides by (module docstring).
 
-    verl's engine actor always supplies the global counts (and verl requires them for dp_size > 1):
-    then ``config`` is returned as it is. Otherwise a shallow copy gets the missing counts of this batch.
+    ``batch``: verl's pre-mask counts as they are (the local ones of this micro-batch filled in when a
+    caller passes none); ``kept``: those counts scaled by the micro-batch's kept fraction. A shallow copy
+    carries any change; ``config`` itself is returned when nothing changes.
     """
     info = config.global_batch_info
-    complete = info.get("batch_num_tokens") is not None and info.get("global_batch_size") is not None
-    if complete or info.get("dp_size", 1) > 1:
+    tokens, samples = info.get("batch_num_tokens"), info.get("global_batch_size")
+    if info.get("dp_size", 1) > 1 and (tokens is None or samples is None):
+        return config  # verl itself raises: dp_size > 1 needs the global counts
+    non_empty = lengths > 0
+    local_tokens, local_samples = lengths.sum().clamp(min=1), non_empty.sum().clamp(min=1)
+    filled = {
+        "batch_num_tokens": local_tokens if tokens is None else tokens,
+        "global_batch_size": local_samples if samples is None else samples,
+    }
+    if normaliser == "kept":
+        kept_tokens = (lengths * ~dropped).sum()
+        kept_samples = (non_empty & ~dropped).sum()
+        if kept_samples > 0:  # nothing kept: the loss is 0 whatever it is divided by
+            filled["batch_num_tokens"] = filled["batch_num_tokens"] * kept_tokens / local_tokens
+            filled["global_batch_size"] = filled["global_batch_size"] * kept_samples / local_samples
+    if filled["batch_num_tokens"] is tokens and filled["global_batch_size"] is samples:
         return config
-    info = dict(info)
-    if info.get("batch_num_tokens") is None:
-        info["batch_num_tokens"] = lengths.sum().clamp(min=1)  # all-empty batch: 0 instead of 0/0
-    if info.get("global_batch_size") is None:
-        info["global_batch_size"] = (lengths > 0).sum().clamp(min=1)
-    filled = copy.copy(config)
-    object.__setattr__(filled, "global_batch_info", info)  # BaseConfig fields are frozen
-    return filled
+    out = copy.copy(config)
+    object.__setattr__(out, "global_batch_info", {**info, **filled})  # BaseConfig fields are frozen
+    return out
 
 
 def _sequence_metrics(

@@ -114,9 +114,7 @@ class ALFWorldEnv(TextEnv):
         anchor: ``"state"`` (digest of the engine's facts) or ``"observation"``.
     """
 
-    prompt_intro = (
-        "You are an agent in a household. Use the text commands listed as admissible to complete the task."
-    )
+    prompt_intro = "You are an agent in a household. Use the text commands listed as admissible to complete the task."
     default_max_turns = 50  # SPEC testbed
 
     @classmethod

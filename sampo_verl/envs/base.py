@@ -69,7 +69,9 @@ class RecipeSettings:
     batch_size: episode groups per training step (``data.train_batch_size``); max_prompt_length: the
     prompt budget of one turn (rules, two past turns, observation, admissible actions);
     env_options / val_env_options: constructor options of the train / validation tasks (validation:
-    the train ones when None); data_name: the data folder's name (default: the environment's).
+    the train ones when None); data_name: the data folder's name (default: the environment's);
+    method_overrides: hydra overrides per method preset where the ARLArena release ran a method
+    differently on this task (e.g. WebShop's GSPO clip 3e-2 / 4e-2), applied after the preset.
     """
 
     batch_size: int = 32
@@ -77,6 +79,7 @@ class RecipeSettings:
     env_options: dict[str, Any] = field(default_factory=dict)
     val_env_options: dict[str, Any] | None = None
     data_name: str | None = None
+    method_overrides: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 GENERIC_INTRO = "You are an agent interacting with a text environment. Complete the task."

@@ -1,6 +1,6 @@
 """Shell assignments of one environment's GPU-recipe settings, for ``recipes/common.sh``::
 
-    eval "$(python3 -m sampo_verl.envs.recipe sokoban)"   # max_turns=15 batch_size=32 ...
+    eval "$(python3 -m sampo_verl.envs.recipe sokoban sampo)"   # max_turns=15 batch_size=32 ...
 
 The values come from the environment class (``default_max_turns``, :meth:`TextEnv.recipe_settings`),
 so a new environment needs no edit of the recipes. Modules named in ``VERL_USE_EXTERNAL_MODULES``
@@ -19,9 +19,10 @@ import sys
 from sampo_verl.envs.base import ENV_REGISTRY, env_class
 
 
-def shell_assignments(env: str) -> str:
+def shell_assignments(env: str, method: str = "") -> str:
     """``max_turns``, ``batch_size``, ``max_prompt_length``, ``env_options``, ``val_env_options`` (empty: the
-    train ones) and ``data_name`` of ``env``, one shell assignment a line."""
+    train ones) and ``data_name`` of ``env``, one shell assignment a line, and the bash array
+    ``method_overrides`` of ``method`` on this environment."""
     cls = env_class(env)
     settings = cls.recipe_settings()
     values = {
@@ -32,19 +33,23 @@ def shell_assignments(env: str) -> str:
         "val_env_options": "" if settings.val_env_options is None else json.dumps(settings.val_env_options),
         "data_name": settings.data_name or env,
     }
-    return "\n".join(f"{name}={shlex.quote(str(value))}" for name, value in values.items())
+    lines = [f"{name}={shlex.quote(str(value))}" for name, value in values.items()]
+    overrides = settings.method_overrides.get(method, ())
+    lines.append(f"method_overrides=({' '.join(shlex.quote(o) for o in overrides)})")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sampo_verl.envs.recipe", description=__doc__.split("\n\n")[0])
     parser.add_argument("env", help="registered environment name")
+    parser.add_argument("method", nargs="?", default="", help="method preset (for its per-environment overrides)")
     args = parser.parse_args(argv)
     for module in filter(None, os.environ.get("VERL_USE_EXTERNAL_MODULES", "").split(",")):
         importlib.import_module(module)
     if args.env not in ENV_REGISTRY:
         print(f"unknown ENV '{args.env}': registered environments are {sorted(ENV_REGISTRY)}", file=sys.stderr)
         return 2
-    print(shell_assignments(args.env))
+    print(shell_assignments(args.env, args.method))
     return 0
 
 

@@ -53,6 +53,7 @@ class AgentRunConfig:
     test_freq: int = -1
     val_before_train: bool = False
     save_freq: int = -1
+    filter_cold_start_steps: int | None = None  # None: the preset's (the release's 15 for filtering presets)
 
 
 def is_built(marker: Path, settings: Mapping[str, Any]) -> bool:
@@ -99,7 +100,7 @@ def agent_overrides(workdir: Path, model_dir: Path, data_dir: Path, config: Agen
     """Hydra overrides of ``sampo_verl.main_ppo`` for this run (cpu preset + method preset)."""
     train, val = prepare_data(data_dir, config)
     micro = 8
-    return [
+    overrides = [
         "preset=cpu",
         f"method={config.method}",
         f"data.train_files={train}",
@@ -126,6 +127,9 @@ def agent_overrides(workdir: Path, model_dir: Path, data_dir: Path, config: Agen
         f"trainer.total_training_steps={config.steps}",
         f"trainer.default_local_dir={workdir / CHECKPOINT_DIR}",
     ]
+    if config.filter_cold_start_steps is not None:
+        overrides.append(f"algorithm.filter_groups.cold_start_steps={config.filter_cold_start_steps}")
+    return overrides
 
 
 def run_agent(
@@ -163,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
             parser.add_argument("--env-options", default="{}", help="JSON dict of environment options")
         else:
             flag = "--" + spec.name.replace("_", "-")
-            kind = type(spec.default)
+            kind = int if spec.default is None else type(spec.default)  # the one optional field is an int
             parser.add_argument(
                 flag, type=(lambda s: s.lower() == "true") if kind is bool else kind, default=spec.default
             )

@@ -46,6 +46,8 @@ class Testbed:
     rl_lr: float = 5e-4  # 1e-3 and up break the answer format
     rl_temperature: float = 0.7  # at 1.0 RL learns malformed turns (stand-stills) instead of moves
     rl_group_size: int = 8  # the testbed's group size
+    # the release filters after 15 cold-start steps; a CPU run is about as long as that: filter from step 3
+    rl_filter_cold_start_steps: int = 2
     max_response_length: int = 48  # a cloned turn is ~25 tokens; sampled ones run longer
 
 
@@ -116,6 +118,7 @@ def rl_config(tb: Testbed, method: str, seed: int, steps: int, test_freq: int, *
         lr=tb.rl_lr,
         temperature=tb.rl_temperature,
         group_size=tb.rl_group_size,
+        filter_cold_start_steps=tb.rl_filter_cold_start_steps,
         test_freq=test_freq,
         val_before_train=True,
         **changes,

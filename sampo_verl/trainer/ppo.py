@@ -9,7 +9,7 @@ Registered as ``trainer.v1.trainer_mode=sampo``. Everything not listed here is v
   old-policy token entropy that verl's ``_compute_old_log_prob`` keeps in TransferQueue.
 - Dynamic filtering: ``SampoReplayBuffer`` (:mod:`.replay_buffer`) replaces verl's sync replay buffer when
   ``algorithm.filter_groups.enable=true`` (criteria ``reward`` or ``advantage``, cold start,
-  a limit on refill rounds, then a top-up with the least-bad groups).
+  a limit on refill rounds, then a top-up with signal-free groups).
 - ``_compute_metrics``: per-turn rates (format-valid, action-valid, success) and the collapse
   detector of :mod:`sampo_verl.algorithms.diagnostics`, which can stop the run with a checkpoint.
 """

@@ -25,8 +25,9 @@ class SampoReplayBuffer(ReplayBuffer):
       ``criterion=advantage`` (every advantage of the configured multi-turn estimator is ~0);
     - when to stop: after ``max_num_gen_batches`` refill rounds in one training step nothing more
       is evicted, and during the first ``cold_start_steps`` steps nothing is;
-    - which groups fill the batch: signal-carrying groups first, then the least-bad ones (largest
-      spread), so a batch that stayed short is topped up rather than waited for.
+    - which groups fill the batch: signal-carrying groups first, then signal-free ones in arrival order
+      (``topup_order=arrival``, the release) or the least-bad first (``spread``: largest spread), so a
+      batch that stayed short is topped up rather than waited for.
     """
 
     def __init__(self, *, options: filtering.FilterOptions, algorithm_config: Any, **kwargs: Any):
@@ -107,10 +108,14 @@ class SampoReplayBuffer(ReplayBuffer):
             partition_id, sampleable_keys, len(sampleable_keys)
         )
 
-        def rank(uid: str) -> tuple[bool, float]:
-            keep, spread = self._verdicts.get(uid, (True, 0.0))
-            return not keep, -spread
+        # arrival: the order in which the groups' samples entered the partition (verl's own order sorts a
+        # set by dispatch step, which leaves ties in hash order)
+        arrival = {uid: i for i, uid in enumerate(dict.fromkeys(key.split("_")[0] for key in partition_snapshot))}
 
-        # stable sort: signal first, then the least bad (largest spread); verl's age order within ties
-        selected.sort(key=rank)
+        def rank(uid: str) -> tuple[bool, float, int]:
+            keep, spread = self._verdicts.get(uid, (True, 0.0))
+            least_bad_first = -spread if self.options.topup_order == "spread" else 0.0
+            return not keep, least_bad_first, arrival.get(uid, len(arrival))
+
+        selected.sort(key=rank)  # signal first, then the signal-free groups
         return selected[:batch_size], partition_snapshot, steps

@@ -6,8 +6,22 @@ from sampo_verl.agent.dataset import VAL_SEED_OFFSET, main
 
 
 def test_cli_writes_verl_rows_the_agent_loop_reads(tmp_path):
-    main(["--env", "sokoban", "--train", "5", "--val", "3", "--out", str(tmp_path),
-          "--env-options", '{"dim_room": [7, 7], "num_boxes": 2}', "--max-turns", "9"])
+    main(
+        [
+            "--env",
+            "sokoban",
+            "--train",
+            "5",
+            "--val",
+            "3",
+            "--out",
+            str(tmp_path),
+            "--env-options",
+            '{"dim_room": [7, 7], "num_boxes": 2}',
+            "--max-turns",
+            "9",
+        ]
+    )
     train, val = pd.read_parquet(tmp_path / "train.parquet"), pd.read_parquet(tmp_path / "val.parquet")
     assert len(train) == 5 and len(val) == 3
     assert set(train.columns) >= {"data_source", "prompt", "agent_name", "extra_info", "reward_model"}
@@ -23,8 +37,22 @@ def test_cli_writes_verl_rows_the_agent_loop_reads(tmp_path):
 
 
 def test_validation_can_use_other_env_options(tmp_path):
-    main(["--env", "frozenlake", "--train", "2", "--val", "2", "--out", str(tmp_path),
-          "--env-options", '{"size": 4}', "--val-env-options", '{"size": 8}'])
+    main(
+        [
+            "--env",
+            "frozenlake",
+            "--train",
+            "2",
+            "--val",
+            "2",
+            "--out",
+            str(tmp_path),
+            "--env-options",
+            '{"size": 4}',
+            "--val-env-options",
+            '{"size": 8}',
+        ]
+    )
     train, val = pd.read_parquet(tmp_path / "train.parquet"), pd.read_parquet(tmp_path / "val.parquet")
     assert EpisodeSpec.from_row(train.iloc[0].to_dict()).env_options == {"size": 4}
     assert EpisodeSpec.from_row(val.iloc[1].to_dict()).env_options == {"size": 8}

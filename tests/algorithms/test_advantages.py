@@ -63,10 +63,13 @@ ROWS = [
 ]
 # by hand, penalty 0.1: R = [0, 1, 0, 0, 1, -0.1, 1]; group a mean 1.9/5 = 0.38, group b mean 0.5
 EPISODE_MEAN_NORM = np.array([-0.38, 0.62, -0.5, -0.38, 0.62, -0.48, 0.5])
-# gamma 0.5: G(a0) = [0.5, 1], G(a1) = [-0.05, -0.1, 0], G(b0) = 1, G(b1) = 0
-# step groups (a,s): {0.5, -0.05} -> +-0.275; (a,t): {1, -0.1} -> +-0.55; (a,u) singleton -> 0;
-# (b,s): {1, 0} -> +-0.5
-STEP_MEAN_NORM = np.array([0.0, 0.55, -0.5, -0.275, 0.275, -0.55, 0.5])
+# gamma 0.5, the penalty on its own turn after discounting (the release's placement):
+# G(a0) = [0.5, 1], G(a1) = [0, 0, 0] - [0, 0.1, 0] = [0, -0.1, 0], G(b0) = 1, G(b1) = 0
+# step groups (a,s): {0.5, 0} -> +-0.25; (a,t): {1, -0.1} -> +-0.55; (a,u) singleton -> 0; (b,s): {1, 0} -> +-0.5
+STEP_MEAN_NORM = np.array([0.0, 0.55, -0.5, -0.25, 0.25, -0.55, 0.5])
+# penalty_placement=discounted: r(a1) = [0, -0.1, 0] discounted, G(a1) = [-0.05, -0.1, 0]:
+# (a,s): {0.5, -0.05} -> +-0.275, the rest as above
+STEP_MEAN_NORM_DISCOUNTED = np.array([0.0, 0.55, -0.5, -0.275, 0.275, -0.55, 0.5])
 
 
 def cfg(section, gamma=0.5, **options):
@@ -117,6 +120,13 @@ def test_gigpo_penalty_enters_step_returns_once():
 def test_gigpo_hand_computed():
     out = run(compute_gigpo_advantage, ROWS, cfg("gigpo", mode="mean_norm"))
     np.testing.assert_allclose(out, EPISODE_MEAN_NORM + STEP_MEAN_NORM, atol=1e-6)
+    turn = run(compute_gigpo_advantage, ROWS, cfg("gigpo", mode="mean_norm", penalty_placement="turn"))
+    np.testing.assert_array_equal(turn, out)  # the default
+
+
+def test_gigpo_penalty_discounted_into_earlier_turns():
+    out = run(compute_gigpo_advantage, ROWS, cfg("gigpo", mode="mean_norm", penalty_placement="discounted"))
+    np.testing.assert_allclose(out, EPISODE_MEAN_NORM + STEP_MEAN_NORM_DISCOUNTED, atol=1e-6)
 
 
 def test_gigpo_step_weight():
@@ -140,8 +150,12 @@ def test_gigpo_mean_std_norm_step_pairs():
 
 
 def test_gigpo_gamma_from_algorithm_config():
-    # gamma 1: G(a0) = [1, 1], G(a1) = [-0.1, -0.1, 0]: (a,s) {1, -0.1} -> +-0.55, (a,t) same
+    # gamma 1: G(a0) = [1, 1], G(a1) = [0, -0.1, 0]: (a,s) {1, 0} -> +-0.5, (a,t) {1, -0.1} -> +-0.55
     out = run(compute_gigpo_advantage, ROWS, cfg("gigpo", gamma=1.0, mode="mean_norm"))
+    step = np.array([0.0, 0.55, -0.5, -0.5, 0.5, -0.55, 0.5])
+    np.testing.assert_allclose(out, EPISODE_MEAN_NORM + step, atol=1e-6)
+    # discounted: G(a1) = [-0.1, -0.1, 0]: (a,s) {1, -0.1} -> +-0.55
+    out = run(compute_gigpo_advantage, ROWS, cfg("gigpo", gamma=1.0, mode="mean_norm", penalty_placement="discounted"))
     step = np.array([0.0, 0.55, -0.5, -0.55, 0.55, -0.55, 0.5])
     np.testing.assert_allclose(out, EPISODE_MEAN_NORM + step, atol=1e-6)
 
@@ -191,6 +205,45 @@ def test_similarity_grouping_of_text_anchors():
     np.testing.assert_allclose(similar, [1.0, -1.0])  # one step group: +-0.5 added
     strict = run(compute_gigpo_advantage, rows, cfg("gigpo", mode="mean_norm", similarity_threshold=0.99))
     np.testing.assert_allclose(strict, exact)
+
+
+def cluster_of(texts, threshold, rule):
+    from sampo_verl.algorithms.advantages import similar_anchor_ids
+
+    return similar_anchor_ids(np.array(texts, dtype=object), np.zeros(len(texts), dtype=int), threshold, rule).tolist()
+
+
+def test_similarity_rules_by_hand():
+    # difflib ratio("abcd", "abce") = 0.75, ratio("abce", "abef") = 0.75, ratio("abcd", "abef") = 0.5
+    texts = ["abce", "abcd", "abef"]
+    # sorted: abcd opens cluster 0; abce joins it (0.75); abef vs abcd 0.5 -> new cluster
+    assert cluster_of(texts, 0.7, "sorted") == [0, 0, 1]
+    # release: batch order; abce opens, abcd joins (0.75), abef joins too (0.75 against abce)
+    assert cluster_of(texts, 0.7, "release") == [0, 0, 0]
+    # the order matters for the release rule: a chain x ~ y ~ z with x !~ z
+    chain = ["aaaa", "aaab", "aabb"]  # ratios: aaaa/aaab 0.75, aaab/aabb 0.75, aaaa/aabb 0.5
+    assert cluster_of(chain, 0.7, "release") == [0, 0, 1]
+    assert cluster_of([chain[1], chain[0], chain[2]], 0.7, "release") == [0, 0, 0]  # aaab first: all join it
+    assert cluster_of([chain[1], chain[0], chain[2]], 0.7, "sorted") == [0, 0, 1]  # as sorted: aaaa first
+
+
+def test_similarity_autojunk_on_long_anchors():
+    # 200+ characters: difflib's autojunk ignores characters that make up over 1% of the second text (here
+    # every character), so the release rule misses a match that the sorted rule (autojunk off) finds
+    import difflib
+    import random
+
+    rng = random.Random(0)
+    base = "".join(rng.choice("abcdefghij klmnop") for _ in range(300))
+    texts = [base, base[:150] + "XYZ" + base[153:]]
+
+    assert (
+        difflib.SequenceMatcher(None, texts[1], texts[0]).ratio()
+        < 0.9
+        < difflib.SequenceMatcher(None, texts[0], texts[1], autojunk=False).ratio()
+    )
+    assert cluster_of(texts, 0.9, "sorted") == [0, 0]
+    assert cluster_of(texts, 0.9, "release") == [0, 1]
 
 
 def test_steps_need_not_be_contiguous():
@@ -244,8 +297,17 @@ def batches(draw):
         for e in range(draw(st.integers(1, 3))):
             reward = draw(st.sampled_from([0.0, 1.0]))
             for t in range(draw(st.integers(1, 4))):
-                rows.append((f"g{g}", f"g{g}e{e}", t, draw(st.sampled_from("xyz")),
-                             draw(st.sampled_from([0.0, 0.5])), reward, draw(st.booleans())))
+                rows.append(
+                    (
+                        f"g{g}",
+                        f"g{g}e{e}",
+                        t,
+                        draw(st.sampled_from("xyz")),
+                        draw(st.sampled_from([0.0, 0.5])),
+                        reward,
+                        draw(st.booleans()),
+                    )
+                )
     perm = draw(st.permutations(range(len(rows))))
     return rows, list(perm)
 
@@ -320,6 +382,8 @@ def test_inconsistent_episodes_rejected():
         ("gigpo", {"mode": "zscore"}, "algorithm.gigpo.mode"),
         ("gigpo", {"episode_stats": "groups"}, "algorithm.gigpo.episode_stats"),
         ("gigpo", {"similarity_threshold": 1.0}, "algorithm.gigpo.similarity_threshold"),
+        ("gigpo", {"similarity_rule": "fuzzy"}, "algorithm.gigpo.similarity_rule"),
+        ("gigpo", {"penalty_placement": "episode"}, "algorithm.gigpo.penalty_placement"),
         ("gigpo", {"invalid_penalty": -1}, "algorithm.gigpo.invalid_penalty"),
         ("gigpo", {"step_wieght": 1.0}, "unknown algorithm.gigpo option"),
         ("empg", {"zeta": float("nan")}, "algorithm.empg.zeta"),
@@ -330,3 +394,38 @@ def test_bad_options_name_the_flag(section, options, message):
     fn = {"gigpo": compute_gigpo_advantage, "empg": compute_empg_advantage, "grpo_steps": compute_grpo_steps_advantage}
     with pytest.raises(ValueError, match=message):
         run(fn[section], ROWS, cfg(section, **options), batch={ENTROPY: torch.zeros(len(ROWS), T)})
+
+
+def naive_clusters(texts, threshold, rule):
+    """The documented rule written plainly: every pair through difflib, no bound, no cached matcher."""
+    import difflib
+
+    order = sorted(set(texts)) if rule == "sorted" else list(dict.fromkeys(texts))
+    reps, of = [], {}
+    for text in order:
+        for c, rep in enumerate(reps):
+            if rule == "sorted":
+                ratio = difflib.SequenceMatcher(None, rep, text, autojunk=False).ratio()
+            else:
+                ratio = difflib.SequenceMatcher(None, text, rep).ratio()
+            if ratio >= threshold:
+                of[text] = c
+                break
+        else:
+            of[text] = len(reps)
+            reps.append(text)
+    return [of[t] for t in texts]
+
+
+@pytest.mark.parametrize("rule", ["sorted", "release"])
+@pytest.mark.parametrize("threshold", [0.6, 0.9, 0.97])
+def test_similarity_clusters_equal_the_plain_rule(rule, threshold):
+    rng = np.random.default_rng(1)
+    words = ["mug", "cup", "table", "fridge", "drawer 1", "drawer 2", "countertop", "apple", "the"]
+    texts = [" ".join(rng.choice(words, size=rng.integers(3, 40))) for _ in range(60)]
+    texts += [t[: len(t) // 2] + "x" + t[len(t) // 2 + 1 :] for t in texts[:20]]  # near duplicates
+    texts = [texts[i] for i in rng.integers(0, len(texts), 120)]  # repeats, batch order
+    expected = naive_clusters(texts, threshold, rule)
+    got = cluster_of(texts, threshold, rule)
+    # same partition (ids may be numbered alike, but compare the grouping itself)
+    assert [got.index(g) for g in got] == [expected.index(e) for e in expected]

@@ -12,8 +12,11 @@ def _run(history, **cfg):
 
 def healthy_history(n=30):
     return [
-        {"sampo/format_valid_rate": min(1.0, 0.5 + 0.02 * i), "actor/grad_norm": 1.0 + 0.1 * (i % 3),
-         "actor/entropy": 2.0 - 0.01 * i}
+        {
+            "sampo/format_valid_rate": min(1.0, 0.5 + 0.02 * i),
+            "actor/grad_norm": 1.0 + 0.1 * (i % 3),
+            "actor/entropy": 2.0 - 0.01 * i,
+        }
         for i in range(n)
     ]
 
@@ -59,8 +62,9 @@ def test_missing_and_nan_metrics_are_ignored():
     assert fired == [[], [], []]
 
 
-@pytest.mark.parametrize("opts,flag", [({"format_drop": 1.5}, "format_drop"), ({"grad_spike": 0.5}, "grad_spike"),
-                                       ({"bogus": 1}, "bogus")])
+@pytest.mark.parametrize(
+    "opts,flag", [({"format_drop": 1.5}, "format_drop"), ({"grad_spike": 0.5}, "grad_spike"), ({"bogus": 1}, "bogus")]
+)
 def test_bad_config_names_the_flag(opts, flag):
     with pytest.raises(ValueError, match=flag):
         collapse_options({"collapse": opts})

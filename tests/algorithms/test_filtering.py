@@ -83,6 +83,7 @@ def test_options_from_verl_config():
         ({"cold_start_steps": -1}, "algorithm.filter_groups.cold_start_steps"),
         ({"atol": -1.0}, "algorithm.filter_groups.atol"),
         ({"cold_start": 3}, "unknown algorithm.filter_groups option"),
+        ({"topup_order": "random"}, "algorithm.filter_groups.topup_order"),
     ],
 )
 def test_bad_options_name_the_flag(section, message):

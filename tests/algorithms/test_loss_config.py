@@ -95,6 +95,7 @@ def test_hydra_bad_delta_names_the_flag():
         ({"seq_mask": {"delta": "big"}}, "seq_mask.delta"),
         ({"seq_mask": {"delta": True}}, "seq_mask.delta"),
         ({"seq_mask": {"enable": "yes"}}, "seq_mask.enable"),
+        ({"seq_mask": {"normaliser": "tokens"}}, "seq_mask.normaliser"),
         ({"seq_mask": {"threshold": 0.1}}, r"seq_mask option\(s\) \['threshold'\]"),
         ({"seq_mask": 0.1}, "seq_mask must be a mapping"),
         ({"loss_mode": "sampo_typo"}, "loss_mode='sampo_typo'"),

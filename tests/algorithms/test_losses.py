@@ -37,9 +37,11 @@ SEQ_METRICS = [
 VERL_METRICS = ["actor/pg_clipfrac", "actor/ppo_kl", "actor/pg_clipfrac_lower"]
 
 
-def actor_config(clip=0.2, delta=0.223, enable=True, agg=None, policy_loss=None, **kwargs) -> ActorConfig:
+def actor_config(
+    clip=0.2, delta=0.223, enable=True, agg=None, policy_loss=None, normaliser="batch", **kwargs
+) -> ActorConfig:
     if policy_loss is None:
-        seq_mask = SeqMaskConfig(enable=enable, delta=delta)
+        seq_mask = SeqMaskConfig(enable=enable, delta=delta, normaliser=normaliser)
         policy_loss = SampoPolicyLossConfig(loss_mode="sampo", seq_mask=seq_mask, loss_agg_mode=agg)
     return ActorConfig(
         strategy="fsdp",
@@ -119,6 +121,75 @@ def test_sampo_hand_computed_with_masking_keeps_the_batch_normaliser():
     torch.testing.assert_close(grad[0], torch.full((3,), -s0 / 6))
     assert torch.count_nonzero(grad[1]) == 0
     assert metrics["actor/seq_mask_frac"] == 0.5
+
+
+def test_kept_normaliser_by_hand():
+    """The release: the loss is averaged over the kept samples (tokens), so masking does not shrink the step."""
+    s0 = math.exp(0.1)
+    config = actor_config(normaliser="kept")
+    loss, grad, metrics = loss_and_grad(get_policy_loss_fn("sampo"), *hand_batch(), "seq-mean-token-mean", config)
+    assert loss.item() == pytest.approx(-s0, abs=1e-6)  # sample 1 dropped: the mean over sample 0 alone
+    torch.testing.assert_close(grad[0], torch.full((3,), -s0 / 3))
+    assert metrics["actor/seq_mask_frac"] == 0.5
+    token_mean = actor_config(normaliser="kept", agg="token-mean")
+    loss, grad, _ = loss_and_grad(get_policy_loss_fn("sampo"), *hand_batch(), "token-mean", token_mean)
+    assert loss.item() == pytest.approx(-s0, abs=1e-6)  # 3 kept tokens of -s0 each, divided by 3 (not 5)
+    torch.testing.assert_close(grad[0], torch.full((3,), -s0 / 3))
+
+
+@pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean"])
+@pytest.mark.parametrize("name", MASKED_LOSSES)
+def test_kept_normaliser_equals_the_base_loss_on_the_kept_rows(name, agg):
+    old_log_prob, log_prob, advantages, response_mask = random_batch(batch=10, length=8, seed=3, drift=0.1)
+    log_prob[:3] -= 0.5
+    advantages[:3] = -advantages[:3].abs() - 0.1  # rows 0-2 dropped
+    advantages[3:] = advantages[3:].abs()
+    batch = (old_log_prob, log_prob, advantages, response_mask)
+    base_loss_fn = compute_policy_loss_gspo if name == "sampo" else BASES[name.removesuffix("_seqmask")]
+    loss, grad, metrics = loss_and_grad(
+        get_policy_loss_fn(name), *batch, agg, actor_config(0.9, agg=agg, normaliser="kept")
+    )
+    kept = tuple(t[3:] for t in batch)
+    base_loss, base_grad, _ = loss_and_grad(base_loss_fn, *kept, agg, actor_config(0.9, agg=agg))
+    assert metrics["actor/seq_mask_frac"] == pytest.approx(0.3)
+    torch.testing.assert_close(loss, base_loss, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(grad[3:], base_grad, atol=1e-7, rtol=1e-6)
+    assert torch.count_nonzero(grad[:3]) == 0
+
+
+@pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean"])
+def test_kept_normaliser_split_invariance_where_it_holds(agg):
+    """verl's global counts for two micro-batches: with nothing masked both normalisers give the batch loss;
+    with masking, ``batch`` stays split-invariant and ``kept`` weighs each micro-batch by what it kept."""
+    old_log_prob, log_prob, advantages, response_mask = random_batch(batch=8, length=6, seed=5, drift=0.05)
+    advantages = advantages.abs()  # nothing masked
+    batch = (old_log_prob, log_prob, advantages, response_mask)
+    info = {
+        "dp_size": 1,
+        "batch_num_tokens": int(response_mask.sum()),
+        "global_batch_size": int((response_mask.sum(-1) > 0).sum()),
+        "loss_scale_factor": None,
+    }
+    fn = get_policy_loss_fn("sampo")
+
+    def split_loss(normaliser, tensors):
+        config = actor_config(agg=agg, normaliser=normaliser, global_batch_info=info)
+        return sum(
+            loss_and_grad(fn, *(t[rows] for t in tensors), agg, config)[0] for rows in (slice(0, 4), slice(4, 8))
+        )
+
+    whole = loss_and_grad(fn, *batch, agg, actor_config(agg=agg, global_batch_info=info))[0]
+    torch.testing.assert_close(split_loss("batch", batch), whole)
+    torch.testing.assert_close(split_loss("kept", batch), whole)
+    # mask one sample of the first micro-batch: "batch" still equals the one-piece loss, "kept" does not
+    log_prob = log_prob.clone()
+    log_prob[0] -= 1.0
+    advantages = advantages.clone()
+    advantages[0] = -1.0
+    masked = (old_log_prob, log_prob, advantages, response_mask)
+    whole = loss_and_grad(fn, *masked, agg, actor_config(agg=agg, global_batch_info=info))[0]
+    torch.testing.assert_close(split_loss("batch", masked), whole)
+    assert not torch.isclose(split_loss("kept", masked), whole)
 
 
 def test_sampo_explicit_token_mean():
@@ -303,7 +374,7 @@ def test_plain_verl_policy_loss_config_uses_defaults():
 
 
 @pytest.mark.parametrize(
-    ("field", "value"), [("clip_ratio_low", 1.0), ("clip_ratio_low", -0.1), ("clip_ratio_high", -1.0)]
+    ("field", "value"), [("clip_ratio_low", 1.5), ("clip_ratio_low", -0.1), ("clip_ratio_high", -1.0)]
 )
 def test_bad_clip_range_names_the_flag(field, value):
     config = actor_config()
@@ -414,3 +485,14 @@ def test_sequence_metrics_patch_is_idempotent():
     policy_loss_sequence_metrics.apply()
     assert POLICY_LOSS_REGISTRY == before
     assert POLICY_LOSS_REGISTRY["vanilla"].__wrapped__ is compute_policy_loss_vanilla
+
+
+@pytest.mark.parametrize("name", ["cispo", "cispo_seqmask"])
+def test_cispo_without_lower_bound_as_released(name):
+    """clip_ratio_low 1.0 (the release's CISPO): the IS weight is clipped from above only."""
+    batch = random_batch(batch=6, length=5, seed=4, drift=1.0)
+    config = actor_config(agg="token-mean")
+    object.__setattr__(config, "clip_ratio_low", 1.0)
+    loss, grad, metrics = loss_and_grad(get_policy_loss_fn(name), *batch, "token-mean", config)
+    assert math.isfinite(loss.item()) and torch.isfinite(grad).all()
+    assert 0.0 <= metrics["actor/seq_clipfrac"] <= 1.0

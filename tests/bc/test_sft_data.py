@@ -132,7 +132,8 @@ def test_episodes_the_expert_cannot_win_in_time_are_dropped():
 
 def test_cli_writes_parquet_for_verls_sft_dataset(tmp_path, capsys):
     options = json.dumps({"size": 3, "hole_prob": 0.0})
-    main(["--env", "frozenlake", "--episodes", "2", "--val-episodes", "1", "--out", str(tmp_path), "--env-options", options,
+    main(["--env", "frozenlake", "--episodes", "2", "--val-episodes", "1", "--out", str(tmp_path),
+          "--env-options", options,
           "--thought", "go {action}"])  # fmt: skip
     assert "train: " in capsys.readouterr().out
     dataset = MultiTurnSFTDataset(str(tmp_path / "val.parquet"), TOKENIZER, SFT_DATA_CONFIG)

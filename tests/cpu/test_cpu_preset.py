@@ -58,7 +58,7 @@ def test_sampo_main_ppo_selects_the_preset_by_group_name():
         default = compose("sampo_ppo")
     assert config.trainer.device == "cpu" and config.actor_rollout_ref.rollout.name == "hf"
     assert config.trainer.v1.trainer_mode == "sampo"
-    assert config.actor_rollout_ref.actor.policy_loss.loss_mode == "sampo"
+    assert config.actor_rollout_ref.actor.policy_loss.loss_mode == "gspo"  # the release's SAMPO: GSPO loss
     assert "preset" not in config and default.trainer.device != "cpu"
 
 

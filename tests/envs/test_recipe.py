@@ -8,7 +8,9 @@ from sampo_verl.envs.recipe import main, shell_assignments
 
 
 def parse(text: str) -> dict[str, str]:
-    return dict(word.split("=", 1) for line in text.splitlines() for word in shlex.split(line))
+    """The scalar assignments (the method_overrides array is read by bash: see its own test)."""
+    lines = [line for line in text.splitlines() if not line.startswith("method_overrides=")]
+    return dict(word.split("=", 1) for line in lines for word in shlex.split(line))
 
 
 def test_builtin_environment_settings():
@@ -58,3 +60,32 @@ def test_a_new_environment_is_one_class(capsys):
 def test_unknown_environment_fails_with_the_registered_ones(capsys):
     assert main(["webshop"]) == 2
     assert "unknown ENV 'webshop'" in capsys.readouterr().err
+
+
+@register_env("test_recipe_task")
+class TaskWithItsOwnClip(TextEnv):
+    @classmethod
+    def recipe_settings(cls) -> RecipeSettings:
+        clip = ("actor_rollout_ref.actor.clip_ratio_low=0.03", "actor_rollout_ref.actor.clip_ratio_high=0.04")
+        return RecipeSettings(method_overrides={"gspo": clip, "sampo": clip})
+
+    def reset(self, seed, task=None):
+        raise NotImplementedError
+
+    def step(self, action):
+        raise NotImplementedError
+
+
+def test_method_overrides_of_a_task_are_a_bash_array():
+    import subprocess
+
+    clip = ["actor_rollout_ref.actor.clip_ratio_low=0.03", "actor_rollout_ref.actor.clip_ratio_high=0.04"]
+    assert shell_assignments("test_recipe_task", "grpo").splitlines()[-1] == "method_overrides=()"
+    expand = 'printf "%s\\n" ${method_overrides[@]+"${method_overrides[@]}"}'  # as recipes/common.sh does
+
+    def in_bash(text: str) -> list[str]:
+        script = "set -eu\n" + text + "\n" + expand
+        return subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout.split()
+
+    assert in_bash(shell_assignments("test_recipe_task", "gspo")) == clip
+    assert in_bash(shell_assignments("sokoban", "gspo")) == []  # the release ran Sokoban with the preset's values

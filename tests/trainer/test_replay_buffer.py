@@ -73,8 +73,20 @@ def test_no_filtering_in_cold_start_after_round_limit_or_on_val(monkeypatch):
 
 
 def test_selection_prefers_signal_then_least_bad(monkeypatch):
-    buf, _ = make_buffer(monkeypatch, TABLE, criterion="reward", max_num_gen_batches=1)
+    buf, _ = make_buffer(monkeypatch, TABLE, criterion="reward", max_num_gen_batches=1, topup_order="spread")
     buf._judge("train", {"sig", "flat", "steps"})
     buf._verdicts["steps"] = (False, 0.5)  # pretend: a dropped group with some spread
     selected, _, _ = buf._select_prompt_uids("train", {"flat", "steps", "sig"}, 2)
     assert selected == ["sig", "steps"]
+
+
+def test_top_up_in_arrival_order_by_default(monkeypatch):
+    """The release fills its last round with signal-free groups in the order they arrived."""
+    buf, _ = make_buffer(monkeypatch, TABLE, criterion="reward", max_num_gen_batches=1)
+    assert buf.options.topup_order == "arrival"
+    buf._judge("train", {"sig", "flat", "steps"})
+    buf._verdicts["steps"] = (False, 0.5)  # a larger spread does not jump the queue
+    selected, _, _ = buf._select_prompt_uids("train", {"steps", "flat", "sig"}, 2)
+    assert selected == ["sig", "flat"]  # the partition holds sig, flat, steps in that order
+    selected, _, _ = buf._select_prompt_uids("train", {"steps", "flat", "sig"}, 3)
+    assert selected == ["sig", "flat", "steps"]
