@@ -32,10 +32,11 @@ def run(config: DictConfig) -> None:
     from verl.utils.device import auto_set_device
 
     import sampo_verl  # noqa: F401  (registers losses, estimators, agent loop, trainer in this process)
-    from sampo_verl.validation import validate_sampo_config
+    from sampo_verl.validation import validate_sampo_config, validate_sampo_inputs
 
     export_external_module()
     validate_sampo_config(config)
+    validate_sampo_inputs(config)
     auto_set_device(config)
     validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
     run_ppo(config, task_runner_class=TaskRunnerV1)

@@ -1,15 +1,35 @@
-"""Start-up checks of ``python -m sampo_verl.main_ppo``: impossible combinations fail before Ray
-starts, with a message naming the flags involved."""
+"""Start-up checks of ``python -m sampo_verl.main_ppo``: impossible combinations and bad values fail
+before Ray starts, with a message naming the flags involved and the values given."""
 
 from __future__ import annotations
 
+import importlib
+import math
+import os
+from collections.abc import Callable
 from typing import Any
+
+import pyarrow.parquet as pq
+from omegaconf import OmegaConf
+from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, POLICY_LOSS_REGISTRY
 
 from sampo_verl.agent.dataset import AGENT_NAME
 from sampo_verl.algorithms.advantages import MULTI_TURN_ESTIMATORS
 from sampo_verl.algorithms.diagnostics import collapse_options
 from sampo_verl.algorithms.filtering import filter_options
 from sampo_verl.algorithms.losses import SEQ_MASK_LOSSES
+from sampo_verl.envs import ENV_REGISTRY
+
+# numeric flags of verl's config that the package's methods rely on: (flag, test, what it must be)
+NUMBERS: tuple[tuple[str, Callable[[float], bool], str], ...] = (
+    ("algorithm.gamma", lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("actor_rollout_ref.actor.clip_ratio_low", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("actor_rollout_ref.actor.clip_ratio_high", lambda v: v >= 0, ">= 0"),
+    ("actor_rollout_ref.actor.kl_loss_coef", lambda v: v >= 0, ">= 0"),
+    ("actor_rollout_ref.actor.entropy_coeff", lambda v: v >= 0, ">= 0"),
+    ("actor_rollout_ref.rollout.n", lambda v: v >= 1 and v == int(v), "an integer >= 1"),
+)
+SAMPO_SECTIONS = ("collapse",)  # the keys of the package's own ``sampo`` section
 
 
 def validate_sampo_config(config: Any) -> None:
@@ -22,6 +42,16 @@ def validate_sampo_config(config: Any) -> None:
 
     if not config.trainer.get("use_v1", False):
         errors.append("trainer.use_v1=false: sampo-verl runs on verl's v1 trainer (set trainer.use_v1=true)")
+
+    errors += _number_errors(config)
+    if estimator not in ADV_ESTIMATOR_REGISTRY:
+        errors.append(f"algorithm.adv_estimator={estimator} is not registered; known: {sorted(ADV_ESTIMATOR_REGISTRY)}")
+    loss_mode = actor.policy_loss.loss_mode
+    if loss_mode not in POLICY_LOSS_REGISTRY:
+        errors.append(
+            f"actor_rollout_ref.actor.policy_loss.loss_mode={loss_mode} is not registered; "
+            f"known: {sorted(POLICY_LOSS_REGISTRY)}"
+        )
 
     for registration in MULTI_TURN_ESTIMATORS.values():  # every algorithm.<estimator> section, used or not
         try:
@@ -73,7 +103,71 @@ def validate_sampo_config(config: Any) -> None:
             errors.append("algorithm.filter_groups.enable=true needs trainer.v1.trainer_mode=sampo")
 
     sampo = config.get("sampo", None) or {}
-    collapse_options(sampo)  # raises naming the sampo.collapse flag
+    unknown = sorted(set(sampo) - set(SAMPO_SECTIONS))
+    if unknown:
+        errors.append(f"unknown sampo option(s) {unknown}; known: {list(SAMPO_SECTIONS)}")
+    try:
+        collapse_options(sampo)
+    except ValueError as error:
+        errors.append(str(error))
+    _raise(errors)
 
+
+def validate_sampo_inputs(config: Any) -> None:
+    """Raise ValueError when what the config points at is not there: a local model path, the train/val
+    files, or an environment those files name that no imported module registered."""
+    errors = []
+    model_path = str(config.actor_rollout_ref.model.path)
+    if _looks_local(model_path) and not os.path.exists(os.path.expanduser(model_path)):
+        errors.append(f"actor_rollout_ref.model.path={model_path} does not exist")
+    if config.actor_rollout_ref.rollout.agent.default_agent_loop == AGENT_NAME:
+        errors += _environment_errors(config)
+    _raise(errors)
+
+
+def _raise(errors: list[str]) -> None:
     if errors:
         raise ValueError("invalid sampo-verl configuration:\n  - " + "\n  - ".join(errors))
+
+
+def _number_errors(config: Any) -> list[str]:
+    errors = []
+    for flag, ok, must_be in NUMBERS:
+        value = OmegaConf.select(config, flag)
+        if value is None:
+            continue
+        is_number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not (is_number and math.isfinite(value) and ok(value)):
+            errors.append(f"{flag}={value} must be {must_be}")
+    return errors
+
+
+def _looks_local(path: str) -> bool:
+    """A filesystem path rather than a hub id (``org/name``)."""
+    return path.startswith(("/", "./", "../", "~")) or os.path.exists(path)
+
+
+def _environment_errors(config: Any) -> list[str]:
+    """Every environment the train/val files name must be registered (after importing the modules of
+    ``VERL_USE_EXTERNAL_MODULES``, as verl does in its workers)."""
+    errors = []
+    for module in filter(None, os.environ.get("VERL_USE_EXTERNAL_MODULES", "").split(",")):
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            errors.append(f"VERL_USE_EXTERNAL_MODULES: cannot import {module!r}: {error}")
+    for flag in ("data.train_files", "data.val_files"):
+        files = OmegaConf.select(config, flag)
+        for path in [files] if isinstance(files, str) else list(files or []):
+            path = os.path.expanduser(path)
+            if not os.path.exists(path):
+                errors.append(f"{flag}: {path} does not exist")
+                continue
+            names = {row.get("env") for row in pq.read_table(path, columns=["extra_info"]).column(0).to_pylist() if row}
+            unknown = sorted(str(name) for name in names - set(ENV_REGISTRY))
+            if unknown:
+                errors.append(
+                    f"{flag}: {path} names environment(s) {unknown} that are not registered "
+                    f"(registered: {sorted(ENV_REGISTRY)}; add your module to VERL_USE_EXTERNAL_MODULES)"
+                )
+    return errors

@@ -1,6 +1,9 @@
 """The entry point's config: verl's ppo_trainer + sampo_ppo.yaml + method presets, validated."""
 
+import re
 from pathlib import Path
+
+import pandas as pd
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -124,3 +127,62 @@ def test_valid_seq_mask_combination_passes():
     validate_sampo_config(make("method=gigpo", "actor_rollout_ref.actor.policy_loss.loss_mode=sampo",
                                "actor_rollout_ref.actor.policy_loss.seq_mask.enable=true"))  # fmt: skip
     assert OmegaConf.select(make(), "actor_rollout_ref.actor.policy_loss.seq_mask.delta") == 0.223
+
+
+# the bad settings a user's typo or fault produces (issue "Robustness"): each fails at start-up naming
+# the flag and the bad value
+BAD_SETTINGS = [
+    ("algorithm.gamma=nan", "algorithm.gamma=nan"),
+    ("algorithm.gamma=1.5", "algorithm.gamma=1.5"),
+    ("algorithm.gamma=0", "algorithm.gamma=0"),
+    ("actor_rollout_ref.actor.clip_ratio_low=-0.2", "clip_ratio_low=-0.2"),
+    ("actor_rollout_ref.actor.clip_ratio_low=1.5", "clip_ratio_low=1.5"),
+    ("actor_rollout_ref.actor.clip_ratio_high=-1", "clip_ratio_high=-1"),
+    ("actor_rollout_ref.actor.kl_loss_coef=-1", "kl_loss_coef=-1"),
+    ("actor_rollout_ref.actor.entropy_coeff=-0.1", "entropy_coeff=-0.1"),
+    ("actor_rollout_ref.rollout.n=0", "rollout.n=0"),
+    ("algorithm.gigpo.invalid_penalty=inf", "algorithm.gigpo.invalid_penalty must be finite"),
+    ("algorithm.empg.k=-1000", "algorithm.empg.k must be finite and >= 0, got -1000"),
+    ("algorithm.gigpo.similarity_threshold=1.5", "algorithm.gigpo.similarity_threshold"),
+    ("+sampo.colapse.enable=false", "unknown sampo option(s) ['colapse']"),
+    ("algorithm.adv_estimator=simply", "algorithm.adv_estimator=simply is not registered; known: ["),
+    ("actor_rollout_ref.actor.policy_loss.loss_mode=sampo_typo", "loss_mode=sampo_typo is not registered"),
+]
+
+
+@pytest.mark.parametrize("override, message", BAD_SETTINGS)
+def test_bad_settings_fail_before_ray_naming_flag_and_value(override, message):
+    import time
+
+    config = make("method=gigpo", override)
+    start = time.perf_counter()
+    with pytest.raises(ValueError) as err:
+        validate_sampo_config(config)
+    assert time.perf_counter() - start < 5.0
+    assert message in str(err.value)
+
+
+def test_inputs_that_are_not_there_fail_before_ray(tmp_path, monkeypatch):
+    from sampo_verl.agent.dataset import write_splits
+    from sampo_verl.validation import validate_sampo_inputs
+
+    train, val = write_splits(str(tmp_path / "data"), "frozenlake", 2, 1)
+    frame = pd.read_parquet(train)
+    frame["extra_info"] = [{**row, "env": "webshop"} for row in frame["extra_info"]]
+    frame.to_parquet(tmp_path / "webshop.parquet")
+    ok = [f"data.train_files={train}", f"data.val_files={val}", f"actor_rollout_ref.model.path={tmp_path}"]
+    validate_sampo_inputs(make(*ok))
+    cases = [
+        ("actor_rollout_ref.model.path=/nonexistent/model", "model.path=/nonexistent/model does not exist"),
+        (f"data.train_files={tmp_path / 'missing.parquet'}", "missing.parquet does not exist"),
+        (f"data.train_files={tmp_path / 'webshop.parquet'}", "environment(s) ['webshop'] that are not registered"),
+    ]
+    for override, message in cases:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            validate_sampo_inputs(make(*ok, override))
+    monkeypatch.setenv("VERL_USE_EXTERNAL_MODULES", "no_such_module_xyz")
+    with pytest.raises(ValueError, match="cannot import 'no_such_module_xyz'"):
+        validate_sampo_inputs(make(*ok))
+    # a hub id is not a local path: not checked here (verl downloads it)
+    monkeypatch.delenv("VERL_USE_EXTERNAL_MODULES")
+    validate_sampo_inputs(make(*ok[:2], "actor_rollout_ref.model.path=Qwen/Qwen2.5-1.5B-Instruct"))

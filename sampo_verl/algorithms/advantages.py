@@ -86,8 +86,8 @@ class EpisodeOptions:
             raise ValueError(f"{prefix}.mode must be one of {MODES}, got {self.mode!r}")
         if self.episode_stats not in EPISODE_STATS:
             raise ValueError(f"{prefix}.episode_stats must be one of {EPISODE_STATS}, got {self.episode_stats!r}")
-        if not self.invalid_penalty >= 0.0:
-            raise ValueError(f"{prefix}.invalid_penalty must be >= 0, got {self.invalid_penalty}")
+        if not (np.isfinite(self.invalid_penalty) and self.invalid_penalty >= 0.0):
+            raise ValueError(f"{prefix}.invalid_penalty must be finite and >= 0, got {self.invalid_penalty}")
 
 
 @dataclass(frozen=True)
@@ -139,8 +139,9 @@ class EMPGOptions(EpisodeOptions):
     def check(self, prefix: str) -> None:
         super().check(prefix)
         for name in ("k", "k_f", "zeta"):
-            if not np.isfinite(getattr(self, name)):
-                raise ValueError(f"{prefix}.{name} must be finite, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 0):
+                raise ValueError(f"{prefix}.{name} must be finite and >= 0, got {value}")
 
 
 @dataclass(frozen=True)
