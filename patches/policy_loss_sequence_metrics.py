@@ -6,8 +6,9 @@ sequence masking drops). verl 0.9.1's losses return their own metrics only, and 
 ``POLICY_LOSS_REGISTRY`` has no hook to add metrics to a registered loss, so the entries of the base
 losses in ``MASKABLE_BASE_LOSSES`` are replaced by
 :func:`sampo_verl.algorithms.losses.with_sequence_metrics` wrappers: the original function is called
-with the same arguments (same loss value and gradient) and the ``actor/seq_*`` metrics are added. Unlike the CPU patches this one is active on every device; it changes metrics
-only. The functions themselves (``core_algos.compute_policy_loss_*``) are untouched.
+with the same arguments (same loss value and gradient) and the ``actor/seq_*`` metrics are added.
+Unlike the CPU patches this one is active on every device; it changes metrics only. The functions
+themselves (``core_algos.compute_policy_loss_*``) are untouched.
 """
 
 from __future__ import annotations

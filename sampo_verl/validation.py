@@ -3,15 +3,16 @@ before Ray starts, with a message naming the flags involved and the values given
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 from collections.abc import Callable
 from typing import Any
 
 import pyarrow.parquet as pq
+from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
-from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, POLICY_LOSS_REGISTRY
+from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY
+from verl.utils.config import omega_conf_to_dataclass
 
 from sampo_verl.agent.dataset import AGENT_NAME
 from sampo_verl.algorithms.advantages import MULTI_TURN_ESTIMATORS
@@ -46,12 +47,10 @@ def validate_sampo_config(config: Any) -> None:
     errors += _number_errors(config)
     if estimator not in ADV_ESTIMATOR_REGISTRY:
         errors.append(f"algorithm.adv_estimator={estimator} is not registered; known: {sorted(ADV_ESTIMATOR_REGISTRY)}")
-    loss_mode = actor.policy_loss.loss_mode
-    if loss_mode not in POLICY_LOSS_REGISTRY:
-        errors.append(
-            f"actor_rollout_ref.actor.policy_loss.loss_mode={loss_mode} is not registered; "
-            f"known: {sorted(POLICY_LOSS_REGISTRY)}"
-        )
+    try:  # the policy-loss config's own checks (loss name, seq_mask, aggregation), built as verl builds it
+        omega_conf_to_dataclass(actor.policy_loss)
+    except InstantiationException as error:
+        errors.append(str(error.__cause__ or error))
 
     for registration in MULTI_TURN_ESTIMATORS.values():  # every algorithm.<estimator> section, used or not
         try:
@@ -148,14 +147,9 @@ def _looks_local(path: str) -> bool:
 
 
 def _environment_errors(config: Any) -> list[str]:
-    """Every environment the train/val files name must be registered (after importing the modules of
-    ``VERL_USE_EXTERNAL_MODULES``, as verl does in its workers)."""
+    """Every environment the train/val files name must be registered (importing verl imported the
+    modules of ``VERL_USE_EXTERNAL_MODULES`` in this process, as it does in every worker)."""
     errors = []
-    for module in filter(None, os.environ.get("VERL_USE_EXTERNAL_MODULES", "").split(",")):
-        try:
-            importlib.import_module(module)
-        except ImportError as error:
-            errors.append(f"VERL_USE_EXTERNAL_MODULES: cannot import {module!r}: {error}")
     for flag in ("data.train_files", "data.val_files"):
         files = OmegaConf.select(config, flag)
         for path in [files] if isinstance(files, str) else list(files or []):

@@ -21,7 +21,8 @@ Shared definitions (SPEC "Advantages for multi-turn agents"):
 
 - invalid penalty ``p_i = c * [turn i's action is invalid]`` (c = ``invalid_penalty``, default 0.1),
   applied here and only here, to the turn where it happened: the episode score
-  ``R_i = episode_reward_i - p_i`` and GiGPO's step reward ``r_i = step_reward_i - p_i``;
+  ``R_i = episode_reward_i - p_i`` and GiGPO's discounted step return of that turn
+  (``algorithm.gigpo.penalty_placement``, see :func:`compute_gigpo_advantage`);
 - episode term ``A_E``: ``R_i - mean`` (``mean_norm``) or ``(R_i - mean) / (std + 1e-6)``
   (``mean_std_norm``) within the ``uid`` group, std unbiased as in verl's GRPO. Statistics over all
   turns of the group (``episode_stats=steps``, ARLArena default) or over one value per episode, the

@@ -3,16 +3,14 @@
     eval "$(python3 -m sampo_verl.envs.recipe sokoban sampo)"   # max_turns=15 batch_size=32 ...
 
 The values come from the environment class (``default_max_turns``, :meth:`TextEnv.recipe_settings`),
-so a new environment needs no edit of the recipes. Modules named in ``VERL_USE_EXTERNAL_MODULES``
-are imported first, as verl does in its workers, so a user's own environments are found too.
+so a new environment needs no edit of the recipes. A user's own environments are found too: importing
+verl (which ``sampo_verl`` does) imports the modules named in ``VERL_USE_EXTERNAL_MODULES``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
-import os
 import shlex
 import sys
 
@@ -44,8 +42,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("env", help="registered environment name")
     parser.add_argument("method", nargs="?", default="", help="method preset (for its per-environment overrides)")
     args = parser.parse_args(argv)
-    for module in filter(None, os.environ.get("VERL_USE_EXTERNAL_MODULES", "").split(",")):
-        importlib.import_module(module)
     if args.env not in ENV_REGISTRY:
         print(f"unknown ENV '{args.env}': registered environments are {sorted(ENV_REGISTRY)}", file=sys.stderr)
         return 2

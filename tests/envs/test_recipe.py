@@ -89,3 +89,20 @@ def test_method_overrides_of_a_task_are_a_bash_array():
 
     assert in_bash(shell_assignments("test_recipe_task", "gspo")) == clip
     assert in_bash(shell_assignments("sokoban", "gspo")) == []  # the release ran Sokoban with the preset's values
+
+
+def test_a_users_environment_module_is_found_through_verl_use_external_modules():
+    """The recipes run the CLI in a fresh process: importing verl imports the user's module."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    env = {**os.environ, "VERL_USE_EXTERNAL_MODULES": "custom_env", "PYTHONPATH": str(examples)}
+    result = subprocess.run(
+        [sys.executable, "-m", "sampo_verl.envs.recipe", "guess_number", "grpo"],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert parse(result.stdout)["max_turns"] == "8"  # GuessNumberEnv.default_max_turns
