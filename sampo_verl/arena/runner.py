@@ -6,12 +6,20 @@ the runner also keeps in the cell folder::
     ckpt/                         verl's checkpoints (trainer.default_local_dir), the latest one only
     attempts/from_step<s>.jsonl   verl's file-logger output of the attempt that started from the
                                   step-s checkpoint (0: from scratch)
-    runs.jsonl                    one line per attempt that ended: start step, wall time, error or null
+    attempts/from_step<s>.started the attempt's start time while it runs (left behind by a killed runner)
+    runs.jsonl                    one line per attempt: start step, wall time, error or null
     error.log                     traceback and output tail of the latest failed attempt
+    .trainer.lock                 held by the running trainer's guard (sampo_verl.runs.guard)
 
 and, per environment, ``DIR/<env>/_start/``: what every CPU cell of that environment shares, the
 behaviour-cloned start (:func:`sampo_verl.runs.testbed.bc_start`: ``bc/``, ``init_model/``, ``sft_data/``)
 and the RL tasks (``rl_data/``). ``layout.find_cells`` does not see it (no ``seed<k>`` folder).
+
+Kills: every trainer runs under a guard that stops it when the runner dies (``kill -9`` of the
+runner or its process group included), and holds the cell's lock, so a rerun never trains a cell
+twice at once (it waits for a trainer that is being stopped, and refuses one that still runs).
+An attempt the runner could not record (it was killed) is recorded by the next run, with the
+wall time until the guard's last heartbeat, so ``done.json`` counts killed attempts too.
 
 Resuming: a cell with ``done.json`` is skipped. Any other cell runs the same command again: verl
 resumes from the latest checkpoint in ``ckpt/`` (``trainer.resume_mode=auto``) and logs to a fresh
@@ -51,13 +59,15 @@ from sampo_verl.arena.layout import METRICS_FILE, Cell, cell_dir, mark_done
 from sampo_verl.main_ppo import CONFIG_DIR
 from sampo_verl.metrics import read_metrics
 from sampo_verl.runs.agent_run import CHECKPOINT_DIR, run_agent
-from sampo_verl.runs.launch import child_env, format_duration, run_process
+from sampo_verl.runs.guard import LOCK_FILE, last_alive
+from sampo_verl.runs.launch import child_env, format_duration, run_process, wait_for_release
 from sampo_verl.runs.testbed import bc_start, cpu_testbed, rl_config
 
 START_DIR = "_start"
 ATTEMPTS_DIR = "attempts"
 RUNS_FILE = "runs.jsonl"
 ERROR_FILE = "error.log"
+STARTED_SUFFIX = ".started"
 CPU_TEST_FREQ = 5
 CPU_SAVE_FREQ = 5
 RECIPE_LOGGER = "[console,file]"  # LOGGER of the recipe unless set; it must keep verl's file logger
@@ -236,7 +246,9 @@ def run_arena(spec: ArenaSpec, echo: Echo = _echo) -> ArenaProgress:
         else:
             progress.finished += 1
             progress.durations.append(time.monotonic() - began)
-            echo(f"[arena] {name}: {steps} steps in {format_duration(progress.durations[-1])} | {progress.status()}")
+            attempts = _runs(cell.path)
+            trained = format_duration(sum(run["wall_time_s"] for run in attempts))
+            echo(f"[arena] {name}: {steps} steps, {trained} over {len(attempts)} attempt(s) | {progress.status()}")
     failed = f": {', '.join(progress.failures)} (rerun the same command to retry them)" if progress.failures else ""
     echo(f"[arena] {progress.finished}/{progress.total} cells done, {len(progress.failures)} failed{failed}")
     echo(f"[arena] report: python -m sampo_verl.arena report {spec.out}")
@@ -269,6 +281,7 @@ def run_cell(spec: ArenaSpec, cell: Cell, start: str, echo: Echo = _echo) -> int
 
     Returns the cell's last trained step.
     """
+    record_killed_attempts(cell.path)
     resume = checkpoint_step(cell.path / CHECKPOINT_DIR)
     if resume < spec.steps:  # a final checkpoint means the trainer got there (verl would train one more step)
         if resume:
@@ -294,6 +307,8 @@ def _attempt(spec: ArenaSpec, cell: Cell, start: str, resume: int) -> None:
     metrics_file = cell.path / ATTEMPTS_DIR / f"from_step{resume}.jsonl"
     metrics_file.parent.mkdir(parents=True, exist_ok=True)
     began, error = time.monotonic(), None
+    started = metrics_file.with_suffix(STARTED_SUFFIX)  # left behind only when this process is killed
+    started.write_text(json.dumps({"from_step": resume, "started": time.time()}), encoding="utf-8")
     try:
         if spec.recipe is None:
             config = rl_config(
@@ -316,10 +331,38 @@ def _attempt(spec: ArenaSpec, cell: Cell, start: str, resume: int) -> None:
         error = _summary(err)
         raise
     finally:
-        run = {"from_step": resume, "wall_time_s": round(time.monotonic() - began, 3), "error": error}
-        with (cell.path / RUNS_FILE).open("a", encoding="utf-8") as runs:
-            runs.write(json.dumps(run) + "\n")
+        _record_run(cell.path, resume, time.monotonic() - began, error)
+        started.unlink()
         merge_attempts(cell.path)
+
+
+def _record_run(path: Path, from_step: int, wall_time_s: float, error: str | None) -> None:
+    run = {"from_step": from_step, "wall_time_s": round(wall_time_s, 3), "error": error}
+    with (path / RUNS_FILE).open("a", encoding="utf-8") as runs:
+        runs.write(json.dumps(run) + "\n")
+
+
+def record_killed_attempts(path: Path) -> int:
+    """Record in ``runs.jsonl`` the attempts whose runner was killed before it could; returns how many.
+
+    Such an attempt left its ``.started`` file; it ran until the guard last touched the folder's lock
+    file (:func:`sampo_verl.runs.guard.last_alive`, at most a heartbeat early) or its metrics file
+    was last written, whichever is later.
+    """
+    killed = sorted((path / ATTEMPTS_DIR).glob(f"from_step*{STARTED_SUFFIX}"))
+    if killed:
+        wait_for_release(path / LOCK_FILE)  # the guard of a killed runner touches the lock as it ends
+    for started_file in killed:
+        started = json.loads(started_file.read_text(encoding="utf-8"))
+        metrics_file = started_file.with_suffix(".jsonl")
+        ends = [last_alive(path / LOCK_FILE), metrics_file.stat().st_mtime if metrics_file.exists() else None]
+        ended = max((t for t in ends if t is not None), default=started["started"])
+        wall = max(0.0, ended - started["started"])
+        _record_run(path, started["from_step"], wall, "killed: the runner was stopped before the attempt ended")
+        started_file.unlink()
+    if killed:
+        merge_attempts(path)
+    return len(killed)
 
 
 def recipe_launch(spec: ArenaSpec, cell: Cell, start: str, metrics_file: Path) -> tuple[list[str], dict[str, str]]:

@@ -3,8 +3,10 @@
 Shared by the toy run, the end-to-end tests, the quickstart, behaviour cloning and the arena: the
 child's environment (:func:`child_env`) lists ``sampo_verl`` in ``VERL_USE_EXTERNAL_MODULES`` after
 the modules the user listed there (every Ray or torchrun process imports them all, so a custom
-environment module is registered too), and a run that overruns ``timeout`` is stopped with its
-whole process group (:func:`run_process`, which the arena also uses for the GPU recipes' shell launcher).
+environment module is registered too), and every trainer runs under a guard that stops it when its
+launcher dies and keeps a second trainer out of the same folder; a run that overruns ``timeout`` is
+stopped with its whole process group (:func:`run_process`, which the arena also uses for the GPU
+recipes' shell launcher).
 """
 
 from __future__ import annotations
@@ -14,12 +16,16 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from sampo_verl.metrics import History, read_metrics
+from sampo_verl.runs import guard
+from sampo_verl.runs.guard import GRACE_S, LOCK_FILE, REFUSED, holder
 
 EXTERNAL_MODULES_ENV = "VERL_USE_EXTERNAL_MODULES"
 PACKAGE = "sampo_verl"
+RELEASE_WAIT_S = GRACE_S + 10  # a guard whose launcher died stops its trainer within GRACE_S
 
 
 def with_sampo_module(modules: str) -> str:
@@ -40,17 +46,40 @@ def child_env(**extra: str) -> dict[str, str]:
     }
 
 
+class TrainerRunning(RuntimeError):
+    """A trainer launched by another process still holds the run folder's lock."""
+
+
 def run_process(
     command: list[str], workdir: Path, env: dict[str, str], capture: bool = True, timeout: float | None = None
 ) -> None:
-    """Run ``command`` in ``workdir`` as its own process group (the driver and whatever it starts).
+    """Run ``command`` in ``workdir`` under a guard (:mod:`sampo_verl.runs.guard`), as its own process group.
 
-    The group is stopped when the run overruns ``timeout`` seconds or the caller is interrupted
-    (Ctrl-C, or SIGTERM turned into an exception). Raises ``RuntimeError`` with the output tail
-    when the run fails or overruns.
+    The guard holds ``workdir``'s lock file (:data:`~sampo_verl.runs.guard.LOCK_FILE`) and stops the
+    group when this process dies, however it dies. This process stops the group when the run
+    overruns ``timeout`` seconds or the caller is interrupted (Ctrl-C, or SIGTERM turned into an
+    exception). Raises :class:`TrainerRunning` when a trainer launched earlier still runs in
+    ``workdir`` (waiting first for one that is being stopped), ``RuntimeError`` with the output
+    tail when the run fails or overruns.
     """
+    lock = Path(workdir) / LOCK_FILE
+    wait_for_release(lock)
+    read_end, write_end = os.pipe()  # the guard sees end-of-file when this process is gone
+    guarded = [sys.executable, "-I", guard.__file__, "--parent-fd", str(read_end), "--lock", str(lock)]
     pipe = subprocess.PIPE if capture else None
-    proc = subprocess.Popen(command, cwd=workdir, env=env, stdout=pipe, stderr=pipe, text=True, start_new_session=True)
+    try:
+        proc = subprocess.Popen(
+            [*guarded, "--", *command],
+            cwd=workdir,
+            env=env,
+            stdout=pipe,
+            stderr=pipe,
+            text=True,
+            start_new_session=True,
+            pass_fds=(read_end,),
+        )
+    finally:
+        os.close(read_end)
     name = " ".join([Path(command[0]).name, *command[1:3]])  # e.g. "python3 -m sampo_verl.main_ppo"
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
@@ -61,9 +90,25 @@ def run_process(
     except BaseException:
         _stop_group(proc)
         raise
+    finally:
+        os.close(write_end)
+    if proc.returncode == REFUSED:
+        raise TrainerRunning(f"{name}: {stderr.strip() if stderr else 'another trainer holds ' + str(lock)}")
     if proc.returncode != 0:
         tail = (stdout or "")[-3000:] + (stderr or "")[-6000:]
         raise RuntimeError(f"{name} exited with {proc.returncode}\n{tail}")
+
+
+def wait_for_release(lock: Path) -> None:
+    """Wait for a trainer that is being stopped to let go of ``lock``; raise if it is still there."""
+    deadline = time.monotonic() + RELEASE_WAIT_S
+    while (pid := holder(lock)) is not None:
+        if time.monotonic() > deadline:
+            raise TrainerRunning(
+                f"a trainer (guard pid {pid}) still runs in {lock.parent}: wait for it, or stop it with "
+                f"kill -TERM -{pid}, then rerun"
+            )
+        time.sleep(1.0)
 
 
 def _stop_group(proc: subprocess.Popen) -> tuple[str | None, str | None]:

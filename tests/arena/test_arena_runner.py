@@ -15,6 +15,7 @@ import os
 import shlex
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -110,7 +111,7 @@ def test_failing_cell_is_recorded_finished_cell_skipped_and_a_rerun_retries(
     printed = capsys.readouterr().out
     assert "3 cells (1 env(s) x 3 method(s) x 1 seed(s))" in printed and "1 finished before, 2 to run" in printed
     assert "sokoban/gspo/seed0: FAILED (RuntimeError: python3 -m sampo_verl.main_ppo exited with 1)" in printed
-    assert "sokoban/sapo/seed0: 2 steps in" in printed and "| 2/3 done, 1 failed, 0 to run" in printed
+    assert "sokoban/sapo/seed0: 2 steps, " in printed and "| 2/3 done, 1 failed, 0 to run" in printed
     assert "2/3 cells done, 1 failed: sokoban/gspo/seed0" in printed
 
     fail.clear()
@@ -301,6 +302,39 @@ TINY = {"max_turns": 3, "bc_episodes": 16, "bc_val_episodes": 0, "bc_steps": 1, 
 TINY |= {"rl_train_tasks": 16, "rl_val_tasks": 4}
 
 
+KILLABLE_RECIPE = """#!/usr/bin/env bash
+printf '{"step": 1, "data": {"training/global_step": 1}}\\n' > "$VERL_FILE_LOGGER_PATH"
+if [ -z "$FINISH" ]; then sleep 300 & echo $! > trainer.pid; wait; fi
+printf '{"step": 2, "data": {"training/global_step": 2}}\\n' >> "$VERL_FILE_LOGGER_PATH"
+"""
+
+
+def test_kill_9_of_the_runner_stops_its_trainer_and_the_rerun_counts_the_killed_attempt(tmp_path, monkeypatch):
+    recipe = tmp_path / "recipe.sh"
+    recipe.write_text(KILLABLE_RECIPE)
+    out = tmp_path / "arena"
+    argv = ["run", "--envs", "sokoban", "--methods", "gspo", "--steps", "2", "--out", str(out)]
+    argv += ["--recipe", str(recipe), "--init-model", "Qwen/Qwen3-4B"]
+    cell = cell_dir(out, "sokoban", "gspo", 0)
+    job = subprocess.Popen([sys.executable, "-m", "sampo_verl.arena", *argv], start_new_session=True)
+    assert wait_for((cell / "trainer.pid").exists, 60)
+    trainer = int((cell / "trainer.pid").read_text())
+    time.sleep(1.5)
+    os.killpg(job.pid, signal.SIGKILL)  # the runner and its process group, as a scheduler's kill would
+    job.wait()
+    assert wait_for(lambda: stat_state(trainer) in ("gone", "Z"), 30), "the trainer outlived the runner"
+    assert (cell / "attempts" / "from_step0.started").exists() and not (cell / "runs.jsonl").exists()
+
+    monkeypatch.setenv("FINISH", "1")
+    assert main(argv) == 0
+    killed, finished = lines_of(cell / "runs.jsonl")
+    assert killed["error"].startswith("killed") and killed["wall_time_s"] >= 1.4
+    assert finished["error"] is None
+    done = json.loads((cell / "done.json").read_text())
+    assert done == {"steps": 2, "wall_time_s": pytest.approx(killed["wall_time_s"] + finished["wall_time_s"])}
+    assert not list((cell / "attempts").glob("*.started"))
+
+
 @pytest.fixture(scope="module")
 def arena(tmp_path_factory):
     """The matrix trained once from a tiny behaviour-cloned start: (results folder, runner output)."""
@@ -323,7 +357,7 @@ def test_matrix_trains_every_cell_from_the_shared_behaviour_cloned_start(arena):
         assert [r["step"] for r in records] == [0, 1, 2]
         assert VAL_KEY in records[0]["data"] and VAL_KEY in records[2]["data"]  # before training and at the end
         assert [r["data"]["training/global_step"] for r in records[1:]] == [1, 2]
-        assert f"sokoban/{method}/seed0: 2 steps in" in printed
+        assert f"sokoban/{method}/seed0: 2 steps, " in printed and "over 1 attempt(s)" in printed
     assert "| 0/2 done, 0 failed, 2 to run | elapsed" in printed and "ETA unknown" in printed
     assert "| 1/2 done, 0 failed, 1 to run" in printed and "| 2/2 done, 0 failed, 0 to run" in printed
 
