@@ -19,10 +19,15 @@ Per-turn ``extra_fields``: the per-turn schema of :mod:`sampo_verl.agent.turns` 
 outcome, also in ``reward_extra_info``); ``reward_score`` is the episode reward for every turn
 (verl's v1 trainer copies the last turn's score to all turns anyway).
 
-An environment call that raises or exceeds ``env_timeout_s`` ends the episode as failed
-(``env_error=1``, ``success=0``); the turns played so far are kept. A failing ``reset`` raises,
-which verl counts as a rollout failure of the group. A timed-out call keeps running in its worker
-thread (Python cannot kill it); the environment is discarded.
+Environment faults (:mod:`sampo_verl.agent.env_calls`): every call runs on the episode's own
+thread, bounded by ``env_timeout_s``, and its result is checked against the protocol. A step that
+raises, overruns, returns a non-finite reward or breaks the protocol ends the episode as failed
+(``env_error=1``, ``success=0``, ``env_error_reason``); the turns played so far are kept and the
+fault is logged. An episode whose construction or ``reset`` faults cannot be played: ``run``
+returns no turns (verl drops it, the group keeps its other episodes) and the next episode of the
+process counts it (``env_reset_failures``). A ``close`` that fails is logged and counted
+(``env_close_failed``); the finished episode stands. A timed-out environment is abandoned on its
+thread (Python cannot kill a thread) and not closed.
 
 Episode definition comes from the dataset row's ``extra_info`` (see :mod:`sampo_verl.agent.dataset`):
 ``env`` (registered name), ``seed``, ``env_options`` (constructor kwargs; dict or JSON string),
@@ -39,10 +44,11 @@ agent-loop config file (``actor_rollout_ref.rollout.agent.agent_loop_config_path
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import json
 import logging
 import os
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -55,15 +61,16 @@ from verl.utils.profiler import simple_timer
 
 from sampo_verl.agent import turns as schema
 from sampo_verl.agent.action_parser import parse_turn
+from sampo_verl.agent.env_calls import TIMEOUT, EnvFault, EnvThread, checked_reset, checked_step
 from sampo_verl.agent.prompts import EpisodePrompt
-from sampo_verl.envs import env_class, make_env
+from sampo_verl.envs import env_class
 
 logger = logging.getLogger(__file__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "WARN"))
 
 
-class EnvError(RuntimeError):
-    """An environment call raised or timed out."""
+# episodes of this process that could not start since the last one that did (which reports them)
+_RESET_FAILURES: Counter[str] = Counter()
 
 
 @dataclass
@@ -186,54 +193,80 @@ class EnvAgentLoop(AgentLoopBase):
 
     async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> list[AgentLoopOutput]:
         spec = EpisodeSpec.from_row(kwargs)
-        max_turns = spec.max_turns or self.max_turns or env_class(spec.env).default_max_turns
+        cls = env_class(spec.env)  # an unknown name is a configuration error, raised as such
+        max_turns = spec.max_turns or self.max_turns or cls.default_max_turns
         traj_uid = f"{kwargs['uid']}_{kwargs.get('session_id', 0)}" if "uid" in kwargs else uuid4().hex
-
-        env = make_env(spec.env, **spec.env_options)
+        where = f"{spec.env} seed={spec.seed}"
+        env_thread = EnvThread(spec.env)
         try:
-            observation, info = await self._call_env(env.reset, spec.seed, spec.task or None)
-        except EnvError as error:
-            raise RuntimeError(f"{spec.env}: reset(seed={spec.seed}) failed: {error}") from error
-        prompt = EpisodePrompt.for_env(spec.env, str(info.get("task", "")), self.history_length)
-
-        turns: list[TurnRecord] = []
-        env_error = False
-        try:
-            for _ in range(max_turns):
-                admissible = info.get("admissible_actions")
-                messages = prompt.messages(observation, admissible)
-                generation = await self._generate(messages, traj_uid, sampling_params)
-                text = self.tokenizer.decode(generation.response_ids, skip_special_tokens=True)
-                parsed = parse_turn(text, admissible)
-                anchor, reward, done = str(info["anchor"]), 0.0, False
-                if parsed.valid:
-                    try:
-                        next_observation, reward, done, info = await self._call_env(env.step, parsed.action)
-                    except EnvError as error:
-                        logger.warning("%s seed=%d: step failed, episode ends failed: %s", spec.env, spec.seed, error)
-                        env_error = done = True
-                        next_observation, reward = observation, 0.0
-                    prompt.record(observation, parsed.action)
-                    observation = next_observation
-                else:
-                    prompt.record_invalid(observation, parsed.reason.value)
-                turns.append(
-                    TurnRecord(
-                        generation=generation,
-                        anchor=anchor,
-                        reward=float(reward),
-                        parse_reason=parsed.reason.value,
-                        action_valid=parsed.valid,
-                        format_valid=parsed.format_valid,
-                        won=bool(info.get("won", False)) and not env_error,
-                    )
-                )
-                if done:
-                    break
+            try:
+                env = await self._call(env_thread, functools.partial(cls, **spec.env_options))
+                observation, info = checked_reset(await self._call(env_thread, env.reset, spec.seed, spec.task or None))
+            except EnvFault as fault:
+                _RESET_FAILURES[fault.reason] += 1
+                logger.warning("%s: the episode could not start, verl drops it: %s", where, fault)
+                return []
+            prompt = EpisodePrompt.for_env(spec.env, str(info.get("task", "")), self.history_length)
+            turns, fault = await self._play(
+                env_thread, env, prompt, observation, info, max_turns, traj_uid, sampling_params
+            )
+            if fault is not None:
+                logger.warning("%s: the episode ends failed after %d turn(s): %s", where, len(turns), fault)
+            close_failed = False
+            if fault is None or fault.reason != TIMEOUT:
+                try:
+                    await self._call(env_thread, env.close)
+                except EnvFault as close_fault:  # the finished episode stands
+                    close_failed = True
+                    logger.warning("%s: close failed, the episode is kept: %s", where, close_fault)
         finally:
-            if not env_error:
-                env.close()
-        return self._outputs(turns, traj_uid, env_error)
+            env_thread.stop()
+        return self._outputs(turns, traj_uid, fault, close_failed)
+
+    async def _play(
+        self,
+        env_thread: EnvThread,
+        env: Any,
+        prompt: EpisodePrompt,
+        observation: str,
+        info: dict[str, Any],
+        max_turns: int,
+        traj_uid: str,
+        sampling_params: dict[str, Any],
+    ) -> tuple[list[TurnRecord], EnvFault | None]:
+        """Play turns until the environment says done, it faults, or ``max_turns``."""
+        turns: list[TurnRecord] = []
+        for _ in range(max_turns):
+            admissible = info.get("admissible_actions")
+            generation = await self._generate(prompt.messages(observation, admissible), traj_uid, sampling_params)
+            text = self.tokenizer.decode(generation.response_ids, skip_special_tokens=True)
+            parsed = parse_turn(text, admissible)
+            anchor, reward, done, fault = str(info["anchor"]), 0.0, False, None
+            if parsed.valid:
+                try:
+                    next_observation, reward, done, info = checked_step(
+                        await self._call(env_thread, env.step, parsed.action)
+                    )
+                except EnvFault as error:
+                    fault, next_observation, reward = error, observation, 0.0
+                prompt.record(observation, parsed.action)
+                observation = next_observation
+            else:
+                prompt.record_invalid(observation, parsed.reason.value)
+            turns.append(
+                TurnRecord(
+                    generation=generation,
+                    anchor=anchor,
+                    reward=reward,
+                    parse_reason=parsed.reason.value,
+                    action_valid=parsed.valid,
+                    format_valid=parsed.format_valid,
+                    won=fault is None and bool(info.get("won", False)),
+                )
+            )
+            if done or fault is not None:
+                return turns, fault
+        return turns, None
 
     async def _generate(self, messages: list[dict], request_id: str, sampling_params: dict[str, Any]) -> Generation:
         prompt_ids = await self.ct_build_initial_tokens(messages)
@@ -259,23 +292,25 @@ class EnvAgentLoop(AgentLoopBase):
             generate_s=timing["generate_sequences"],
         )
 
-    async def _call_env(self, fn: Callable, *args: Any) -> Any:
-        """Run an environment call in a worker thread, bounded by ``env_timeout_s``."""
-        try:
-            return await asyncio.wait_for(self.loop.run_in_executor(None, fn, *args), self.env_timeout_s)
-        except asyncio.TimeoutError as error:
-            raise EnvError(f"{getattr(fn, '__qualname__', fn)} exceeded env_timeout_s={self.env_timeout_s}") from error
-        except Exception as error:  # any environment bug ends the episode, not the training run
-            raise EnvError(f"{type(error).__name__}: {error}") from error
+    async def _call(self, env_thread: EnvThread, fn: Callable, *args: Any) -> Any:
+        return await env_thread.call(fn, *args, timeout=self.env_timeout_s)
 
-    def _outputs(self, turns: list[TurnRecord], traj_uid: str, env_error: bool) -> list[AgentLoopOutput]:
+    def _outputs(
+        self, turns: list[TurnRecord], traj_uid: str, fault: EnvFault | None, close_failed: bool
+    ) -> list[AgentLoopOutput]:
         episode_reward = sum(t.reward for t in turns)
         episode = schema.EpisodeOutcome(
             success=float(bool(turns) and turns[-1].won),
             episode_length=len(turns),
             invalid_action_rate=sum(not t.action_valid for t in turns) / max(len(turns), 1),
-            env_error=float(env_error),
+            env_error=float(fault is not None),
         )
+        incidents = schema.EnvIncidents(
+            reason=fault.reason if fault else "",
+            close_failed=close_failed,
+            reset_failures=sum(_RESET_FAILURES.values()),
+        )
+        _RESET_FAILURES.clear()
         outputs = []
         for step, t in enumerate(turns):
             g = t.generation
@@ -290,6 +325,7 @@ class EnvAgentLoop(AgentLoopBase):
                 parse_reason=t.parse_reason,
                 won=t.won,
                 episode=episode,
+                incidents=incidents,
             )
             outputs.append(
                 AgentLoopOutput(

@@ -14,6 +14,7 @@ validation reports ``val-core/<data_source>/acc/mean@n``.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -32,6 +33,9 @@ SUCCESS = "success"
 EPISODE_LENGTH = "episode_length"
 INVALID_ACTION_RATE = "invalid_action_rate"
 ENV_ERROR = "env_error"
+ENV_ERROR_REASON = "env_error_reason"
+ENV_CLOSE_FAILED = "env_close_failed"
+ENV_RESET_FAILURES = "env_reset_failures"
 REWARD_EXTRA_INFO = "reward_extra_info"
 VAL_ACC = "acc"  # verl's core validation metric name
 
@@ -70,7 +74,20 @@ SCHEMA: dict[str, TurnField] = {
         TurnField(SUCCESS, float, "episode outcome: the last turn won", (VALIDATION,)),
         TurnField(EPISODE_LENGTH, int, "episode outcome: number of turns", (VALIDATION,)),
         TurnField(INVALID_ACTION_RATE, float, "episode outcome: fraction of invalid turns", (VALIDATION,)),
-        TurnField(ENV_ERROR, float, "episode outcome: 1 when an environment call failed", (VALIDATION,)),
+        TurnField(ENV_ERROR, float, "episode outcome: 1 when an environment call failed", (VALIDATION, METRICS)),
+        TurnField(
+            ENV_ERROR_REASON,
+            str,
+            "why the environment ended the episode ('' when it did not; sampo_verl.agent.env_calls.REASONS)",
+            (METRICS,),
+        ),
+        TurnField(ENV_CLOSE_FAILED, bool, "the environment's close() failed after the episode", (METRICS,)),
+        TurnField(
+            ENV_RESET_FAILURES,
+            int,
+            "episodes of the same worker process that could not start (dropped) since the previous one that did",
+            (METRICS,),
+        ),
     )
 }
 
@@ -90,6 +107,15 @@ class EpisodeOutcome:
     env_error: float
 
 
+@dataclass(frozen=True)
+class EnvIncidents:
+    """What went wrong with the environment around an episode (not in ``reward_extra_info``: not all numbers)."""
+
+    reason: str
+    close_failed: bool
+    reset_failures: int
+
+
 def turn_extra_fields(
     *,
     traj_uid: str,
@@ -102,6 +128,7 @@ def turn_extra_fields(
     parse_reason: str,
     won: bool,
     episode: EpisodeOutcome,
+    incidents: EnvIncidents,
 ) -> dict[str, Any]:
     """The ``extra_fields`` of one turn sample (the agent loop's only writer of the schema)."""
     outcome = asdict(episode)
@@ -115,6 +142,9 @@ def turn_extra_fields(
         FORMAT_VALID: format_valid,
         PARSE_REASON: parse_reason,
         WON: won,
+        ENV_ERROR_REASON: incidents.reason,
+        ENV_CLOSE_FAILED: incidents.close_failed,
+        ENV_RESET_FAILURES: incidents.reset_failures,
         **outcome,
         REWARD_EXTRA_INFO: {**outcome, VAL_ACC: episode.success},
     }
@@ -151,4 +181,18 @@ def turn_metrics(extra_fields: list[dict[str, Any]]) -> dict[str, float]:
         episodes = list(last_turns.values())
         out["sampo/success_rate"] = float(np.mean([float(ef.get(WON, 0.0)) for ef in episodes]))
         out["sampo/episode_length"] = float(np.mean([ef[STEP] + 1 for ef in episodes]))
+        out.update(env_fault_metrics(episodes))
+    return out
+
+
+def env_fault_metrics(episodes: list[dict[str, Any]]) -> dict[str, float]:
+    """Environment faults over episodes (one turn's fields each): the error rate, counts by reason, close
+    and reset failures. Reasons that did not occur are not logged."""
+    out: dict[str, float] = {}
+    if all(ENV_ERROR in ef for ef in episodes):
+        out["sampo/env_error_rate"] = float(np.mean([float(ef[ENV_ERROR]) for ef in episodes]))
+    reasons = Counter(ef.get(ENV_ERROR_REASON) or "" for ef in episodes)
+    out.update({f"sampo/env_errors/{reason}": float(n) for reason, n in sorted(reasons.items()) if reason})
+    out["sampo/env_close_failures"] = float(sum(bool(ef.get(ENV_CLOSE_FAILED, False)) for ef in episodes))
+    out["sampo/env_reset_failures"] = float(sum(int(ef.get(ENV_RESET_FAILURES, 0)) for ef in episodes))
     return out

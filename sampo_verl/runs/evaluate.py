@@ -25,6 +25,7 @@ from omegaconf import OmegaConf
 from transformers import AutoConfig, AutoTokenizer
 
 from sampo_verl.agent.loop import EnvAgentLoop
+from sampo_verl.agent.turns import EpisodeOutcome
 from sampo_verl.cpu.hf_server import HFServer
 from sampo_verl.agent.dataset import VAL_SEED_OFFSET
 
@@ -37,6 +38,10 @@ class EvalResult:
     success_rate: float
     mean_turns: float
     invalid_action_rate: float
+    env_error_rate: float
+
+
+NOT_STARTED = EpisodeOutcome(success=0.0, episode_length=0, invalid_action_rate=0.0, env_error=1.0)
 
 
 async def play_episodes(
@@ -78,6 +83,8 @@ async def play_episodes(
         extra_info = {"env": env, "seed": seed, "env_options": env_options or {}, "task": task or {}}
         async with limit:
             outputs = await loop.run({"temperature": temperature}, raw_prompt=[], extra_info=extra_info, uid=str(seed))
+        if not outputs:  # the environment could not start the episode (the loop logged why)
+            return {"seed": seed, **asdict(NOT_STARTED)}
         return {"seed": seed, **outputs[0].extra_fields["reward_extra_info"]}
 
     return list(await asyncio.gather(*(episode(seed) for seed in seeds)))
@@ -94,6 +101,7 @@ def evaluate(model: str | Path, env: str, seeds: list[int], **options: Any) -> E
         success_rate=sum(e["success"] for e in episodes) / n,
         mean_turns=sum(e["episode_length"] for e in episodes) / n,
         invalid_action_rate=sum(e["invalid_action_rate"] for e in episodes) / n,
+        env_error_rate=sum(e["env_error"] for e in episodes) / n,
     )
 
 
