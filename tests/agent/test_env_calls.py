@@ -178,3 +178,21 @@ def test_a_standalone_run_with_a_hung_environment_exits():
     assert done.returncode == 0, done.stderr[-2000:]
     assert "reason timeout" in done.stdout
     assert time.monotonic() - began < 60
+
+
+def test_reduced_soak_no_crash_no_hang_no_leak():
+    """benchmarks/soak_agent_loop.py at 300 episodes: a fault on 10% of calls, an adversarial model."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "soak_agent_loop.py"
+    spec = importlib.util.spec_from_file_location("soak_agent_loop", path)
+    soak_module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = soak_module  # its dataclasses look their module up there
+    spec.loader.exec_module(soak_module)
+    result = soak_module.soak(episodes=300, fault_rate=0.1, concurrency=64, env_timeout_s=0.2, seed=1)
+    assert result.healthy, result
+    assert result.finished + result.dropped == 300 and result.dropped > 0
+    assert result.reset_failures_reported <= result.dropped  # counted by later episodes, never twice
+    assert set(result.env_errors) >= {env_calls.TIMEOUT, env_calls.BAD_OUTPUT, env_calls.NON_FINITE_REWARD}
+    assert result.close_failures > 0
