@@ -32,9 +32,11 @@ def run(config: DictConfig) -> None:
     from verl.utils.device import auto_set_device
 
     import sampo_verl  # noqa: F401  (registers losses, estimators, agent loop, trainer in this process)
+    from sampo_verl.patches import ray_loopback_node
     from sampo_verl.validation import validate_sampo_config, validate_sampo_inputs
 
     export_external_module()
+    ray_loopback_node.apply(config.get("ray_kwargs", {}).get("ray_init", {}))
     validate_sampo_config(config)
     validate_sampo_inputs(config)
     auto_set_device(config)

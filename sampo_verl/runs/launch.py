@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from sampo_verl.metrics import History, read_metrics
+from sampo_verl.patches import ray_loopback_node
 from sampo_verl.runs import guard
 from sampo_verl.runs.guard import GRACE_S, LOCK_FILE, REFUSED, holder
 
@@ -138,7 +139,11 @@ def run_main_ppo(
     """
     import torch
 
-    env = child_env(VERL_FILE_LOGGER_PATH=str(metrics_file), TOKENIZERS_PARALLELISM="false")
+    env = child_env(
+        VERL_FILE_LOGGER_PATH=str(metrics_file),
+        TOKENIZERS_PARALLELISM="false",
+        **{ray_loopback_node.ENV_VAR: "0"},  # the local cluster stays on loopback (patches/ray_loopback_node.py)
+    )
     if torch.cuda.is_available():  # these runs exercise the CPU backend even on a GPU host
         env["VERL_PLATFORM"] = "cpu"
     run_process([sys.executable, "-m", module, *overrides], workdir, env, capture=capture, timeout=timeout)

@@ -4,8 +4,9 @@ Registered as ``faulty``. Each fault is one way a user's environment can break t
 :mod:`sampo_verl.envs.base` (or simply raise, or hang); :data:`EXPECTED_REASON` says which
 :mod:`sampo_verl.agent.env_calls` reason the agent loop must report for it. Either one ``fault``
 at call number ``fail_at`` of its kind (tests), or a random fault on each call with probability
-``fault_rate`` (the soak benchmark). A hang waits on :data:`RELEASE` (a test sets it to let the
-abandoned threads finish).
+``fault_rate`` (the soak benchmark, training runs), drawn from ``fault_seed`` and the episode's
+seed (construction never fails at random: every episode of a dataset shares its options). A hang
+waits on :data:`RELEASE` (a test sets it to let the abandoned threads finish).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ STEP_FAULTS = (
     "three_tuple",
     "obs_none",
 )
-RESET_FAULTS = ("reset_raise", "reset_hang", "reset_info_none", "reset_no_anchor", "init_raise")
+RESET_FAULTS = ("reset_raise", "reset_hang", "reset_info_none", "reset_no_anchor", "init_raise")  # init last
 CLOSE_FAULTS = ("close_raise",)
 EXPECTED_REASON = {
     "raise": reasons.RAISED,
@@ -70,10 +71,11 @@ class FaultyEnv(TextEnv):
     ):
         if fault is not None and fault not in (*STEP_FAULTS, *RESET_FAULTS, *CLOSE_FAULTS):
             raise ValueError(f"unknown fault {fault!r}; known: {[*STEP_FAULTS, *RESET_FAULTS, *CLOSE_FAULTS]}")
-        self.fault, self.fail_at, self.fault_rate = fault, fail_at, fault_rate
+        self.fault, self.fail_at, self.fault_rate, self.fault_seed = fault, fail_at, fault_rate, fault_seed
         self.rng = random.Random(fault_seed)
         self.calls = {"step": 0, "reset": 0, "close": 0}
-        if self._fires("init_raise", "reset"):
+        self.drawn: dict[tuple[str, int], str | None] = {}
+        if not fault_rate and self._fires("init_raise", "reset"):
             raise RuntimeError("injected: constructor failed")
         self.lake = FrozenLakeEnv(**{"size": 4, "hole_prob": 0.2, **lake})
 
@@ -84,11 +86,11 @@ class FaultyEnv(TextEnv):
         return self.fault == fault and self.calls[kind] + 1 == self.fail_at
 
     def _random_fault(self, kind: str) -> str | None:
-        key = ("_drawn", kind, self.calls[kind])
-        if key not in self.__dict__:
-            faults = {"step": STEP_FAULTS, "reset": RESET_FAULTS, "close": CLOSE_FAULTS}[kind]
-            self.__dict__[key] = self.rng.choice(faults) if self.rng.random() < self.fault_rate else None
-        return self.__dict__[key]
+        key = (kind, self.calls[kind])
+        if key not in self.drawn:  # one draw per call, however many faults are asked about
+            faults = {"step": STEP_FAULTS, "reset": RESET_FAULTS[:-1], "close": CLOSE_FAULTS}[kind]
+            self.drawn[key] = self.rng.choice(faults) if self.rng.random() < self.fault_rate else None
+        return self.drawn[key]
 
     def _fault_of(self, kind: str, faults: tuple[str, ...]) -> str | None:
         fault = next((f for f in faults if self._fires(f, kind)), None)
@@ -96,6 +98,7 @@ class FaultyEnv(TextEnv):
         return fault
 
     def reset(self, seed: int, task: dict[str, Any] | None = None) -> Any:
+        self.rng = random.Random(f"{self.fault_seed}/{seed}/{self.calls['reset']}")
         fault = self._fault_of("reset", RESET_FAULTS)
         if fault == "reset_raise":
             raise RuntimeError("injected: reset failed")

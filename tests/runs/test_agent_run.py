@@ -68,3 +68,26 @@ def test_a_custom_environment_module_reaches_the_trainer(tiny_model_dir, tmp_pat
     history = run_agent(tmp_path, tiny_model_dir, config, timeout=600)
     trained = [metrics for metrics in history.values() if "training/global_step" in metrics]
     assert len(trained) == 1 and 1 <= trained[0]["sampo/episode_length"] <= 3
+
+
+def test_training_goes_on_through_environment_faults_and_counts_them(tiny_model_dir, tmp_path, monkeypatch):
+    """The real trainer on the faulty environment (a fault on 25% of its calls): both steps train.
+
+    The untrained tiny model's turns are all invalid, so the environment is never stepped here: the
+    faults that reach the trainer are at reset (episodes dropped, counted by later ones) and close.
+    Step faults are covered through the loop (tests/agent/test_env_calls.py) and the soak.
+    """
+    monkeypatch.setenv(EXTERNAL_MODULES_ENV, "sampo_verl.testing.faulty_env")
+    import sampo_verl.testing.faulty_env  # noqa: F401  (the task files are written in-process)
+
+    loops = tmp_path / "agent_loops.yaml"  # a hang costs env_timeout_s: 1 s here
+    loops.write_text("- name: sampo_env_agent\n  _target_: sampo_verl.agent.loop.EnvAgentLoop\n  env_timeout_s: 1\n")
+    options = {"fault_rate": 0.25, "fault_seed": 1}
+    config = AgentRunConfig(env="faulty", method="grpo", steps=2, max_turns=4, env_options=options, train_tasks=8)
+    override = f"actor_rollout_ref.rollout.agent.agent_loop_config_path={loops}"
+    history = run_agent(tmp_path / "run", tiny_model_dir, config, [override], timeout=600)
+    trained = [metrics for metrics in history.values() if "training/global_step" in metrics]
+    assert len(trained) == 2
+    assert sum(m["sampo/env_reset_failures"] for m in trained) > 0
+    assert sum(m["sampo/env_close_failures"] for m in trained) > 0
+    assert all(m["sampo/env_error_rate"] == 0.0 for m in trained)  # no step was taken
