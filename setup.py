@@ -20,7 +20,7 @@ setup(
     package_dir={"sampo_verl.patches": "patches"},
     package_data={"sampo_verl": ["conf/*.yaml", "conf/**/*.yaml"]},
     python_requires=">=3.10",
-    install_requires=["verl==0.9.1", *VERL_UNDECLARED, "matplotlib"],
+    install_requires=["verl==0.9.1", *VERL_UNDECLARED, "matplotlib", "openai"],  # openai: served models
     extras_require={
         "test": ["pytest", "hypothesis", "selenium"],  # selenium: the report test in Debian's chromium
         "vllm": ["verl[vllm]==0.9.1"],

@@ -3,7 +3,7 @@
 ``import sampo_verl.config`` returns the module object of ``sampo_verl.algorithms.loss_config``
 (the same object, so classes and registries are shared), and ``python -m sampo_verl.quickstart``
 runs ``sampo_verl.runs.quickstart`` as ``__main__``. The short names of the command-line tools
-(``python -m sampo_verl.quickstart``, ``.evaluate``, ``.dataset``, ``.sft_data``, ``.assets``,
+(``python -m sampo_verl.quickstart``, ``.evaluate``, ``.serve``, ``.dataset``, ``.sft_data``, ``.assets``,
 ``.cpu.agent_run``, ``.cpu.toy_run``) are the public interface; the YAML ``_target_`` paths
 and imports of earlier releases keep working through the same table.
 """
@@ -30,6 +30,7 @@ MOVED: dict[str, str] = {
     "sampo_verl.testbed": "sampo_verl.runs.testbed",
     "sampo_verl.quickstart": "sampo_verl.runs.quickstart",
     "sampo_verl.evaluate": "sampo_verl.runs.evaluate",
+    "sampo_verl.serve": "sampo_verl.runs.serve",
     "sampo_verl.assets": "sampo_verl.runs.assets",
     "sampo_verl.cpu.agent_run": "sampo_verl.runs.agent_run",
     "sampo_verl.cpu.toy_run": "sampo_verl.runs.toy_run",

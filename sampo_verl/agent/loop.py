@@ -29,6 +29,11 @@ process counts it (``env_reset_failures``). A ``close`` that fails is logged and
 (``env_close_failed``); the finished episode stands. A timed-out environment is abandoned on its
 thread (Python cannot kill a thread) and not closed.
 
+The episode itself is :func:`play_episode`, whose model is any ``generate(messages) -> Generation``:
+the loop's own (verl's server, token ids) in training, an OpenAI-compatible endpoint in
+:mod:`sampo_verl.runs.evaluate`. A :class:`GenerationFailed` (a served model's request that failed
+after its retries) ends the episode as failed.
+
 Episode definition comes from the dataset row's ``extra_info`` (see :mod:`sampo_verl.agent.dataset`):
 ``env`` (registered name), ``seed``, ``env_options`` (constructor kwargs; dict or JSON string),
 ``task`` (reset options; dict or JSON string), optional ``max_turns`` (default: the loop's
@@ -51,7 +56,7 @@ import os
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 from uuid import uuid4
 
 from omegaconf import DictConfig, OmegaConf
@@ -117,17 +122,124 @@ class Generation:
     response_logprobs: list[float] | None
     server_extra: dict[str, Any]
     generate_s: float
+    text: str  # the reply as the parser reads it
+
+
+class GenerationFailed(RuntimeError):
+    """The model gave no reply (a served model's request failed after its retries): the episode ends failed."""
+
+
+Generate = Callable[[list[dict]], Awaitable[Generation]]
 
 
 @dataclass
 class TurnRecord:
     generation: Generation
+    messages: list[dict]  # the prompt of the turn
+    action: str | None  # the parsed action (None: invalid turn)
     anchor: str  # environment state before the turn
     reward: float  # environment reward (0 when the env was not stepped)
     parse_reason: str
     action_valid: bool
     format_valid: bool
     won: bool
+
+
+@dataclass
+class Episode:
+    """A played episode: its turns and how it ended (``fault``: the environment's; ``generation_error``:
+    the model gave no reply)."""
+
+    turns: list[TurnRecord]
+    fault: EnvFault | None = None
+    close_failed: bool = False
+    generation_error: str | None = None
+
+    @property
+    def reward(self) -> float:
+        return sum(t.reward for t in self.turns)
+
+    def outcome(self) -> schema.EpisodeOutcome:
+        return schema.EpisodeOutcome(
+            success=float(bool(self.turns) and self.turns[-1].won and self.generation_error is None),
+            episode_length=len(self.turns),
+            invalid_action_rate=sum(not t.action_valid for t in self.turns) / max(len(self.turns), 1),
+            env_error=float(self.fault is not None),
+        )
+
+
+async def play_episode(
+    spec: EpisodeSpec, generate: Generate, max_turns: int, history_length: int = 2, env_timeout_s: float = 60.0
+) -> Episode | None:
+    """Play the episode ``spec`` asks for, with ``generate(messages) -> Generation`` as the model.
+
+    Returns None when the environment cannot be built or reset (logged; counted by the process's
+    next episode, see :data:`_RESET_FAILURES`). Environment faults and :class:`GenerationFailed`
+    end the episode early; any other error of ``generate`` propagates (verl fails the group).
+    """
+    cls = env_class(spec.env)  # an unknown name is a configuration error, raised as such
+    where = f"{spec.env} seed={spec.seed}"
+    env_thread = EnvThread(spec.env)
+
+    async def call(fn: Callable, *args: Any) -> Any:
+        return await env_thread.call(fn, *args, timeout=env_timeout_s)
+
+    try:
+        try:
+            env = await call(functools.partial(cls, **spec.env_options))
+            observation, info = checked_reset(await call(env.reset, spec.seed, spec.task or None))
+        except EnvFault as fault:
+            _RESET_FAILURES[fault.reason] += 1
+            logger.warning("%s: the episode could not start, it is dropped: %s", where, fault)
+            return None
+        prompt = EpisodePrompt.for_env(spec.env, str(info.get("task", "")), history_length)
+        episode = Episode(turns=[])
+        for _ in range(max_turns):
+            admissible = info.get("admissible_actions")
+            messages = prompt.messages(observation, admissible)
+            try:
+                generation = await generate(messages)
+            except GenerationFailed as error:
+                episode.generation_error = str(error)
+                logger.warning("%s: no reply from the model, the episode ends failed: %s", where, error)
+                break
+            parsed = parse_turn(generation.text, admissible)
+            anchor, reward, done = str(info["anchor"]), 0.0, False
+            if parsed.valid:
+                try:
+                    next_observation, reward, done, info = checked_step(await call(env.step, parsed.action))
+                except EnvFault as error:
+                    episode.fault, next_observation, reward = error, observation, 0.0
+                prompt.record(observation, parsed.action)
+                observation = next_observation
+            else:
+                prompt.record_invalid(observation, parsed.reason.value)
+            episode.turns.append(
+                TurnRecord(
+                    generation=generation,
+                    messages=messages,
+                    action=parsed.action,
+                    anchor=anchor,
+                    reward=reward,
+                    parse_reason=parsed.reason.value,
+                    action_valid=parsed.valid,
+                    format_valid=parsed.format_valid,
+                    won=episode.fault is None and bool(info.get("won", False)),
+                )
+            )
+            if done or episode.fault is not None:
+                break
+        if episode.fault is not None:
+            logger.warning("%s: the episode ends failed after %d turn(s): %s", where, len(episode.turns), episode.fault)
+        if episode.fault is None or episode.fault.reason != TIMEOUT:
+            try:
+                await call(env.close)
+            except EnvFault as close_fault:  # the finished episode stands
+                episode.close_failed = True
+                logger.warning("%s: close failed, the episode is kept: %s", where, close_fault)
+        return episode
+    finally:
+        env_thread.stop()
 
 
 def standalone_config(rollout: Mapping[str, Any]) -> DictConfig:
@@ -192,81 +304,18 @@ class EnvAgentLoop(AgentLoopBase):
         )
 
     async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> list[AgentLoopOutput]:
-        spec = EpisodeSpec.from_row(kwargs)
-        cls = env_class(spec.env)  # an unknown name is a configuration error, raised as such
-        max_turns = spec.max_turns or self.max_turns or cls.default_max_turns
         traj_uid = f"{kwargs['uid']}_{kwargs.get('session_id', 0)}" if "uid" in kwargs else uuid4().hex
-        where = f"{spec.env} seed={spec.seed}"
-        env_thread = EnvThread(spec.env)
-        try:
-            try:
-                env = await self._call(env_thread, functools.partial(cls, **spec.env_options))
-                observation, info = checked_reset(await self._call(env_thread, env.reset, spec.seed, spec.task or None))
-            except EnvFault as fault:
-                _RESET_FAILURES[fault.reason] += 1
-                logger.warning("%s: the episode could not start, verl drops it: %s", where, fault)
-                return []
-            prompt = EpisodePrompt.for_env(spec.env, str(info.get("task", "")), self.history_length)
-            turns, fault = await self._play(
-                env_thread, env, prompt, observation, info, max_turns, traj_uid, sampling_params
-            )
-            if fault is not None:
-                logger.warning("%s: the episode ends failed after %d turn(s): %s", where, len(turns), fault)
-            close_failed = False
-            if fault is None or fault.reason != TIMEOUT:
-                try:
-                    await self._call(env_thread, env.close)
-                except EnvFault as close_fault:  # the finished episode stands
-                    close_failed = True
-                    logger.warning("%s: close failed, the episode is kept: %s", where, close_fault)
-        finally:
-            env_thread.stop()
-        return self._outputs(turns, traj_uid, fault, close_failed)
+        episode = await self.play(EpisodeSpec.from_row(kwargs), traj_uid, sampling_params)
+        return [] if episode is None else self._outputs(episode, traj_uid)
 
-    async def _play(
-        self,
-        env_thread: EnvThread,
-        env: Any,
-        prompt: EpisodePrompt,
-        observation: str,
-        info: dict[str, Any],
-        max_turns: int,
-        traj_uid: str,
-        sampling_params: dict[str, Any],
-    ) -> tuple[list[TurnRecord], EnvFault | None]:
-        """Play turns until the environment says done, it faults, or ``max_turns``."""
-        turns: list[TurnRecord] = []
-        for _ in range(max_turns):
-            admissible = info.get("admissible_actions")
-            generation = await self._generate(prompt.messages(observation, admissible), traj_uid, sampling_params)
-            text = self.tokenizer.decode(generation.response_ids, skip_special_tokens=True)
-            parsed = parse_turn(text, admissible)
-            anchor, reward, done, fault = str(info["anchor"]), 0.0, False, None
-            if parsed.valid:
-                try:
-                    next_observation, reward, done, info = checked_step(
-                        await self._call(env_thread, env.step, parsed.action)
-                    )
-                except EnvFault as error:
-                    fault, next_observation, reward = error, observation, 0.0
-                prompt.record(observation, parsed.action)
-                observation = next_observation
-            else:
-                prompt.record_invalid(observation, parsed.reason.value)
-            turns.append(
-                TurnRecord(
-                    generation=generation,
-                    anchor=anchor,
-                    reward=reward,
-                    parse_reason=parsed.reason.value,
-                    action_valid=parsed.valid,
-                    format_valid=parsed.format_valid,
-                    won=fault is None and bool(info.get("won", False)),
-                )
-            )
-            if done or fault is not None:
-                return turns, fault
-        return turns, None
+    async def play(self, spec: EpisodeSpec, traj_uid: str, sampling_params: dict[str, Any]) -> Episode | None:
+        """One episode with this loop's model and options (:func:`play_episode`)."""
+        max_turns = spec.max_turns or self.max_turns or env_class(spec.env).default_max_turns
+
+        async def generate(messages: list[dict]) -> Generation:
+            return await self._generate(messages, traj_uid, sampling_params)
+
+        return await play_episode(spec, generate, max_turns, self.history_length, self.env_timeout_s)
 
     async def _generate(self, messages: list[dict], request_id: str, sampling_params: dict[str, Any]) -> Generation:
         prompt_ids = await self.ct_build_initial_tokens(messages)
@@ -283,31 +332,22 @@ class EnvAgentLoop(AgentLoopBase):
             assistant_logprobs=output.log_probs or None,
         )
         n = len(response_mask)
-        response_ids = merge.token_ids[len(merge.token_ids) - n :] if n else []
+        response_ids = (merge.token_ids[len(merge.token_ids) - n :] if n else [])[: self.response_length]
         return Generation(
             prompt_ids=merge.token_ids[: len(merge.token_ids) - n],
-            response_ids=response_ids[: self.response_length],
+            response_ids=response_ids,
             response_logprobs=logprobs[: self.response_length] if logprobs else None,
             server_extra=dict(output.extra_fields),
             generate_s=timing["generate_sequences"],
+            text=self.tokenizer.decode(response_ids, skip_special_tokens=True),
         )
 
-    async def _call(self, env_thread: EnvThread, fn: Callable, *args: Any) -> Any:
-        return await env_thread.call(fn, *args, timeout=self.env_timeout_s)
-
-    def _outputs(
-        self, turns: list[TurnRecord], traj_uid: str, fault: EnvFault | None, close_failed: bool
-    ) -> list[AgentLoopOutput]:
-        episode_reward = sum(t.reward for t in turns)
-        episode = schema.EpisodeOutcome(
-            success=float(bool(turns) and turns[-1].won),
-            episode_length=len(turns),
-            invalid_action_rate=sum(not t.action_valid for t in turns) / max(len(turns), 1),
-            env_error=float(fault is not None),
-        )
+    def _outputs(self, played: Episode, traj_uid: str) -> list[AgentLoopOutput]:
+        turns, episode_reward = played.turns, played.reward
+        episode = played.outcome()
         incidents = schema.EnvIncidents(
-            reason=fault.reason if fault else "",
-            close_failed=close_failed,
+            reason=played.fault.reason if played.fault else "",
+            close_failed=played.close_failed,
             reset_failures=sum(_RESET_FAILURES.values()),
         )
         _RESET_FAILURES.clear()

@@ -8,6 +8,8 @@
                                  here); validation before training is logged at step 0
         done.json                written last, once the cell finished: {"wall_time_s": float, "steps": int}
         ...                      anything else the runner keeps there (checkpoints, logs)
+      <env>/_served/<name>/      a served model evaluated on the environment, shown as a reference row:
+        summary.json             ``python -m sampo_verl.evaluate --base-url ... --out DIR/<env>/_served/<name>``
       report/                    written by ``arena report DIR``: index.html and the PNG figures
 
 ``<env>`` is the environment name (``sokoban``, ``frozenlake``, ...), ``<method>`` the method
@@ -29,6 +31,7 @@ from typing import Any
 METRICS_FILE = "metrics.jsonl"
 DONE_FILE = "done.json"
 REPORT_DIR = "report"
+SERVED_DIR = "_served"
 _SEED_DIR = re.compile(r"seed(\d+)")
 
 
@@ -68,6 +71,14 @@ def mark_done(path: str | Path, wall_time_s: float, steps: int) -> Path:
     tmp.write_text(json.dumps({"wall_time_s": float(wall_time_s), "steps": int(steps)}), encoding="utf-8")
     os.replace(tmp, done)
     return done
+
+
+def served_summaries(root: str | Path, env: str) -> list[dict[str, Any]]:
+    """The evaluation summaries under ``root/<env>/_served/*/summary.json``, by folder name."""
+    summaries = []
+    for path in sorted(Path(root, env, SERVED_DIR).glob("*/summary.json")):
+        summaries.append({"name": path.parent.name, **json.loads(path.read_text(encoding="utf-8"))})
+    return summaries
 
 
 def find_cells(root: str | Path) -> list[Cell]:

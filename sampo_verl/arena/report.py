@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from sampo_verl.arena import findings as findings_mod
-from sampo_verl.arena.layout import REPORT_DIR, Cell, find_cells
+from sampo_verl.arena.layout import REPORT_DIR, Cell, find_cells, served_summaries
 from sampo_verl.arena.summary import MethodSummary, Spread, success_metric, summarise_methods
 from sampo_verl.metrics import VAL_SUCCESS, History, collapse_steps, read_metrics
 from sampo_verl.plots import TITLES, plot_metrics
@@ -74,7 +74,7 @@ def build_report(root: str | Path, out: str | Path | None = None) -> Path:
     results = load_results(root)
     if not results:
         raise FileNotFoundError(f"no arena cells under {root} (expected {root}/<env>/<method>/seed<k>/metrics.jsonl)")
-    sections = [_env_section(env, cells, out) for env, cells in results.items()]
+    sections = [_env_section(env, cells, out, served_summaries(root, env)) for env, cells in results.items()]
     cells = [cell for env_cells in results.values() for cell, _ in env_cells]
     page = _page(root, cells, sections)
     index = out / "index.html"
@@ -82,7 +82,7 @@ def build_report(root: str | Path, out: str | Path | None = None) -> Path:
     return index
 
 
-def _env_section(env: str, cells: Sequence[tuple[Cell, History]], out: Path) -> str:
+def _env_section(env: str, cells: Sequence[tuple[Cell, History]], out: Path, served: Sequence[dict]) -> str:
     metric = success_metric([history for _, history in cells])
     runs: dict[str, list[History]] = {}
     events: dict[str, set[int]] = {}
@@ -107,6 +107,7 @@ def _env_section(env: str, cells: Sequence[tuple[Cell, History]], out: Path) -> 
 <figure>{_img(stability_png, f"{env}: stability panel per method")}</figure>
 <h3>Ranking</h3>
 {_ranking_table(summaries)}
+{_served_table(served)}
 <h3>Findings</h3>
 {_findings_table(verdicts)}
 </section>"""
@@ -143,6 +144,26 @@ def _ranking_table(summaries: Sequence[MethodSummary]) -> str:
             f"<td>{s.collapses.mean:g} ({per_seed})</td><td>{_fmt(s.format_min)}</td><td>{wall_text}</td></tr>"
         )
     return f'<table class="ranking">\n{head}\n' + "\n".join(rows) + "\n</table>"
+
+
+def _served_table(served: Sequence[dict]) -> str:
+    """Served models evaluated on the environment (``sampo_verl.evaluate --base-url``), as reference rows."""
+    if not served:
+        return ""
+    rows = []
+    for s in served:
+        low, high = s.get("success_ci95", (math.nan, math.nan))
+        rows.append(
+            f'<tr data-served="{html.escape(s["name"])}"><td>{html.escape(str(s.get("model", s["name"])))}</td>'
+            f"<td>{s['success_rate']:.3f} [{low:.3f}, {high:.3f}]</td><td>{s['episodes']}</td>"
+            f"<td>{s.get('invalid_action_rate', math.nan):.3f}</td>"
+            f"<td>{s.get('failed_request_rate', 0.0):.3f}</td></tr>"
+        )
+    head = (
+        "<tr><th>served model (reference)</th><th>success [95% interval]</th><th>episodes</th>"
+        "<th>invalid-action rate</th><th>failed requests</th></tr>"
+    )
+    return f'<h3>Served models</h3>\n<table class="served">\n{head}\n' + "\n".join(rows) + "\n</table>"
 
 
 def _findings_table(verdicts: Sequence[findings_mod.Finding]) -> str:

@@ -185,3 +185,21 @@ def test_cli(arena_dir, tmp_path, capsys):
     assert str(tmp_path / "r" / "index.html") in capsys.readouterr().out
     with pytest.raises(SystemExit, match="no arena cells under"):
         main(["report", str(tmp_path / "empty")])
+
+
+def test_a_served_models_summary_is_a_reference_row(arena_dir, tmp_path):
+    import json
+    import shutil
+
+    root = tmp_path / "results"
+    shutil.copytree(arena_dir, root)
+    served = root / "sokoban" / "_served" / "gpt"
+    served.mkdir(parents=True)
+    summary = {"model": "gpt-x", "episodes": 128, "success_rate": 0.5, "success_ci95": [0.414, 0.586],
+               "invalid_action_rate": 0.1, "failed_request_rate": 0.0}  # fmt: skip
+    (served / "summary.json").write_text(json.dumps(summary))
+    text = build_report(root, tmp_path / "report").read_text(encoding="utf-8")
+    assert section_rows(text, "sokoban", "served") == [["gpt-x", "0.500 [0.414, 0.586]", "128", "0.100", "0.000"]]
+    start = text.index('<section id="env-frozenlake">')
+    assert 'class="served"' not in text[start : text.index("</section>", start)]
+    assert len(find_cells(root)) == len(find_cells(arena_dir))  # not mistaken for a cell
