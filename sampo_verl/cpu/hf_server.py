@@ -150,6 +150,7 @@ class HFGenerator:
             return self._generate(prompts, configs)
 
     def _generate(self, prompts: list[list[int]], configs: list[SamplingConfig]) -> list[GenerationResult]:
+        device = next(self.model.parameters()).device  # sampling stays on the CPU, with its generator
         batch = len(prompts)
         width = max(len(p) for p in prompts)
         input_ids = torch.full((batch, width), self.pad_token_id, dtype=torch.long)
@@ -172,15 +173,17 @@ class HFGenerator:
         hit_eos = torch.zeros(batch, dtype=torch.bool)
         finished = torch.zeros(batch, dtype=torch.bool)
 
+        attention_mask, position_ids = attention_mask.to(device), position_ids.to(device)
         out = self.model(
-            input_ids=input_ids,
+            input_ids=input_ids.to(device),
             attention_mask=attention_mask,
             position_ids=position_ids,
             use_cache=True,
             logits_to_keep=1,
         )
         for step in range(steps):
-            next_tokens, next_log_probs = sample_tokens(out.logits[:, -1], temperature, top_k, top_p, self.generator)
+            logits = out.logits[:, -1].cpu()
+            next_tokens, next_log_probs = sample_tokens(logits, temperature, top_k, top_p, self.generator)
             active = ~finished
             tokens[active, step] = next_tokens[active]
             log_probs[active, step] = next_log_probs[active]
@@ -190,10 +193,10 @@ class HFGenerator:
             finished |= eos | (lengths >= max_tokens)
             if bool(finished.all()):
                 break
-            attention_mask = torch.cat([attention_mask, torch.ones((batch, 1), dtype=torch.long)], dim=-1)
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones((batch, 1))], dim=-1)
             position_ids = position_ids[:, -1:] + 1
             out = self.model(
-                input_ids=next_tokens[:, None],
+                input_ids=next_tokens[:, None].to(device),
                 attention_mask=attention_mask,
                 position_ids=position_ids,
                 past_key_values=out.past_key_values,
@@ -226,8 +229,8 @@ class HFGenerator:
             )
 
 
-def load_generator(model_config: Any, dtype: str, seed: int) -> HFGenerator:
-    """Build an :class:`HFGenerator` from verl's ``HFModelConfig`` (model, tokenizer, EOS ids)."""
+def load_generator(model_config: Any, dtype: str, seed: int, device: str = "cpu") -> HFGenerator:
+    """Build an :class:`HFGenerator` from verl's ``HFModelConfig`` (model, tokenizer, EOS ids) on ``device``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from verl.utils.fs import copy_to_local
     from verl.utils.torch_dtypes import PrecisionType
@@ -250,7 +253,7 @@ def load_generator(model_config: Any, dtype: str, seed: int) -> HFGenerator:
     if not eos_ids:
         raise ValueError(f"hf rollout: model at {path} defines no eos_token_id (generation_config or tokenizer)")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos_ids)
-    return HFGenerator(model, eos_ids, pad_id, seed=seed)
+    return HFGenerator(model.to(device), eos_ids, pad_id, seed=seed)
 
 
 @dataclass
@@ -273,7 +276,9 @@ class HFServer:
         self.config = config
         self.replica_rank = replica_rank
         self.max_model_len = config.max_model_len or config.prompt_length + config.response_length
-        self.engine = load_generator(model_config, dtype=config.dtype, seed=config.seed + replica_rank)
+        self.engine = load_generator(
+            model_config, dtype=config.dtype, seed=config.seed + replica_rank, device=getattr(config, "device", None) or "cpu"
+        )
         self.global_steps: int | None = None
         self._queue: asyncio.Queue | None = None
         self._batcher: asyncio.Task | None = None

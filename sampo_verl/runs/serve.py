@@ -42,8 +42,13 @@ class ChatRequest(BaseModel):
     n: int = Field(1, ge=1, le=1)
 
 
-def local_server(model: str | Path, response_length: int, max_num_seqs: int, seed: int = 0) -> tuple[Any, dict]:
-    """The batching HF server (:class:`sampo_verl.cpu.hf_server.HFServer`) on ``model`` and its rollout config."""
+def local_server(
+    model: str | Path, response_length: int, max_num_seqs: int, seed: int = 0, device: str = "cpu"
+) -> tuple[Any, dict]:
+    """The batching HF server (:class:`sampo_verl.cpu.hf_server.HFServer`) on ``model`` and its rollout config.
+
+    On ``device`` (``cpu``, ``cuda``, ...) the model runs; sampling is on the CPU either way.
+    """
     from omegaconf import OmegaConf
     from transformers import AutoConfig
 
@@ -57,12 +62,15 @@ def local_server(model: str | Path, response_length: int, max_num_seqs: int, see
         "max_num_seqs": max_num_seqs,
         "dtype": "float32",
         "seed": seed,
+        "device": device,
     }
     model_config = SimpleNamespace(path=str(model), override_config={}, trust_remote_code=False)
     return HFServer(OmegaConf.create(rollout), model_config, replica_rank=0), rollout
 
 
-def build_app(model: str | Path, name: str | None = None, max_num_seqs: int = 32, seed: int = 0) -> Any:
+def build_app(
+    model: str | Path, name: str | None = None, max_num_seqs: int = 32, seed: int = 0, device: str = "cpu"
+) -> Any:
     """The FastAPI application serving ``model`` under ``name`` (default: the folder's name)."""
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse
@@ -72,7 +80,7 @@ def build_app(model: str | Path, name: str | None = None, max_num_seqs: int = 32
 
     name = name or Path(model).name
     tokenizer = AutoTokenizer.from_pretrained(str(model))
-    server, rollout = local_server(model, DEFAULT_MAX_TOKENS, max_num_seqs, seed)
+    server, rollout = local_server(model, DEFAULT_MAX_TOKENS, max_num_seqs, seed, device)
     app = FastAPI(title=f"sampo_verl.serve: {name}")
 
     def error(status: int, message: str) -> JSONResponse:
@@ -126,10 +134,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--max-num-seqs", type=int, default=32, help="requests batched together")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed of the server")
+    parser.add_argument("--device", default=None, help="torch device of the model (default: cuda if present, else cpu)")
     args = parser.parse_args(argv)
+    import torch
     import uvicorn
 
-    app = build_app(args.model, args.name, args.max_num_seqs, args.seed)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    app = build_app(args.model, args.name, args.max_num_seqs, args.seed, device)
     print(f"serving {args.model} as {args.name or args.model.name} on http://{args.host}:{args.port}/v1", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
