@@ -3,7 +3,8 @@
 Prints, for each environment, resets/s and steps/s (random admissible actions, reset when an
 episode ends), then episodes/s of ``sampo_env_agent`` driven by a scripted server (random valid
 moves, no model) at concurrency 1 and 32 in the same run, with and without a simulated server
-latency, and their ratio.
+latency, and their ratio; then ALFWorld episodes/s at concurrency 1, 32 and 128 in worker processes
+(sampo_verl.agent.env_workers) against one in-process episode at a time, with the env errors.
 
     python benchmarks/bench_envs.py [--quick]
 """
@@ -20,12 +21,13 @@ from omegaconf import OmegaConf
 from verl.experimental.agent_loop.agent_loop import DictConfigWrap
 from verl.utils.dataset.rl_dataset import RLHFDataset
 
-from sampo_verl.agent.loop import EnvAgentLoop
+from sampo_verl.agent.loop import EnvAgentLoop, EpisodeSpec
 from sampo_verl.envs import make_env
 from sampo_verl.agent.prompts import format_response
 from sampo_verl.runs.assets import build_tokenizer, default_corpus
 from sampo_verl.testing.scripted_server import ScriptedServer
 
+ALFWORLD_CACHE = "/tmp/sampo_bench_alfworld"
 ENVS = [
     ("sokoban", {}),
     ("sokoban", {"dim_room": (10, 10), "num_boxes": 3, "search_depth": 100}),
@@ -33,7 +35,7 @@ ENVS = [
     ("frozenlake", {"size": 8, "hole_prob": 0.3}),
 ]
 if importlib.util.find_spec("alfworld"):
-    ENVS.append(("alfworld", {"cache_dir": "/tmp/sampo_bench_alfworld"}))
+    ENVS.append(("alfworld", {"cache_dir": ALFWORLD_CACHE}))
 
 
 def env_rates(name: str, options: dict, num_resets: int, num_steps: int) -> tuple[float, float]:
@@ -90,6 +92,62 @@ def episodes_per_s(num_episodes: int, concurrency: int, latency_s: float, tokeni
     return asyncio.run(main())
 
 
+def first_admissible(prompt: str, index: int) -> str:
+    """A scripted policy for environments that list their actions: the listed action after the call's index."""
+    listed = prompt.rsplit("Admissible actions: ", 1)[-1].split("\n")[0].split(", ")
+    return format_response("", listed[index % len(listed)])
+
+
+def alfworld_episodes(
+    num_episodes: int, concurrency: int, max_turns: int = 10, env_workers: int | None = None
+) -> tuple[float, int]:
+    """ALFWorld episodes/s through the agent loop's episode at ``concurrency``, and the env errors among them.
+
+    ``env_workers``: None = the class's worker processes (one per core), 0 = in the loop's process.
+    """
+    tokenizer = build_tokenizer(default_corpus())
+    server = ScriptedServer(tokenizer, first_admissible)
+    options = {"cache_dir": ALFWORLD_CACHE}
+
+    async def main() -> tuple[float, int]:
+        rollout = {"prompt_length": 8192, "response_length": 64}
+        loop = EnvAgentLoop.standalone(server, tokenizer, rollout, max_turns=max_turns, env_workers=env_workers)
+        gate = asyncio.Semaphore(concurrency)
+
+        async def episode(seed: int) -> bool:
+            async with gate:
+                played = await loop.play(EpisodeSpec("alfworld", seed, options, {}, None), str(seed), {})
+            return played is None or played.fault is not None
+
+        start = time.perf_counter()
+        errors = await asyncio.gather(*(episode(s) for s in range(num_episodes)))
+        return num_episodes / (time.perf_counter() - start), sum(errors)
+
+    return asyncio.run(main())
+
+
+def alfworld_concurrency(scale: float) -> None:
+    """ALFWorld episodes/s at concurrency 1, 32 and 128 in worker processes, against in-process one at a time."""
+    import contextlib
+    import io
+    import os
+
+    from sampo_verl.agent.env_workers import default_workers
+    from sampo_verl.envs.alfworld import ALFWorldEnv
+
+    workers = default_workers(ALFWorldEnv.worker_processes)
+    with contextlib.redirect_stdout(io.StringIO()):  # fast_downward prints its plans
+        alfworld_episodes(2 * workers, workers)  # start the workers and their engines
+        base, base_errors = alfworld_episodes(max(2, int(8 * scale)), 1, env_workers=0)
+        rows = [(c, *alfworld_episodes(max(c, int(128 * scale)), c)) for c in (1, 32, 128)]
+    print(f"alfworld, 10 turns, in-process, concurrency 1: {base:.2f} episodes/s ({base_errors} env errors)")
+    for concurrency, rate, errors in rows:
+        print(
+            f"alfworld, 10 turns, {workers} worker processes ({os.cpu_count()} cores), concurrency {concurrency}: "
+            f"{rate:.2f} episodes/s ({errors} env errors), {rate / base:.2f}x in-process"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
@@ -111,6 +169,8 @@ def main() -> None:
             f"agent loop, sokoban, 15 turns, server latency {latency * 1000:.0f} ms: "
             f"{one:.2f} episodes/s at concurrency 1, {many:.2f} at 32, ratio {many / one:.1f}x"
         )
+    if importlib.util.find_spec("alfworld"):
+        alfworld_concurrency(scale)
 
 
 if __name__ == "__main__":

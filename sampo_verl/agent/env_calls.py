@@ -5,6 +5,8 @@ Every episode's environment lives on its own daemon thread (:class:`EnvThread`):
 executor that verl's tokenizer calls share. A call that exceeds its timeout abandons the thread
 (Python cannot kill a thread; it finishes the hung call on its own, or never) and costs that one
 episode: nothing else waits on it, and a daemon thread does not hold up the interpreter's exit.
+Environments that must not share a process (:mod:`sampo_verl.agent.env_workers`) are reached from
+that thread too; their worker process enforces the timeout and is killed when a call overruns.
 
 The results are checked against the protocol of :mod:`sampo_verl.envs.base`
 (:func:`checked_reset`, :func:`checked_step`). Whatever goes wrong is an :class:`EnvFault` with a
@@ -23,6 +25,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from sampo_verl.agent.env_workers import EnvCallTimeout
 
 TIMEOUT = "timeout"
 RAISED = "raised"
@@ -71,8 +75,9 @@ class EnvThread:
                 return
             loop.call_soon_threadsafe(_settle, future, result, error)
 
-    async def call(self, fn: Callable, *args: Any, timeout: float) -> Any:
-        """``fn(*args)`` on the thread; :class:`EnvFault` when it raises or takes over ``timeout`` seconds."""
+    async def call(self, fn: Callable, *args: Any, timeout: float | None) -> Any:
+        """``fn(*args)`` on the thread; :class:`EnvFault` when it raises or takes over ``timeout`` seconds
+        (None: no limit here, for a call that enforces its own, e.g. in a worker process)."""
         global _hung
         if self._abandoned:
             raise EnvFault(TIMEOUT, "the environment's thread was abandoned after an earlier timeout")
@@ -88,6 +93,8 @@ class EnvThread:
             raise EnvFault(TIMEOUT, f"{_name(fn)} took over {timeout:g} s") from None
         except EnvFault:
             raise
+        except EnvCallTimeout as error:  # a worker process overran (sampo_verl.agent.env_workers)
+            raise EnvFault(TIMEOUT, str(error)) from error
         except Exception as error:  # any environment bug ends the episode, not the training run
             raise EnvFault(RAISED, f"{_name(fn)} raised {type(error).__name__}: {error}") from error
 

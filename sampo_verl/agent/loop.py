@@ -45,6 +45,7 @@ agent-loop config file (``actor_rollout_ref.rollout.agent.agent_loop_config_path
       max_turns: null
       history_length: 2
       env_timeout_s: 60
+      env_workers: null   # worker processes for environments; null: the class's worker_processes
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ from verl.utils.profiler import simple_timer
 from sampo_verl.agent import turns as schema
 from sampo_verl.agent.action_parser import parse_turn
 from sampo_verl.agent.env_calls import TIMEOUT, EnvFault, EnvThread, checked_reset, checked_step
+from sampo_verl.agent.env_workers import RemoteEnv, default_workers, worker_pool
 from sampo_verl.agent.prompts import EpisodePrompt
 from sampo_verl.envs import env_class
 
@@ -169,7 +171,12 @@ class Episode:
 
 
 async def play_episode(
-    spec: EpisodeSpec, generate: Generate, max_turns: int, history_length: int = 2, env_timeout_s: float = 60.0
+    spec: EpisodeSpec,
+    generate: Generate,
+    max_turns: int,
+    history_length: int = 2,
+    env_timeout_s: float = 60.0,
+    env_workers: int | None = None,
 ) -> Episode | None:
     """Play the episode ``spec`` asks for, with ``generate(messages) -> Generation`` as the model.
 
@@ -180,13 +187,19 @@ async def play_episode(
     cls = env_class(spec.env)  # an unknown name is a configuration error, raised as such
     where = f"{spec.env} seed={spec.seed}"
     env_thread = EnvThread(spec.env)
+    workers = cls.worker_processes if env_workers is None else env_workers
+    if workers:  # the environment lives in a worker process, which enforces the timeout past queueing
+        pool = worker_pool(default_workers(workers))
+        build, timeout = functools.partial(RemoteEnv, pool, spec.env, spec.env_options, env_timeout_s), None
+    else:
+        build, timeout = functools.partial(cls, **spec.env_options), env_timeout_s
 
     async def call(fn: Callable, *args: Any) -> Any:
-        return await env_thread.call(fn, *args, timeout=env_timeout_s)
+        return await env_thread.call(fn, *args, timeout=timeout)
 
     try:
         try:
-            env = await call(functools.partial(cls, **spec.env_options))
+            env = await call(build)
             observation, info = checked_reset(await call(env.reset, spec.seed, spec.task or None))
         except EnvFault as fault:
             _RESET_FAILURES[fault.reason] += 1
@@ -263,6 +276,7 @@ class EnvAgentLoop(AgentLoopBase):
         max_turns: int | None = None,
         history_length: int = 2,
         env_timeout_s: float = 60.0,
+        env_workers: int | None = None,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
@@ -278,7 +292,9 @@ class EnvAgentLoop(AgentLoopBase):
         if env_timeout_s <= 0:
             raise ValueError(f"sampo_env_agent: env_timeout_s must be > 0, got {env_timeout_s}")
         self.max_turns, self.history_length = max_turns, history_length
-        self.env_timeout_s = float(env_timeout_s)
+        if env_workers is not None and env_workers < 0:
+            raise ValueError(f"sampo_env_agent: env_workers must be >= 0, got {env_workers}")
+        self.env_timeout_s, self.env_workers = float(env_timeout_s), env_workers
         self.response_length = self.rollout_config.response_length
 
     @classmethod
@@ -315,7 +331,7 @@ class EnvAgentLoop(AgentLoopBase):
         async def generate(messages: list[dict]) -> Generation:
             return await self._generate(messages, traj_uid, sampling_params)
 
-        return await play_episode(spec, generate, max_turns, self.history_length, self.env_timeout_s)
+        return await play_episode(spec, generate, max_turns, self.history_length, self.env_timeout_s, self.env_workers)
 
     async def _generate(self, messages: list[dict], request_id: str, sampling_params: dict[str, Any]) -> Generation:
         prompt_ids = await self.ct_build_initial_tokens(messages)

@@ -276,9 +276,8 @@ class HFServer:
         self.config = config
         self.replica_rank = replica_rank
         self.max_model_len = config.max_model_len or config.prompt_length + config.response_length
-        self.engine = load_generator(
-            model_config, dtype=config.dtype, seed=config.seed + replica_rank, device=getattr(config, "device", None) or "cpu"
-        )
+        device = getattr(config, "device", None) or "cpu"  # verl's rollout config has none: the CPU
+        self.engine = load_generator(model_config, dtype=config.dtype, seed=config.seed + replica_rank, device=device)
         self.global_steps: int | None = None
         self._queue: asyncio.Queue | None = None
         self._batcher: asyncio.Task | None = None

@@ -91,6 +91,9 @@ class TextEnv(ABC):
     name: str = "text_env"
     prompt_intro: str = GENERIC_INTRO
     default_max_turns: int = 15
+    # > 0: episodes reach the environment in that many worker processes (at most the machine's cores),
+    # for engines that are not thread-safe or hold the GIL (sampo_verl.agent.env_workers)
+    worker_processes: int = 0
 
     @classmethod
     def recipe_settings(cls) -> RecipeSettings:

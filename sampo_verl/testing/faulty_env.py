@@ -6,13 +6,15 @@ Registered as ``faulty``. Each fault is one way a user's environment can break t
 at call number ``fail_at`` of its kind (tests), or a random fault on each call with probability
 ``fault_rate`` (the soak benchmark, training runs), drawn from ``fault_seed`` and the episode's
 seed (construction never fails at random: every episode of a dataset shares its options). A hang
-waits on :data:`RELEASE` (a test sets it to let the abandoned threads finish).
+waits on :data:`RELEASE` (a test sets it to let the abandoned threads finish); ``step_delay_s``
+makes a healthy but slow engine.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+import time
 from typing import Any
 
 from sampo_verl.agent import env_calls as reasons
@@ -67,11 +69,18 @@ class FaultyEnv(TextEnv):
     default_max_turns = 8
 
     def __init__(
-        self, fault: str | None = None, fail_at: int = 1, fault_rate: float = 0.0, fault_seed: int = 0, **lake: Any
+        self,
+        fault: str | None = None,
+        fail_at: int = 1,
+        fault_rate: float = 0.0,
+        fault_seed: int = 0,
+        step_delay_s: float = 0.0,
+        **lake: Any,
     ):
         if fault is not None and fault not in (*STEP_FAULTS, *RESET_FAULTS, *CLOSE_FAULTS):
             raise ValueError(f"unknown fault {fault!r}; known: {[*STEP_FAULTS, *RESET_FAULTS, *CLOSE_FAULTS]}")
         self.fault, self.fail_at, self.fault_rate, self.fault_seed = fault, fail_at, fault_rate, fault_seed
+        self.step_delay_s = step_delay_s  # a slow but healthy engine
         self.rng = random.Random(fault_seed)
         self.calls = {"step": 0, "reset": 0, "close": 0}
         self.drawn: dict[tuple[str, int], str | None] = {}
@@ -117,6 +126,7 @@ class FaultyEnv(TextEnv):
             raise RuntimeError("injected: step failed")
         if fault == "hang":
             _hang()
+        time.sleep(self.step_delay_s)
         observation, reward, done, info = self.lake.step(action)
         broken = {
             "nan": (observation, float("nan"), done, info),

@@ -1,0 +1,109 @@
+"""Environments in worker processes: concurrent ALFWorld, faults, the timeout past queueing, orphans."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sampo_verl.agent import env_calls
+from sampo_verl.agent.prompts import format_response
+from sampo_verl.testing import faulty_env  # noqa: F401  (registers "faulty" here; workers import it by name)
+from sampo_verl.testing.scripted_server import ScriptedServer
+from test_loop import TOKENIZER, make_loop, scripted
+
+RIGHT = scripted([format_response("", "right")])
+FAULTY_MODULE = "sampo_verl.testing.faulty_env"
+
+
+@pytest.fixture(autouse=True)
+def workers_know_the_faulty_env(monkeypatch):
+    """Worker processes import VERL_USE_EXTERNAL_MODULES (through verl), as Ray workers do."""
+    modules = os.environ.get("VERL_USE_EXTERNAL_MODULES", "")
+    monkeypatch.setenv("VERL_USE_EXTERNAL_MODULES", ",".join(filter(None, [modules, FAULTY_MODULE])))
+
+
+def run_episodes(extra_infos: list[dict], policy=RIGHT, **loop_options) -> list:
+    server = ScriptedServer(TOKENIZER, policy)
+
+    async def main():
+        loop = make_loop(server, **loop_options)
+        runs = [
+            loop.run({}, raw_prompt=[], extra_info=info, uid="w", session_id=i) for i, info in enumerate(extra_infos)
+        ]
+        return await asyncio.gather(*runs)
+
+    return asyncio.run(main())
+
+
+def faulty(fault=None, fail_at=1, seed=3, **options) -> dict:
+    return {"env": "faulty", "seed": seed, "env_options": {"fault": fault, "fail_at": fail_at, **options}}
+
+
+def first_admissible(prompt: str, index: int) -> str:
+    listed = prompt.rsplit("Admissible actions: ", 1)[-1].split("\n")[0].split(", ")
+    return format_response("", listed[index % len(listed)])
+
+
+def test_32_concurrent_alfworld_episodes_without_an_env_error(tmp_path):
+    pytest.importorskip("alfworld")
+    infos = [{"env": "alfworld", "seed": s, "env_options": {"cache_dir": str(tmp_path)}} for s in range(32)]
+    episodes = run_episodes(infos, policy=first_admissible, max_turns=4)
+    assert all(len(e) >= 1 for e in episodes)
+    assert all(
+        e[-1].extra_fields["env_error"] == 0.0 and e[-1].extra_fields["env_reset_failures"] == 0 for e in episodes
+    )
+    assert all(t.extra_fields["action_valid"] for e in episodes for t in e)
+
+
+def test_a_hung_call_kills_its_worker_and_the_next_episode_gets_a_new_one():
+    hung, raised = run_episodes([faulty("hang", fail_at=2), faulty("raise", fail_at=2)], env_workers=1, env_timeout_s=1)
+    assert hung[-1].extra_fields["env_error_reason"] == env_calls.TIMEOUT and len(hung) == 2
+    # the other episode on that worker either raised first or lost its worker to the kill: it ends failed too
+    assert raised[-1].extra_fields["env_error_reason"] == env_calls.RAISED
+    (healthy,) = run_episodes([faulty(None)], env_workers=1, env_timeout_s=1, max_turns=3)
+    assert healthy[-1].extra_fields["env_error"] == 0.0 and len(healthy) == 3
+
+
+def test_the_timeout_counts_from_when_the_call_runs_not_from_when_it_queued():
+    """One worker, four episodes of 0.3 s steps: the last in line waits ~1 s, its timeout is 0.5 s."""
+    infos = [faulty(None, seed=3, step_delay_s=0.3) for _ in range(4)]
+    episodes = run_episodes(infos, env_workers=1, env_timeout_s=0.5, max_turns=2)
+    assert all(e[-1].extra_fields["env_error"] == 0.0 and len(e) == 2 for e in episodes)
+
+
+ORPHAN = """
+import os, sys, time
+from sampo_verl.agent.env_workers import RemoteEnv, worker_pool
+env = RemoteEnv(worker_pool(1), "faulty", {"fault": "hang", "fail_at": 1}, None)
+env.reset(3)
+print(env.worker.process.pid, flush=True)
+env.step("right")  # hangs in the worker
+"""
+
+
+def test_a_worker_leaves_when_the_agent_loop_process_is_killed():
+    env = {**os.environ, "VERL_USE_EXTERNAL_MODULES": FAULTY_MODULE}
+    parent = subprocess.Popen([sys.executable, "-c", ORPHAN], stdout=subprocess.PIPE, text=True, env=env)
+    worker = int(parent.stdout.readline())
+    time.sleep(0.5)
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while running(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not running(worker), "the worker outlived the agent loop's process"
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
