@@ -169,9 +169,10 @@ def worker_pool(size: int) -> EnvWorkerPool:
         return _POOLS[size]
 
 
-def default_workers(requested: int) -> int:
-    """``requested`` workers, at most the cores of this machine (and at least 1)."""
-    return max(1, min(requested, os.cpu_count() or 1))
+def default_workers(requested: int, sharing: int = 1) -> int:
+    """``requested`` workers, at most this machine's cores divided among ``sharing`` processes
+    that each run a pool (verl's agent-loop workers, ``rollout.agent.num_workers``); at least 1."""
+    return max(1, min(requested, (os.cpu_count() or 1) // max(1, sharing)))
 
 
 class RemoteEnv:

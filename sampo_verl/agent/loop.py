@@ -177,9 +177,12 @@ async def play_episode(
     history_length: int = 2,
     env_timeout_s: float = 60.0,
     env_workers: int | None = None,
+    pools_per_machine: int = 1,
 ) -> Episode | None:
     """Play the episode ``spec`` asks for, with ``generate(messages) -> Generation`` as the model.
 
+    ``env_workers``: worker processes for the environment (None: its class's ``worker_processes``; 0:
+    this process), at most the cores divided among ``pools_per_machine`` processes running episodes.
     Returns None when the environment cannot be built or reset (logged; counted by the process's
     next episode, see :data:`_RESET_FAILURES`). Environment faults and :class:`GenerationFailed`
     end the episode early; any other error of ``generate`` propagates (verl fails the group).
@@ -189,7 +192,7 @@ async def play_episode(
     env_thread = EnvThread(spec.env)
     workers = cls.worker_processes if env_workers is None else env_workers
     if workers:  # the environment lives in a worker process, which enforces the timeout past queueing
-        pool = worker_pool(default_workers(workers))
+        pool = worker_pool(default_workers(workers, pools_per_machine))
         build, timeout = functools.partial(RemoteEnv, pool, spec.env, spec.env_options, env_timeout_s), None
     else:
         build, timeout = functools.partial(cls, **spec.env_options), env_timeout_s
@@ -295,6 +298,8 @@ class EnvAgentLoop(AgentLoopBase):
         if env_workers is not None and env_workers < 0:
             raise ValueError(f"sampo_env_agent: env_workers must be >= 0, got {env_workers}")
         self.env_timeout_s, self.env_workers = float(env_timeout_s), env_workers
+        # verl runs this many agent-loop worker processes, each with its own environment pool
+        self.loop_workers = int(OmegaConf.select(self.config, "actor_rollout_ref.rollout.agent.num_workers") or 1)
         self.response_length = self.rollout_config.response_length
 
     @classmethod
@@ -331,7 +336,9 @@ class EnvAgentLoop(AgentLoopBase):
         async def generate(messages: list[dict]) -> Generation:
             return await self._generate(messages, traj_uid, sampling_params)
 
-        return await play_episode(spec, generate, max_turns, self.history_length, self.env_timeout_s, self.env_workers)
+        return await play_episode(
+            spec, generate, max_turns, self.history_length, self.env_timeout_s, self.env_workers, self.loop_workers
+        )
 
     async def _generate(self, messages: list[dict], request_id: str, sampling_params: dict[str, Any]) -> Generation:
         prompt_ids = await self.ct_build_initial_tokens(messages)

@@ -138,7 +138,8 @@ def run_bc(
     env = child_env(VERL_FILE_LOGGER_PATH=str(out / SFT_METRICS_FILE))
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
     command = [*torchrun, "-m", "verl.trainer.sft_trainer", *overrides]
-    run_process(command, Path.cwd(), env, capture=False, timeout=timeout)  # stopped as a group on timeout/Ctrl-C
+    # stopped as a group on timeout/Ctrl-C; one behaviour cloning per output folder at a time
+    run_process(command, Path.cwd(), env, capture=False, timeout=timeout, lock_dir=out)
     return export_hf_model(out, model)
 
 

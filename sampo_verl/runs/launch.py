@@ -52,18 +52,24 @@ class TrainerRunning(RuntimeError):
 
 
 def run_process(
-    command: list[str], workdir: Path, env: dict[str, str], capture: bool = True, timeout: float | None = None
+    command: list[str],
+    workdir: Path,
+    env: dict[str, str],
+    capture: bool = True,
+    timeout: float | None = None,
+    lock_dir: Path | None = None,
 ) -> None:
     """Run ``command`` in ``workdir`` under a guard (:mod:`sampo_verl.runs.guard`), as its own process group.
 
-    The guard holds ``workdir``'s lock file (:data:`~sampo_verl.runs.guard.LOCK_FILE`) and stops the
+    The guard holds the lock file (:data:`~sampo_verl.runs.guard.LOCK_FILE`) of the run's folder
+    (``lock_dir``, default ``workdir``) and stops the
     group when this process dies, however it dies. This process stops the group when the run
     overruns ``timeout`` seconds or the caller is interrupted (Ctrl-C, or SIGTERM turned into an
     exception). Raises :class:`TrainerRunning` when a trainer launched earlier still runs in
     ``workdir`` (waiting first for one that is being stopped), ``RuntimeError`` with the output
     tail when the run fails or overruns.
     """
-    lock = Path(workdir) / LOCK_FILE
+    lock = Path(lock_dir or workdir) / LOCK_FILE
     wait_for_release(lock)
     read_end, write_end = os.pipe()  # the guard sees end-of-file when this process is gone
     guarded = [sys.executable, "-I", guard.__file__, "--parent-fd", str(read_end), "--lock", str(lock)]

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -16,7 +15,8 @@ from sampo_verl.agent import env_calls
 from sampo_verl.agent.prompts import format_response
 from sampo_verl.testing import faulty_env  # noqa: F401  (registers "faulty" here; workers import it by name)
 from sampo_verl.testing.scripted_server import ScriptedServer
-from test_loop import TOKENIZER, make_loop, scripted
+from processes import alive, wait_for
+from test_loop import TOKENIZER, make_loop, scripted, trainer_config
 
 RIGHT = scripted([format_response("", "right")])
 FAULTY_MODULE = "sampo_verl.testing.faulty_env"
@@ -95,15 +95,19 @@ def test_a_worker_leaves_when_the_agent_loop_process_is_killed():
     time.sleep(0.5)
     os.kill(parent.pid, signal.SIGKILL)
     parent.wait()
-    deadline = time.monotonic() + 10
-    while running(worker) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not running(worker), "the worker outlived the agent loop's process"
+    assert wait_for(lambda: not alive(worker), 10), "the worker outlived the agent loop's process"
 
 
-def running(pid: int) -> bool:
-    """Alive and not a zombie waiting to be reaped."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+def test_the_pool_shares_the_cores_among_verls_agent_loop_workers(monkeypatch):
+    from sampo_verl.agent import env_workers
+
+    monkeypatch.setattr(env_workers.os, "cpu_count", lambda: 64)
+    assert [env_workers.default_workers(32, sharing) for sharing in (1, 8, 100)] == [32, 8, 1]
+    config = trainer_config()
+    config.actor_rollout_ref.rollout.agent = {"num_workers": 8}
+    loop = asyncio.run(_build(config))
+    assert loop.loop_workers == 8
+
+
+async def _build(config):
+    return make_loop(ScriptedServer(TOKENIZER, RIGHT), config)

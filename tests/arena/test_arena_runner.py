@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
+from processes import state, wait_for
 from sampo_verl.runs import testbed
 from sampo_verl.arena import runner
 from sampo_verl.arena.__main__ import build_parser, main
@@ -322,7 +323,7 @@ def test_kill_9_of_the_runner_stops_its_trainer_and_the_rerun_counts_the_killed_
     time.sleep(1.5)
     os.killpg(job.pid, signal.SIGKILL)  # the runner and its process group, as a scheduler's kill would
     job.wait()
-    assert wait_for(lambda: stat_state(trainer) in ("gone", "Z"), 30), "the trainer outlived the runner"
+    assert wait_for(lambda: state(trainer) in ("gone", "Z"), 30), "the trainer outlived the runner"
     assert (cell / "attempts" / "from_step0.started").exists() and not (cell / "runs.jsonl").exists()
 
     monkeypatch.setenv("FINISH", "1")
@@ -435,24 +436,8 @@ def test_sigterm_stops_the_running_trainer_and_the_cell_stays_resumable(tmp_path
     stopper.join()
     assert "interrupted: rerun the same command to continue" in capsys.readouterr().out
     child = int(pid_file.read_text())
-    assert wait_for(lambda: not Path(f"/proc/{child}").exists() or "Z" in stat_state(child))
+    assert wait_for(lambda: not Path(f"/proc/{child}").exists() or "Z" in state(child))
     cell = cell_dir(tmp_path / "arena", "sokoban", "grpo", 0)
     assert not (cell / "done.json").exists()
     assert [run["error"] for run in lines_of(cell / "runs.jsonl")] == ["KeyboardInterrupt"]
     assert sorted(read_metrics(cell / "metrics.jsonl")) == [1]  # what it logged is kept for the report
-
-
-def wait_for(condition, seconds: float = 20.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
-def stat_state(pid: int) -> str:
-    """The state letter of a process (``Z``: exited, not yet reaped)."""
-    with contextlib.suppress(FileNotFoundError):
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    return "gone"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from processes import alive, wait_for
 from sampo_verl.runs import guard, launch
 
 TRAINER = "sleep 300 & echo $! > child.pid; wait"
@@ -23,22 +24,6 @@ LAUNCHER = (
     "import os, sys; from pathlib import Path; from sampo_verl.runs.launch import run_process; "
     "run_process(['bash', '-c', sys.argv[1]], Path(sys.argv[2]), dict(os.environ))"
 )
-
-
-def wait_for(condition, seconds: float = 30.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
-def alive(pid: int) -> bool:
-    """Running (not gone, not a zombie waiting to be reaped)."""
-    with contextlib.suppress(FileNotFoundError):
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    return False
 
 
 def start_launcher(workdir: Path, script: str = TRAINER) -> subprocess.Popen:
