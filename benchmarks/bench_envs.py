@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
+import io
+import os
 import time
 
 import numpy as np
@@ -21,8 +24,10 @@ from omegaconf import OmegaConf
 from verl.experimental.agent_loop.agent_loop import DictConfigWrap
 from verl.utils.dataset.rl_dataset import RLHFDataset
 
+from sampo_verl.agent.env_workers import default_workers
 from sampo_verl.agent.loop import EnvAgentLoop, EpisodeSpec
 from sampo_verl.envs import make_env
+from sampo_verl.envs.alfworld import ALFWorldEnv  # the engine is imported on its first reset only
 from sampo_verl.agent.prompts import format_response
 from sampo_verl.runs.assets import build_tokenizer, default_corpus
 from sampo_verl.testing.scripted_server import ScriptedServer
@@ -128,13 +133,6 @@ def alfworld_episodes(
 
 def alfworld_concurrency(scale: float) -> None:
     """ALFWorld episodes/s at concurrency 1, 32 and 128 in worker processes, against in-process one at a time."""
-    import contextlib
-    import io
-    import os
-
-    from sampo_verl.agent.env_workers import default_workers
-    from sampo_verl.envs.alfworld import ALFWorldEnv
-
     workers = default_workers(ALFWorldEnv.worker_processes)
     with contextlib.redirect_stdout(io.StringIO()):  # fast_downward prints its plans
         alfworld_episodes(2 * workers, workers)  # start the workers and their engines

@@ -173,13 +173,16 @@ class Episode:
 async def play_episode(
     spec: EpisodeSpec,
     generate: Generate,
-    max_turns: int,
+    max_turns: int | None = None,
     history_length: int = 2,
     env_timeout_s: float = 60.0,
     env_workers: int | None = None,
     pools_per_machine: int = 1,
 ) -> Episode | None:
     """Play the episode ``spec`` asks for, with ``generate(messages) -> Generation`` as the model.
+
+    Turn limit: the dataset row's (``spec.max_turns``), else ``max_turns``, else the environment
+    class's ``default_max_turns``.
 
     ``env_workers``: worker processes for the environment (None: its class's ``worker_processes``; 0:
     this process), at most the cores divided among ``pools_per_machine`` processes running episodes.
@@ -188,6 +191,7 @@ async def play_episode(
     end the episode early; any other error of ``generate`` propagates (verl fails the group).
     """
     cls = env_class(spec.env)  # an unknown name is a configuration error, raised as such
+    max_turns = spec.max_turns or max_turns or cls.default_max_turns
     where = f"{spec.env} seed={spec.seed}"
     env_thread = EnvThread(spec.env)
     workers = cls.worker_processes if env_workers is None else env_workers
@@ -331,13 +335,12 @@ class EnvAgentLoop(AgentLoopBase):
 
     async def play(self, spec: EpisodeSpec, traj_uid: str, sampling_params: dict[str, Any]) -> Episode | None:
         """One episode with this loop's model and options (:func:`play_episode`)."""
-        max_turns = spec.max_turns or self.max_turns or env_class(spec.env).default_max_turns
 
         async def generate(messages: list[dict]) -> Generation:
             return await self._generate(messages, traj_uid, sampling_params)
 
         return await play_episode(
-            spec, generate, max_turns, self.history_length, self.env_timeout_s, self.env_workers, self.loop_workers
+            spec, generate, self.max_turns, self.history_length, self.env_timeout_s, self.env_workers, self.loop_workers
         )
 
     async def _generate(self, messages: list[dict], request_id: str, sampling_params: dict[str, Any]) -> Generation:

@@ -167,13 +167,10 @@ async def play_served(
     env_timeout_s: float = 60.0,
 ) -> list[dict[str, Any]]:
     """Play one episode per seed with a served model (:class:`~sampo_verl.runs.chat_client.ChatModel`)."""
-    from sampo_verl.envs import env_class
-
     model = ChatModel(settings)
-    turns = max_turns or env_class(env).default_max_turns
 
     async def play(spec: EpisodeSpec) -> Episode | None:
-        return await play_episode(spec, model.generate, turns, history_length, env_timeout_s)
+        return await play_episode(spec, model.generate, max_turns, history_length, env_timeout_s)
 
     try:
         return await _play_all(play, env, seeds, env_options, task, concurrency)

@@ -62,12 +62,11 @@ def run_process(
     """Run ``command`` in ``workdir`` under a guard (:mod:`sampo_verl.runs.guard`), as its own process group.
 
     The guard holds the lock file (:data:`~sampo_verl.runs.guard.LOCK_FILE`) of the run's folder
-    (``lock_dir``, default ``workdir``) and stops the
-    group when this process dies, however it dies. This process stops the group when the run
-    overruns ``timeout`` seconds or the caller is interrupted (Ctrl-C, or SIGTERM turned into an
-    exception). Raises :class:`TrainerRunning` when a trainer launched earlier still runs in
-    ``workdir`` (waiting first for one that is being stopped), ``RuntimeError`` with the output
-    tail when the run fails or overruns.
+    (``lock_dir``, default ``workdir``) and stops the group when this process dies, however it dies.
+    This process stops the group when the run overruns ``timeout`` seconds or the caller is
+    interrupted (Ctrl-C, or SIGTERM turned into an exception). Raises :class:`TrainerRunning` when
+    a trainer launched earlier still holds that folder's lock (waiting first for one that is being
+    stopped), ``RuntimeError`` with the output tail when the run fails or overruns.
     """
     lock = Path(lock_dir or workdir) / LOCK_FILE
     wait_for_release(lock)
@@ -119,11 +118,11 @@ def wait_for_release(lock: Path) -> None:
 
 
 def _stop_group(proc: subprocess.Popen) -> tuple[str | None, str | None]:
-    """SIGTERM the process group of ``proc``, SIGKILL it after 30 s; return the remaining output."""
+    """SIGTERM the process group of ``proc``, SIGKILL it after the guard's grace period; return the remaining output."""
     with contextlib.suppress(ProcessLookupError):  # the whole group may have exited already
         os.killpg(proc.pid, signal.SIGTERM)
     try:
-        return proc.communicate(timeout=30)
+        return proc.communicate(timeout=GRACE_S)
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
