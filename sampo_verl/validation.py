@@ -20,6 +20,7 @@ from sampo_verl.algorithms.diagnostics import collapse_options
 from sampo_verl.algorithms.filtering import filter_options
 from sampo_verl.algorithms.losses import SEQ_MASK_LOSSES
 from sampo_verl.envs import ENV_REGISTRY
+from sampo_verl.trainer.replay_buffer import sampler_options
 
 # numeric flags of verl's config that the package's methods rely on: (flag, test, what it must be)
 NUMBERS: tuple[tuple[str, Callable[[float], bool], str], ...] = (
@@ -30,7 +31,7 @@ NUMBERS: tuple[tuple[str, Callable[[float], bool], str], ...] = (
     ("actor_rollout_ref.actor.entropy_coeff", lambda v: v >= 0, ">= 0"),
     ("actor_rollout_ref.rollout.n", lambda v: v >= 1 and v == int(v), "an integer >= 1"),
 )
-SAMPO_SECTIONS = ("collapse",)  # the keys of the package's own ``sampo`` section
+SAMPO_SECTIONS = ("collapse", "sampler")  # the keys of the package's own ``sampo`` section
 
 
 def validate_sampo_config(config: Any) -> None:
@@ -105,10 +106,11 @@ def validate_sampo_config(config: Any) -> None:
     unknown = sorted(set(sampo) - set(SAMPO_SECTIONS))
     if unknown:
         errors.append(f"unknown sampo option(s) {unknown}; known: {list(SAMPO_SECTIONS)}")
-    try:
-        collapse_options(sampo)
-    except ValueError as error:
-        errors.append(str(error))
+    for read in (collapse_options, sampler_options):
+        try:
+            read(sampo)
+        except ValueError as error:
+            errors.append(str(error))
     _raise(errors)
 
 

@@ -7,7 +7,8 @@ Importing this package (``sampo_verl`` does, in every Ray process through
   accelerator is present;
 - verl's FSDP2 engines for device ``cpu`` (:mod:`.engines`);
 - the ``hf`` rollout backend, ``actor_rollout_ref.rollout.name=hf`` (:mod:`.hf_rollout`);
-- the CPU patches of :mod:`sampo_verl.patches`, inert on any other device.
+- the CPU patches of :mod:`sampo_verl.patches`, inert on any other device (the speed-only ones can be
+  left out by name: ``SAMPO_DISABLE_PATCHES=cpu_chunked_logprobs,cpu_causal_right_padding``).
 
 The config side is the Hydra preset ``sampo_verl/conf/preset/cpu.yaml``: ``preset=cpu`` for
 ``sampo_verl.main_ppo``, ``cpu_overrides()`` for verl's own entry point.
@@ -16,7 +17,14 @@ The config side is the Hydra preset ``sampo_verl/conf/preset/cpu.yaml``: ``prese
 # The platform must be registered before any verl module resolves the platform singleton
 # (verl.workers.engine.fsdp.transformer_impl does at import time), hence first.
 from . import platform  # noqa: F401, I001
-from sampo_verl.patches import cpu_process_group_backend, cpu_sft_process_group, fsdp2_unpinned_cpu_offload
+from sampo_verl.patches import (
+    cpu_causal_right_padding,
+    cpu_chunked_logprobs,
+    cpu_process_group_backend,
+    cpu_sft_process_group,
+    disabled_patches,
+    fsdp2_unpinned_cpu_offload,
+)
 from .engines import register_fsdp_engines_for_cpu
 from .hf_rollout import register_hf_rollout
 from .overrides import cpu_overrides  # noqa: F401  (public: tests and scripts)
@@ -26,3 +34,7 @@ register_hf_rollout()
 cpu_process_group_backend.apply()
 cpu_sft_process_group.apply()
 fsdp2_unpinned_cpu_offload.apply()
+# speed only, same numbers: $SAMPO_DISABLE_PATCHES can leave them out (benchmarks/bench_cpu_step.py's baseline)
+SPEED_PATCHES = {patch.__name__.rsplit(".", 1)[-1]: patch for patch in (cpu_chunked_logprobs, cpu_causal_right_padding)}
+for name in SPEED_PATCHES.keys() - disabled_patches(set(SPEED_PATCHES)):
+    SPEED_PATCHES[name].apply()

@@ -272,6 +272,9 @@ class HFServer:
     same one: every new thread running torch ops would start its own OpenMP team.
     """
 
+    GATHER_IDLE_S = 0.02  # a batch closes when no request came for this long (see _gather)
+    GATHER_MAX_S = 0.25  # ... or this long after its first request
+
     def __init__(self, config, model_config, replica_rank: int):
         self.config = config
         self.replica_rank = replica_rank
@@ -327,11 +330,34 @@ class HFServer:
         await self._queue.put(_Pending(prompt_ids, config, future))
         return await future
 
+    async def _gather(self, queue: asyncio.Queue) -> list[_Pending]:
+        """The next batch: the first pending request, then all that follow it closely.
+
+        Agent loops submit a turn's requests one by one as their environments step (a few ms
+        apart); taking only what is queued at the first arrival split each turn into a batch of 1-5
+        and one of the rest, each a full decode (measured: 69 batches for 24 turn-rounds). The
+        batch stays open while requests keep arriving within ``GATHER_IDLE_S`` of each other, for at
+        most ``GATHER_MAX_S``.
+        """
+        loop = asyncio.get_running_loop()
+        batch = [await queue.get()]
+        deadline = loop.time() + self.GATHER_MAX_S
+        while len(batch) < self.config.max_num_seqs:
+            if not queue.empty():
+                batch.append(queue.get_nowait())
+                continue
+            wait = min(self.GATHER_IDLE_S, deadline - loop.time())
+            if wait <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(queue.get(), wait))
+            except asyncio.TimeoutError:
+                break
+        return batch
+
     async def _batching_loop(self, queue: asyncio.Queue) -> None:
         while True:
-            batch = [await queue.get()]
-            while not queue.empty() and len(batch) < self.config.max_num_seqs:
-                batch.append(queue.get_nowait())
+            batch = await self._gather(queue)
             try:
                 results = await asyncio.get_running_loop().run_in_executor(
                     self._executor, self.engine.generate, [p.prompt_ids for p in batch], [p.config for p in batch]

@@ -32,7 +32,7 @@ from sampo_verl.agent.turns import turn_metrics
 from sampo_verl.algorithms import advantages
 from sampo_verl.algorithms.diagnostics import CollapseDetector, collapse_options
 from sampo_verl.algorithms.filtering import filter_options
-from sampo_verl.trainer.replay_buffer import SampoReplayBuffer
+from sampo_verl.trainer.replay_buffer import SampoReplayBuffer, sampler_options
 from sampo_verl.trainer.turn_batch import multi_turn_advantages, pop_extra_fields, real_rows
 
 logger = logging.getLogger(__name__)
@@ -89,6 +89,7 @@ class SampoTrainer(PPOTrainerSync):
     # ------------------------------------------------------------------ filtering
     def _build_replay_buffer(self) -> ReplayBuffer:
         replay_buffer = super()._build_replay_buffer()
+        replay_buffer.poll_interval = sampler_options(self.config.get("sampo", None)).poll_interval_s
         options = filter_options(self.config.algorithm)
         if not options.enable or type(replay_buffer) is not ReplayBuffer:
             return replay_buffer

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -12,7 +14,30 @@ from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
 
 from sampo_verl.agent import turns
 from sampo_verl.algorithms import filtering
+from sampo_verl.options import read_options, section_of
 from sampo_verl.trainer.turn_batch import group_advantages, pop_extra_fields
+
+
+@dataclass(frozen=True)
+class SamplerOptions:
+    """``sampo.sampler``: how the trainer waits for rollouts.
+
+    poll_interval_s: how often the sync replay buffer looks for finished groups while a step's
+    rollouts run. verl's buffer is built with its default of 2 s (no config reaches it), so every
+    generation round ended on the next 2-s tick: ~1 s lost per round, 1-3 rounds per step. Each look
+    is one TransferQueue listing (a few ms).
+    """
+
+    poll_interval_s: float = 0.1
+
+    def check(self, prefix: str) -> None:
+        if not self.poll_interval_s > 0:
+            raise ValueError(f"{prefix}.poll_interval_s must be > 0, got {self.poll_interval_s}")
+
+
+def sampler_options(sampo_config: Mapping[str, Any] | None) -> SamplerOptions:
+    """``sampo.sampler`` of the ``sampo`` config section (absent: the defaults)."""
+    return read_options(SamplerOptions, section_of(sampo_config, "sampler"), "sampo.sampler")
 
 
 class SampoReplayBuffer(ReplayBuffer):

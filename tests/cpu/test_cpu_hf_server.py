@@ -180,6 +180,30 @@ def test_concurrent_requests_are_batched_and_match_sequential(tiny_model_dir):
     assert concurrent[0].stop_reason == "completed" and len(concurrent[0].token_ids) <= 8
 
 
+def test_requests_arriving_a_few_ms_apart_share_one_batch(tiny_model_dir):
+    """An agent loop's turn arrives request by request as its environments step; it is one batch, not 1 + rest."""
+    server = make_server(tiny_model_dir)
+    batch_sizes = []
+    run_batch = server.engine.generate
+    server.engine.generate = lambda prompts, configs: batch_sizes.append(len(prompts)) or run_batch(prompts, configs)
+    params = {"temperature": 0, "max_tokens": 4}
+
+    async def staggered(i, prompt, gap_s):
+        await asyncio.sleep(i * gap_s)
+        return await server.generate(prompt, dict(params), request_id=str(i))
+
+    async def run(gap_s):
+        return await asyncio.gather(*[staggered(i, p, gap_s) for i, p in enumerate(PROMPTS * 3)])
+
+    server.GATHER_IDLE_S, server.GATHER_MAX_S = 0.2, 1.0  # margins for a loaded machine
+    asyncio.run(run(gap_s=0.01))  # 80 ms from first to last, each well within GATHER_IDLE_S of the previous
+    assert batch_sizes == [9]
+    batch_sizes.clear()
+    server.GATHER_IDLE_S = 0.02
+    asyncio.run(run(gap_s=0.1))  # spread out: served as they come
+    assert len(batch_sizes) > 1 and sum(batch_sizes) == 9
+
+
 def test_weight_update_changes_generation(tiny_model_dir):
     server = make_server(tiny_model_dir)
     state = {
