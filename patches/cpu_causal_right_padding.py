@@ -9,9 +9,13 @@ positions, which are all real, so its logits (and gradients) are those of the ma
 positions differ, and the engine cuts them off (``torch.nested.narrow``) before log-probs, entropy
 and values. transformers reasons the same way for XPU (``masking_utils._can_skip_causal_mask_xpu``).
 Sliding windows are unaffected (transformers still builds the window mask from the absent padding
-mask). The mask is built inside the method, so no config reaches it; on the testbed the model's
-forward+backward got ~15% faster. The patch drops the mask only on ``cpu``, for text-only inputs with
-2-D position ids, and only after checking that every row really is right-padded.
+mask). The pad slots' position ids, which verl pads with 0, continue each row's last position
+instead: without a mask, transformers reads a drop in the position ids as the start of another packed
+sequence (``masking_utils.find_packed_sequence_indices``) and builds a 4-D mask again. Pad positions
+only reach pad slots (rotary embeddings are per position), so real tokens see no change. The mask and
+the positions are built inside the method, so no config reaches them. The patch acts only on
+``cpu``, for text-only inputs with 2-D position ids, and only after checking that every row really is
+right-padded.
 """
 
 from __future__ import annotations
@@ -44,6 +48,14 @@ def drops_mask(model_inputs: dict) -> bool:
     )
 
 
+def continued_positions(position_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``position_ids`` with each row's pad slots numbered on from its last real position."""
+    lengths = mask.sum(dim=-1, keepdim=True)
+    last = position_ids.gather(-1, (lengths - 1).clamp(min=0))
+    continued = last + torch.arange(1, mask.shape[-1] + 1, device=mask.device) - lengths
+    return torch.where(mask.bool(), position_ids, continued)
+
+
 def apply() -> None:
     """Install the wrapper (idempotent)."""
     original = FSDPEngineWithLMHead.prepare_model_inputs
@@ -54,6 +66,8 @@ def apply() -> None:
     def prepare_model_inputs(self, micro_batch):
         model_inputs, output_args = original(self, micro_batch)
         if drops_mask(model_inputs):
+            mask = model_inputs.pop("attention_mask")
+            model_inputs["position_ids"] = continued_positions(model_inputs["position_ids"], mask)
             model_inputs["attention_mask"] = None
         return model_inputs, output_args
 

@@ -3,8 +3,10 @@
 A turn is valid when it holds exactly one ``<think>`` block followed by exactly one ``<action>``
 block, the action is non-empty, and (when the environment lists admissible actions) the action
 is one of them. Text outside the two blocks is ignored. Actions are compared after lower-casing
-and collapsing whitespace; the admissible spelling is returned. Parsing never raises: anything
-else is an invalid turn with a reason code.
+and collapsing whitespace; the admissible spelling is returned. Without admissible actions (free-form
+environments, e.g. code) the action is the block's text as written, only stripped at both ends, so
+case, newlines and indentation reach the environment. Parsing never raises: anything else is an
+invalid turn with a reason code.
 """
 
 from __future__ import annotations
@@ -64,12 +66,12 @@ def parse_turn(text: str, admissible_actions: list[str] | None = None) -> Parsed
     if names != ["<think>", "</think>", "<action>", "</action>"]:
         return ParsedTurn(None, None, ParseReason.MALFORMED_TAGS)
     thought = text[tags[0][2] : tags[1][1]].strip()
-    action = normalize_action(text[tags[2][2] : tags[3][1]])
+    action = text[tags[2][2] : tags[3][1]].strip()
     if not action:
         return ParsedTurn(None, thought, ParseReason.EMPTY_ACTION)
     if admissible_actions is not None:
         canonical = {normalize_action(a): a for a in admissible_actions}
-        if action not in canonical:
+        action = canonical.get(normalize_action(action))
+        if action is None:
             return ParsedTurn(None, thought, ParseReason.NOT_ADMISSIBLE)
-        action = canonical[action]
     return ParsedTurn(action, thought, ParseReason.OK)

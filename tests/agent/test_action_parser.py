@@ -37,6 +37,12 @@ def test_parse_table(text, admissible, action, reason):
     assert parsed.format_valid == (reason in (R.OK, R.NOT_ADMISSIBLE))
 
 
+def test_free_form_actions_keep_case_newlines_and_indentation():
+    code = "<code>\nfor i in range(3):\n    print(i)\n</code>"
+    parsed = parse_turn(f"<think>loop</think><action>\n{code}\n  </action>", None)
+    assert parsed.valid and parsed.action == code
+
+
 def test_thought_is_extracted():
     assert parse_turn("<think> push it </think><action>up</action>", MOVES).thought == "push it"
 

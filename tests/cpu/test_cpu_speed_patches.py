@@ -9,6 +9,7 @@ import verl.utils.torch_functional as verl_F
 from sampo_verl.patches import cpu_causal_right_padding, cpu_chunked_logprobs, disabled_patches
 from sampo_verl.runs.assets import ModelSize, build_model, build_tokenizer
 from tensordict import TensorDict
+from transformers.masking_utils import find_packed_sequence_indices
 from verl.utils.dataset.dataset_utils import DatasetPadMode
 from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead
 
@@ -84,6 +85,11 @@ def test_dropping_the_padding_mask_keeps_log_probs_and_gradients():
     patched_inputs, _ = FSDPEngineWithLMHead.prepare_model_inputs(engine, micro_batch(lengths, 320))
     assert verl_inputs["attention_mask"] is not None and patched_inputs["attention_mask"] is None
     torch.testing.assert_close(patched_inputs["input_ids"], verl_inputs["input_ids"])
+    # transformers sees one sequence per row (no packed-sequence mask): SDPA's causal kernel runs
+    assert find_packed_sequence_indices(verl_inputs["position_ids"]) is not None  # verl pads positions with 0
+    assert find_packed_sequence_indices(patched_inputs["position_ids"]) is None
+    real = verl_inputs["attention_mask"].bool()
+    torch.testing.assert_close(patched_inputs["position_ids"][real], verl_inputs["position_ids"][real])
 
     masked, masked_grads = real_positions_out(model, verl_inputs, lengths)
     unmasked, unmasked_grads = real_positions_out(model, patched_inputs, lengths)
@@ -91,6 +97,13 @@ def test_dropping_the_padding_mask_keeps_log_probs_and_gradients():
     torch.testing.assert_close(unmasked, masked, rtol=0, atol=1e-5)
     for got, expected in zip(unmasked_grads, masked_grads, strict=True):
         torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+
+
+def test_pad_positions_continue_each_rows_last_position():
+    positions = torch.tensor([[0, 1, 0, 0], [0, 1, 2, 3], [5, 6, 7, 0]])
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1], [1, 1, 1, 0]])
+    expected = [[0, 1, 2, 3], [0, 1, 2, 3], [5, 6, 7, 8]]
+    assert cpu_causal_right_padding.continued_positions(positions, mask).tolist() == expected
 
 
 def test_the_mask_stays_unless_rows_are_right_padded_text_on_cpu(monkeypatch):
