@@ -145,6 +145,8 @@ BAD_SETTINGS = [
     ("algorithm.empg.k=-1000", "algorithm.empg.k must be finite and >= 0, got -1000"),
     ("algorithm.gigpo.similarity_threshold=1.5", "algorithm.gigpo.similarity_threshold"),
     ("+sampo.colapse.enable=false", "unknown sampo option(s) ['colapse']"),
+    ("sampo.sampler.poll_interval_s=0", "sampo.sampler.poll_interval_s must be > 0, got 0"),
+    ("+sampo.sampler.poll_s=1", "unknown sampo.sampler option(s) ['poll_s']"),
     ("algorithm.adv_estimator=simply", "algorithm.adv_estimator=simply is not registered; known: ["),
     ("actor_rollout_ref.actor.policy_loss.loss_mode=sampo_typo", "loss_mode='sampo_typo' is not a registered"),
     ("actor_rollout_ref.actor.policy_loss.seq_mask.normaliser=tokens", "seq_mask.normaliser must be one of"),
