@@ -20,7 +20,8 @@ setup(
     package_dir={"sampo_verl.patches": "patches"},
     package_data={"sampo_verl": ["conf/*.yaml", "conf/**/*.yaml"]},
     python_requires=">=3.10",
-    install_requires=["verl==0.9.1", *VERL_UNDECLARED, "matplotlib", "openai"],  # openai: served models
+    # openai: served models; math-verify: tir_math's answer checking
+    install_requires=["verl==0.9.1", *VERL_UNDECLARED, "matplotlib", "openai", "math-verify==0.9.0"],
     extras_require={
         "test": ["pytest", "hypothesis", "selenium"],  # selenium: the report test in Debian's chromium
         "vllm": ["verl[vllm]==0.9.1"],
