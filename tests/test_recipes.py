@@ -27,16 +27,23 @@ from verl.utils.config import omega_conf_to_dataclass, validate_config
 import sampo_verl  # registers losses and estimators before the configs are built
 from sampo_verl.agent import dataset
 from sampo_verl.agent.loop import EnvAgentLoop
+from sampo_verl.envs import env_class
 from sampo_verl.validation import validate_sampo_config
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
 CONF = str(Path(sampo_verl.__file__).parent / "conf")
-ENVS = ("sokoban", "frozenlake", "alfworld")
 METHODS = ("grpo", "gspo", "sapo", "gigpo", "sampo")
-CELLS = [(env, method) for env in ENVS for method in METHODS]
-MAX_TURNS = {"sokoban": 15, "frozenlake": 15, "alfworld": 50}
-BATCH_SIZE = {"sokoban": 32, "frozenlake": 32, "alfworld": 16}
+# TIR-Math: the release's methods on it that need no step-level grouping, and grpo_seqmean (finding 1)
+TIR_MATH_METHODS = ("grpo", "grpo_seqmean", "gspo")
+CELLS = [(env, m) for env in ("sokoban", "frozenlake", "alfworld") for m in METHODS] + [
+    ("tir_math", m) for m in TIR_MATH_METHODS
+]
+ENVS = tuple(dict.fromkeys(env for env, _ in CELLS))
+MAX_TURNS = {"sokoban": 15, "frozenlake": 15, "alfworld": 50, "tir_math": 5}
+BATCH_SIZE = {"sokoban": 32, "frozenlake": 32, "alfworld": 16, "tir_math": 512}
+GROUP_SIZE = {"tir_math": 5}  # the release; else the testbed's 8
+RESPONSE_LENGTH = {"tir_math": 4096}  # else 512
 DATA_MODULE, TRAIN_MODULE = "sampo_verl.dataset", "sampo_verl.main_ppo"
 
 
@@ -104,8 +111,9 @@ def test_recipe_composes_and_validates(env, method, home):
     rollout = omega_conf_to_dataclass(cfg.actor_rollout_ref.rollout)
     assert need_reference_policy(cfg) and not need_critic(cfg)
 
-    # the method preset is untouched by the recipe
-    preset = compose_overrides((f"method={method}",))
+    # the method preset is untouched by the recipe, but for the release's changes on this task
+    release = env_class(env).recipe_settings().method_overrides.get(method, ())
+    preset = compose_overrides((f"method={method}", *release))
     for key in ("adv_estimator", "gamma", "filter_groups"):
         assert cfg.algorithm[key] == preset.algorithm[key], key
     for key in ("policy_loss", "clip_ratio_low", "clip_ratio_high", "loss_agg_mode", "tau_pos", "tau_neg"):
@@ -119,7 +127,7 @@ def test_recipe_composes_and_validates(env, method, home):
     assert cfg.actor_rollout_ref.model.path == "Qwen/Qwen2.5-1.5B-Instruct"
 
     # testbed: group size 8, KL loss low_var_kl 0.01, invalid-action penalty 0.1, history window 2
-    assert rollout.n == 8
+    assert rollout.n == GROUP_SIZE.get(env, 8) and cfg.data.max_response_length == RESPONSE_LENGTH.get(env, 512)
     assert actor.use_kl_loss and actor.kl_loss_type == "low_var_kl" and actor.kl_loss_coef == 0.01
     # the release's scripts: entropy coefficient 0.001, validation sampled at T 0.6 / top-p 0.95 / top-k 20
     assert actor.entropy_coeff == 0.001 and actor.optim.lr == 1e-6
@@ -152,7 +160,7 @@ def test_recipe_composes_and_validates(env, method, home):
 
 @pytest.mark.parametrize("env", ENVS)
 def test_dataset_command_writes_the_episodes_the_recipe_trains_on(env, home, tmp_path):
-    args = dry_run(f"{env}_sampo.sh", home=home)[DATA_MODULE]
+    args = dry_run(next(f"{env}_{m}.sh" for e, m in CELLS if e == env), home=home)[DATA_MODULE]
     args[args.index("--train") + 1], args[args.index("--val") + 1] = "3", "2"
     args[args.index("--out") + 1] = str(tmp_path)
     dataset.main(args)

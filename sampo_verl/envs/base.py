@@ -68,6 +68,7 @@ class RecipeSettings:
 
     batch_size: episode groups per training step (``data.train_batch_size``); max_prompt_length: the
     prompt budget of one turn (rules, two past turns, observation, admissible actions);
+    max_response_length: one turn's response budget; group_size: episodes per task (``rollout.n``);
     env_options / val_env_options: constructor options of the train / validation tasks (validation:
     the train ones when None); data_name: the data folder's name (default: the environment's);
     method_overrides: hydra overrides per method preset where the ARLArena release ran a method
@@ -76,6 +77,8 @@ class RecipeSettings:
 
     batch_size: int = 32
     max_prompt_length: int = 1024
+    max_response_length: int = 512
+    group_size: int = 8
     env_options: dict[str, Any] = field(default_factory=dict)
     val_env_options: dict[str, Any] | None = None
     data_name: str | None = None

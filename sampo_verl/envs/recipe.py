@@ -18,15 +18,17 @@ from sampo_verl.envs.base import ENV_REGISTRY, env_class
 
 
 def shell_assignments(env: str, method: str = "") -> str:
-    """``max_turns``, ``batch_size``, ``max_prompt_length``, ``env_options``, ``val_env_options`` (empty: the
-    train ones) and ``data_name`` of ``env``, one shell assignment a line, and the bash array
-    ``method_overrides`` of ``method`` on this environment."""
+    """``max_turns``, ``batch_size``, ``max_prompt_length``, ``max_response_length``, ``group_size``,
+    ``env_options``, ``val_env_options`` (empty: the train ones) and ``data_name`` of ``env``, one shell
+    assignment a line, and the bash array ``method_overrides`` of ``method`` on this environment."""
     cls = env_class(env)
     settings = cls.recipe_settings()
     values = {
         "max_turns": cls.default_max_turns,
         "batch_size": settings.batch_size,
         "max_prompt_length": settings.max_prompt_length,
+        "max_response_length": settings.max_response_length,
+        "group_size": settings.group_size,
         "env_options": json.dumps(settings.env_options),
         "val_env_options": "" if settings.val_env_options is None else json.dumps(settings.val_env_options),
         "data_name": settings.data_name or env,

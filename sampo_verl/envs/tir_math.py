@@ -261,11 +261,15 @@ class TirMathEnv(TextEnv):
 
     @classmethod
     def recipe_settings(cls) -> RecipeSettings:
-        """As the ARLArena release: 512 problems per step, an 8192-token prompt (two past turns carry
-        code and its output), GSPO clip 3e-4 / 4e-4. The data: generated problems, or the folder that
-        :func:`write_math_splits` wrote from your parquet files (``DATA_DIR``)."""
+        """As the ARLArena release: 512 problems per step, 5 rollouts each, 8192 / 4096 prompt / response
+        tokens per turn (two past turns carry code and its output), GSPO clip 3e-4 / 4e-4. The data:
+        generated problems, or the folder that :func:`write_math_splits` wrote from your parquet files
+        (``DATA_DIR``)."""
         clip = ("actor_rollout_ref.actor.clip_ratio_low=0.0003", "actor_rollout_ref.actor.clip_ratio_high=0.0004")
-        return RecipeSettings(batch_size=512, max_prompt_length=8192, method_overrides={"gspo": clip})
+        return RecipeSettings(
+            batch_size=512, max_prompt_length=8192, max_response_length=4096, group_size=5,
+            method_overrides={"gspo": clip},
+        )  # fmt: skip
 
     def __init__(
         self,

@@ -19,6 +19,8 @@ def test_builtin_environment_settings():
         "max_turns": "15",
         "batch_size": "32",
         "max_prompt_length": "1024",
+        "max_response_length": "512",
+        "group_size": "8",
         "env_options": json.dumps({"dim_room": [6, 6], "num_boxes": 1, "search_depth": 30}),
         "val_env_options": "",
         "data_name": "sokoban",

@@ -235,7 +235,8 @@ def test_expert_solution_lengths_vary_at_least_fourfold():
 
 def test_recipe_settings_follow_the_release():
     lines = shell_assignments("tir_math", "gspo").splitlines()
-    assert "max_turns=5" in lines and "max_prompt_length=8192" in lines and "batch_size=512" in lines
+    release = {"max_turns=5", "max_prompt_length=8192", "max_response_length=4096", "batch_size=512", "group_size=5"}
+    assert release <= set(lines)
     clip = "actor_rollout_ref.actor.clip_ratio_low=0.0003 actor_rollout_ref.actor.clip_ratio_high=0.0004"
     assert lines[-1] == f"method_overrides=({clip})"
     assert shell_assignments("tir_math", "grpo").splitlines()[-1] == "method_overrides=()"
