@@ -336,34 +336,17 @@ def _linear_form(row: list[int], names: Sequence[str]) -> str:
 
 
 def solve_linear(matrix: list[list[int]], rhs: list[Fraction]) -> list[Fraction]:
-    """Gauss-Jordan elimination over the rationals (the matrix must be regular)."""
-    n = len(matrix)
-    m = [[Fraction(v) for v in row] + [Fraction(r)] for row, r in zip(matrix, rhs)]
-    for col in range(n):
-        pivot = next(i for i in range(col, n) if m[i][col] != 0)
-        m[col], m[pivot] = m[pivot], m[col]
-        for i in range(n):
-            if i != col and m[i][col] != 0:
-                factor = m[i][col] / m[col][col]
-                m[i] = [vi - factor * vc for vi, vc in zip(m[i], m[col])]
-    return [m[i][n] / m[i][i] for i in range(n)]
+    """The exact solution of ``matrix @ x = rhs`` (sympy; the matrix must be regular)."""
+    import sympy  # a dependency of math-verify; imported here, not with the environment registry
+
+    solution = sympy.Matrix(matrix).LUsolve(sympy.Matrix([sympy.Rational(r.numerator, r.denominator) for r in rhs]))
+    return [Fraction(int(v.p), int(v.q)) for v in solution]
 
 
-def determinant(matrix: list[list[int]]) -> Fraction:
-    """Determinant by elimination over the rationals."""
-    m = [[Fraction(v) for v in row] for row in matrix]
-    n, det = len(m), Fraction(1)
-    for col in range(n):
-        pivot = next((i for i in range(col, n) if m[i][col] != 0), None)
-        if pivot is None:
-            return Fraction(0)
-        if pivot != col:
-            m[col], m[pivot], det = m[pivot], m[col], -det
-        det *= m[col][col]
-        for i in range(col + 1, n):
-            factor = m[i][col] / m[col][col]
-            m[i] = [vi - factor * vc for vi, vc in zip(m[i], m[col])]
-    return det
+def determinant(matrix: list[list[int]]) -> int:
+    import sympy
+
+    return int(sympy.Matrix(matrix).det())
 
 
 # modular arithmetic --------------------------------------------------------------------------------

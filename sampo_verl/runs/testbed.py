@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sampo_verl.bc.sft_data import DEFAULT_THOUGHT
 from sampo_verl.runs.agent_run import AgentRunConfig, is_built, mark_built, prepare_model
 from sampo_verl.runs.assets import ModelSize
 
@@ -40,6 +41,7 @@ class Testbed:
     bc_steps: int = 150  # optimizer steps; BC needs ~100-150 at batch 16
     bc_lr: float = 1e-3
     bc_batch_size: int = 16
+    bc_thought: str = DEFAULT_THOUGHT  # the text inside the cloned turns' <think>
     rl_train_tasks: int = 512
     rl_val_tasks: int = 32
     rl_groups: int = 4  # episode groups per RL step
@@ -49,6 +51,7 @@ class Testbed:
     # the release filters after 15 cold-start steps; a CPU run is about as long as that: filter from step 3
     rl_filter_cold_start_steps: int = 2
     max_response_length: int = 48  # a cloned turn is ~25 tokens; sampled ones run longer
+    max_prompt_length: int = 1024
 
 
 TESTBEDS: dict[str, Testbed] = {
@@ -59,6 +62,18 @@ TESTBEDS: dict[str, Testbed] = {
         env_options={"size": 4, "hole_prob": 0.25, "describe_neighbors": True},
         max_turns=8,
         rl_val_tasks=64,
+    ),
+    # finding 1 needs turns of varying length: answers are ~28 tokens, programs 50-220 (5x between the
+    # shortest and the longest decile of cloned turns); prompts (with the code and output of the turn
+    # before) reach ~900 tokens. No thought: repeating the program inside <think> would double it.
+    "tir_math": Testbed(
+        env="tir_math",
+        env_options={"kinds": ["arithmetic", "word", "modular", "counting", "series", "gcd_lcm"], "difficulty": [1, 2]},
+        max_turns=3,
+        model=ModelSize(hidden=64, init_std=0.3, max_positions=2048),
+        bc_thought="",
+        max_response_length=256,
+        max_prompt_length=1280,
     ),
 }
 
@@ -88,6 +103,7 @@ def bc_start(workdir: Path, tb: Testbed, timeout: float | None = None) -> Path:
         tb.bc_val_episodes,
         env_options=tb.env_options,
         max_turns=tb.max_turns,
+        thought=tb.bc_thought,
     )
     run_bc(
         model,
@@ -114,6 +130,7 @@ def rl_config(tb: Testbed, method: str, seed: int, steps: int, test_freq: int, *
         train_tasks=tb.rl_train_tasks,
         val_tasks=tb.rl_val_tasks,
         max_response_length=tb.max_response_length,
+        max_prompt_length=tb.max_prompt_length,
         train_batch_size=tb.rl_groups,
         lr=tb.rl_lr,
         temperature=tb.rl_temperature,
@@ -127,4 +144,4 @@ def rl_config(tb: Testbed, method: str, seed: int, steps: int, test_freq: int, *
 
 def _fingerprint(tb: Testbed) -> dict[str, Any]:
     """The settings the behaviour-cloned start depends on (the RL ones may change freely)."""
-    return {k: v for k, v in dataclasses.asdict(tb).items() if not k.startswith(("rl_", "max_response"))}
+    return {k: v for k, v in dataclasses.asdict(tb).items() if not k.startswith(("rl_", "max_response", "max_prompt"))}

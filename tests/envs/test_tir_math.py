@@ -353,39 +353,34 @@ BOXED = "Let's think step by step and output the final answer within \\boxed{}."
 HASHES = 'Let\'s think step by step and output the final answer after "####".'
 
 
+def verl_row(source: str, content: str, truth: str, extra: dict, level: str | None) -> dict:
+    """A row as verl's examples/data_preprocess/math_dataset.py and gsm8k.py write it."""
+    return {
+        "data_source": source,
+        "prompt": [{"role": "user", "content": content}],
+        "ability": "math",
+        "reward_model": {"style": "rule", "ground_truth": truth},
+        "extra_info": {"split": "train", **extra},
+        "level": level,
+    }
+
+
 def verl_math_parquet(path) -> None:
-    """Rows as verl's examples/data_preprocess/math_dataset.py and gsm8k.py write them."""
+    math = "DigitalLearningGmbH/MATH-lighteval"
+    no_question = {"question": None, "answer": None}
     rows = [
-        {
-            "data_source": "DigitalLearningGmbH/MATH-lighteval",
-            "prompt": [{"role": "user", "content": f"What is $\\frac{{1}}{{2}} + \\frac{{1}}{{3}}$? {BOXED}"}],
-            "ability": "math",
-            "reward_model": {"style": "rule", "ground_truth": "\\frac{5}{6}"},
-            "extra_info": {"split": "train", "index": 0, "question": None, "answer": None},
-            "level": "Level 4",
-        },
-        {
-            "data_source": "DigitalLearningGmbH/MATH-lighteval",
-            "prompt": [{"role": "user", "content": f"What is $1 + 1$? {BOXED}"}],
-            "ability": "math",
-            "reward_model": {"style": "rule", "ground_truth": "2"},
-            "extra_info": {"split": "train", "index": 1, "question": None, "answer": None},
-            "level": "Level 1",
-        },
-        {
-            "data_source": "openai/gsm8k",
-            "prompt": [{"role": "user", "content": f"Tom has 3 bags of 24 apples. How many apples? {HASHES}"}],
-            "ability": "math",
-            "reward_model": {"style": "rule", "ground_truth": ""},  # falls back on the worked answer
-            "extra_info": {
-                "split": "train",
-                "index": 7,
-                "question": "Tom has 3 bags of 24 apples. How many apples?",
-                "answer": "3 * 24 = <<3*24=72>>72\n#### 72",
-            },
-            "level": None,
-        },
-    ]
+        verl_row(math, f"What is $\\frac{{1}}{{2}} + \\frac{{1}}{{3}}$? {BOXED}", "\\frac{5}{6}",
+                 {"index": 0, **no_question}, "Level 4"),
+        verl_row(math, f"What is $1 + 1$? {BOXED}", "2", {"index": 1, **no_question}, "Level 1"),
+        verl_row(
+            "openai/gsm8k",
+            f"Tom has 3 bags of 24 apples. How many apples? {HASHES}",
+            "",  # falls back on the worked answer
+            {"index": 7, "question": "Tom has 3 bags of 24 apples. How many apples?",
+             "answer": "3 * 24 = <<3*24=72>>72\n#### 72"},
+            None,
+        ),
+    ]  # fmt: skip
     pd.DataFrame(rows).to_parquet(path)
 
 
