@@ -48,6 +48,10 @@ class ParsedTurn:
     def format_valid(self) -> bool:
         return self.reason in (ParseReason.OK, ParseReason.NOT_ADMISSIBLE)
 
+    def refused(self) -> "ParsedTurn":
+        """This turn after the environment refused its action (``info["invalid_action"]``)."""
+        return ParsedTurn(None, self.thought, ParseReason.NOT_ADMISSIBLE)
+
 
 def normalize_action(text: str) -> str:
     return " ".join(text.split()).lower()

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from sampo_verl.agent.env_workers import EnvCallTimeout
+from sampo_verl.envs.base import INVALID_ACTION
 
 TIMEOUT = "timeout"
 RAISED = "raised"
@@ -133,6 +134,9 @@ def _checked_info(info: Any, call: str) -> dict[str, Any]:
         not isinstance(admissible, (list, tuple)) or not all(isinstance(a, str) for a in admissible)
     ):
         raise EnvFault(BAD_ADMISSIBLE, f"{call}: admissible_actions is {_describe(admissible)}, expected strings")
+    refused = info.get(INVALID_ACTION)
+    if refused is not None and not isinstance(refused, str):
+        raise EnvFault(BAD_OUTPUT, f"{call}: {INVALID_ACTION} is {_describe(refused)}, expected a reason string")
     return info
 
 

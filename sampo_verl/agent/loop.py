@@ -10,7 +10,11 @@ rejected at construction.
 
 Turn outcome: the response is parsed (:func:`sampo_verl.agent.action_parser.parse_turn`). A malformed or
 inadmissible turn is an *invalid action*: the environment is **not** stepped, the observation stays
-the same, the step reward is 0 and ``action_valid=False``. The invalid-action penalty itself is
+the same, the step reward is 0 and ``action_valid=False``. An environment whose actions have a grammar
+of their own (TIR-Math's ``<code>``/``<answer>``, WebShop's ``search[...]``) refuses a well-tagged action
+that breaks it by returning ``info["invalid_action"]`` (the reason) with its state unchanged: the turn
+is then invalid in the same way (``not_admissible``, step reward 0), showing the environment's message.
+The invalid-action penalty itself is
 applied by the multi-turn advantage estimators from ``action_valid``
 (``algorithm.<estimator>.invalid_penalty``, see :mod:`sampo_verl.algorithms.advantages`), in one place.
 
@@ -71,6 +75,7 @@ from sampo_verl.agent.env_calls import TIMEOUT, EnvFault, EnvThread, checked_res
 from sampo_verl.agent.env_workers import RemoteEnv, default_workers, worker_pool
 from sampo_verl.agent.prompts import EpisodePrompt
 from sampo_verl.envs import env_class
+from sampo_verl.envs.base import INVALID_ACTION
 
 logger = logging.getLogger(__file__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "WARN"))
@@ -230,7 +235,12 @@ async def play_episode(
                     next_observation, reward, done, info = checked_step(await call(env.step, parsed.action))
                 except EnvFault as error:
                     episode.fault, next_observation, reward = error, observation, 0.0
-                prompt.record(observation, parsed.action)
+                refused = info.get(INVALID_ACTION) if episode.fault is None else None
+                if refused:
+                    parsed, reward = parsed.refused(), 0.0
+                    prompt.record_invalid(observation, str(refused))
+                else:
+                    prompt.record(observation, parsed.action)
                 observation = next_observation
             else:
                 prompt.record_invalid(observation, parsed.reason.value)

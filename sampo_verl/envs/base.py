@@ -8,7 +8,10 @@ An environment is a deterministic text game:
 
 ``info`` always carries ``anchor`` (a hashable key of the raw environment state, without history
 or prompt template, used by GiGPO to group identical states), ``won`` (bool), and
-``admissible_actions`` (list of strings) when the environment has a finite action list.
+``admissible_actions`` (list of strings) when the environment has a finite action list, and
+``invalid_action`` (a short reason) after a ``step`` whose action the environment refuses (its own
+grammar, e.g. ``search[...]`` without a search box): the state stays, the reward is 0 and the agent
+loop counts the turn as an invalid action.
 ``expert_action()`` returns the expert's next action from the current state (behaviour cloning).
 
 Construction options (room size, number of boxes, ...) are keyword arguments of the class; they
@@ -33,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
 ENV_REGISTRY: dict[str, type["TextEnv"]] = {}
+INVALID_ACTION = "invalid_action"  # info key of a refused action (see the module docstring)
 
 E = TypeVar("E", bound=type["TextEnv"])
 

@@ -11,7 +11,8 @@ Each turn the policy thinks and puts exactly one of two things inside ``<action>
 
 Nothing but whitespace may surround the block, the block must be non-empty and the two tags never
 appear together, nested or twice (:func:`parse_tool_action`). A malformed action runs nothing: the
-state (and ``anchor``) stays, the reward is 0 and the observation names the error. The turn limit
+state (and ``anchor``) stays, the reward is 0, the observation names the error and ``info`` carries
+it as ``invalid_action`` (the agent loop counts an invalid action, with the usual penalty). The turn limit
 (``default_max_turns`` = 5, as the release) ends an episode without an answer as failed.
 
 Problems come from :mod:`sampo_verl.envs.tir_math_gen` (seeded, offline; ``kinds`` and ``difficulty``
@@ -40,7 +41,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from sampo_verl.envs.base import RecipeSettings, TextEnv, register_env
+from sampo_verl.envs.base import INVALID_ACTION, RecipeSettings, TextEnv, register_env
 from sampo_verl.envs.tir_math_gen import problem
 
 MAX_TURNS = 5
@@ -317,7 +318,7 @@ class TirMathEnv(TextEnv):
                 f"Invalid action ({parsed.error}): put exactly one <code>...</code> or <answer>...</answer> "
                 "inside <action>. Nothing was run."
             )
-            return observation, 0.0, False, self._info()
+            return observation, 0.0, False, {**self._info(), INVALID_ACTION: parsed.error}
         if parsed.kind == "answer":
             self.won, self.done = answers_match(parsed.text, self.answer), True
             return f"Final answer: {parsed.text}", float(self.won), True, self._info()

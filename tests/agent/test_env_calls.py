@@ -56,6 +56,7 @@ def test_protocol_results_pass_the_checks(result):
         (("obs", 1.0, False, {"won": True}), env_calls.NO_ANCHOR, "no 'anchor' (keys: ['won'])"),
         (("obs", 1.0, False, {"anchor": 1, "admissible_actions": "up"}), env_calls.BAD_ADMISSIBLE, "str 'up'"),
         ((b"obs", 1.0, False, GOOD_INFO), env_calls.BAD_OUTPUT, "observation is bytes"),
+        (("obs", 0.0, False, {"anchor": 1, "invalid_action": 3}), env_calls.BAD_OUTPUT, "invalid_action is int 3"),
     ],
 )
 def test_each_protocol_violation_of_step_is_named(result, reason, says):

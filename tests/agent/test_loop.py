@@ -140,6 +140,36 @@ def test_response_is_cut_to_response_length():
     assert len(outputs[0].response_ids) == 64 and outputs[0].extra_fields["parse_reason"] == "missing_action"
 
 
+@register_env("test_grammar")
+class GrammarEnv(TextEnv):
+    """Accepts ``count[n]`` only; refuses anything else with ``invalid_action`` (and a reward it must not keep)."""
+
+    def reset(self, seed, task=None):
+        self.total = 0
+        return "total 0", {"anchor": "0", "won": False}
+
+    def step(self, action):
+        if not (action.startswith("count[") and action.endswith("]") and action[6:-1].isdigit()):
+            refused = {"anchor": str(self.total), "invalid_action": "no_count"}
+            return f"total {self.total}; say count[n]", 5.0, False, refused
+        self.total += int(action[6:-1])
+        return f"total {self.total}", 1.0, self.total >= 3, {"anchor": str(self.total), "won": self.total >= 3}
+
+
+def test_an_action_the_environment_refuses_is_an_invalid_turn():
+    responses = [format_response("", a) for a in ("count[1]", "jump", "count[2]")]
+    outputs, _ = play(scripted(responses), extra_info={"env": "test_grammar", "seed": 0}, max_turns=5)
+    fields = [o.extra_fields for o in outputs]
+    assert [f["action_valid"] for f in fields] == [True, False, True]
+    assert [f["parse_reason"] for f in fields] == ["ok", "not_admissible", "ok"]
+    assert [f["format_valid"] for f in fields] == [True, True, True]
+    assert [f["step_reward"] for f in fields] == [1.0, 0.0, 1.0]  # the refused turn's reward is dropped
+    assert [f["anchor"] for f in fields] == ["0", "1", "1"] and fields[0]["success"] == 1.0
+    assert fields[0]["invalid_action_rate"] == pytest.approx(1 / 3)
+    last_prompt = TOKENIZER.decode(outputs[2].prompt_ids)
+    assert "Action: (invalid: no_count)" in last_prompt and "total 1; say count[n]" in last_prompt
+
+
 @register_env("test_flaky")
 class FlakyEnv(TextEnv):
     """Counts to ``fail_at`` and then raises (or hangs) in step."""

@@ -197,6 +197,7 @@ def test_a_malformed_action_runs_nothing_and_keeps_the_state():
         observation, reward, done, after = env.step(action)
         assert observation.startswith("Invalid action (") and "Nothing was run" in observation
         assert (reward, done, after["anchor"], after["won"]) == (0.0, False, info["anchor"], False)
+        assert after["invalid_action"] == parse_tool_action(action).error
 
 
 def test_a_users_problem_comes_from_the_task():
@@ -337,8 +338,11 @@ def test_loop_malformed_turns():
     assert fields[0]["action_valid"] is False and fields[0]["parse_reason"] == "missing_think"
     # the grammar inside <action>: the environment runs nothing, keeps its state and names the error
     assert fields[1]["anchor"] == fields[0]["anchor"] == fields[2]["anchor"] and fields[1]["step_reward"] == 0.0
-    assert "Current observation:\nInvalid action (code_and_answer)" in TOKENIZER.decode(outputs[2].prompt_ids)
-    assert fields[2]["success"] == 1.0 and fields[0]["invalid_action_rate"] == pytest.approx(1 / 3)
+    assert fields[1]["action_valid"] is False and fields[1]["parse_reason"] == "not_admissible"
+    third_prompt = TOKENIZER.decode(outputs[2].prompt_ids)
+    assert "Current observation:\nInvalid action (code_and_answer)" in third_prompt
+    assert "(invalid: code_and_answer)" in third_prompt  # the history names the refusal
+    assert fields[2]["success"] == 1.0 and fields[0]["invalid_action_rate"] == pytest.approx(2 / 3)
 
 
 def test_loop_turn_limit_ends_the_episode_failed():
