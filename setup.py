@@ -21,7 +21,15 @@ setup(
     package_data={"sampo_verl": ["conf/*.yaml", "conf/**/*.yaml"]},
     python_requires=">=3.10",
     # openai: served models; math-verify: tir_math's answer checking
-    install_requires=["verl==0.9.1", *VERL_UNDECLARED, "matplotlib", "openai", "math-verify==0.9.0"],
+    install_requires=[
+        "verl==0.9.1",
+        *VERL_UNDECLARED,
+        "matplotlib",
+        "openai",
+        "math-verify==0.9.0",  # TIR-Math answer checking
+        "bm25s==0.3.11",  # WebShop search
+        "rapidfuzz==3.14.6",  # WebShop's fuzzy attribute and option matching
+    ],
     extras_require={
         "test": ["pytest", "hypothesis", "selenium"],  # selenium: the report test in Debian's chromium
         "vllm": ["verl[vllm]==0.9.1"],

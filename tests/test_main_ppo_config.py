@@ -171,14 +171,14 @@ def test_inputs_that_are_not_there_fail_before_ray(tmp_path):
 
     train, val = write_splits(str(tmp_path / "data"), "frozenlake", 2, 1)
     frame = pd.read_parquet(train)
-    frame["extra_info"] = [{**row, "env": "webshop"} for row in frame["extra_info"]]
-    frame.to_parquet(tmp_path / "webshop.parquet")
+    frame["extra_info"] = [{**row, "env": "chess"} for row in frame["extra_info"]]
+    frame.to_parquet(tmp_path / "chess.parquet")
     ok = [f"data.train_files={train}", f"data.val_files={val}", f"actor_rollout_ref.model.path={tmp_path}"]
     validate_sampo_inputs(make(*ok))
     cases = [
         ("actor_rollout_ref.model.path=/nonexistent/model", "model.path=/nonexistent/model does not exist"),
         (f"data.train_files={tmp_path / 'missing.parquet'}", "missing.parquet does not exist"),
-        (f"data.train_files={tmp_path / 'webshop.parquet'}", "environment(s) ['webshop'] that are not registered"),
+        (f"data.train_files={tmp_path / 'chess.parquet'}", "environment(s) ['chess'] that are not registered"),
     ]
     for override, message in cases:
         with pytest.raises(ValueError, match=re.escape(message)):

@@ -36,12 +36,12 @@ CONF = str(Path(sampo_verl.__file__).parent / "conf")
 METHODS = ("grpo", "gspo", "sapo", "gigpo", "sampo")
 # TIR-Math: the release's methods on it that need no step-level grouping, and grpo_seqmean (finding 1)
 TIR_MATH_METHODS = ("grpo", "grpo_seqmean", "gspo")
-CELLS = [(env, m) for env in ("sokoban", "frozenlake", "alfworld") for m in METHODS] + [
+CELLS = [(env, m) for env in ("sokoban", "frozenlake", "alfworld", "webshop") for m in METHODS] + [
     ("tir_math", m) for m in TIR_MATH_METHODS
 ]
 ENVS = tuple(dict.fromkeys(env for env, _ in CELLS))
-MAX_TURNS = {"sokoban": 15, "frozenlake": 15, "alfworld": 50, "tir_math": 5}
-BATCH_SIZE = {"sokoban": 32, "frozenlake": 32, "alfworld": 16, "tir_math": 512}
+MAX_TURNS = {"sokoban": 15, "frozenlake": 15, "alfworld": 50, "tir_math": 5, "webshop": 15}
+BATCH_SIZE = {"sokoban": 32, "frozenlake": 32, "alfworld": 16, "tir_math": 512, "webshop": 16}
 GROUP_SIZE = {"tir_math": 5}  # the release; else the testbed's 8
 RESPONSE_LENGTH = {"tir_math": 4096}  # else 512
 DATA_MODULE, TRAIN_MODULE = "sampo_verl.dataset", "sampo_verl.main_ppo"
@@ -205,12 +205,21 @@ def test_alfworld_official_games(home):
     assert option(offline, "--env-options") == "{}" and "--val-env-options" not in offline
 
 
+def test_webshop_files_from_the_environment_variable(home):
+    args = dry_run("webshop_sampo.sh", home=home, WEBSHOP_DATA="/ws")[DATA_MODULE]
+    files = {"products_path": "/ws/items_shuffle.json", "attributes_path": "/ws/items_ins_v2.json",
+             "human_goals_path": "/ws/items_human_ins.json"}  # fmt: skip
+    assert yaml.safe_load(option(args, "--env-options")) == {**files, "goal_range": [1500, None]}
+    assert yaml.safe_load(option(args, "--val-env-options")) == {**files, "goal_range": [0, 500]}
+    assert option(args, "--out") == str(home / "data" / "sampo_verl" / "webshop_official")
+
+
 def test_common_launcher_rejects_an_unknown_environment(home):
     result = subprocess.run(
-        ["bash", str(RECIPES / "common.sh"), "webshop", "grpo"],
+        ["bash", str(RECIPES / "common.sh"), "chess", "grpo"],
         check=False,
         env={"PATH": os.environ["PATH"], "HOME": str(home), "SAMPO_DRY_RUN": "1"},
         capture_output=True,
         text=True,
     )
-    assert result.returncode == 2 and "unknown ENV 'webshop'" in result.stderr
+    assert result.returncode == 2 and "unknown ENV 'chess'" in result.stderr

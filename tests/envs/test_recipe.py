@@ -60,8 +60,8 @@ def test_a_new_environment_is_one_class(capsys):
 
 
 def test_unknown_environment_fails_with_the_registered_ones(capsys):
-    assert main(["webshop"]) == 2
-    assert "unknown ENV 'webshop'" in capsys.readouterr().err
+    assert main(["chess"]) == 2
+    assert "unknown ENV 'chess'" in capsys.readouterr().err
 
 
 @register_env("test_recipe_task")
