@@ -1,7 +1,8 @@
 """Environment and agent-loop throughput.
 
 Prints, for each environment, resets/s and steps/s (random admissible actions, reset when an
-episode ends), then episodes/s of ``sampo_env_agent`` driven by a scripted server (random valid
+episode ends; WebShop's search page: three words of the instruction), WebShop's search latency at 2k
+and 10k products, then episodes/s of ``sampo_env_agent`` driven by a scripted server (random valid
 moves, no model) at concurrency 1 and 32 in the same run, with and without a simulated server
 latency, and their ratio; then ALFWorld episodes/s at concurrency 1, 32 and 128 in worker processes
 (sampo_verl.agent.env_workers) against one in-process episode at a time, with the env errors.
@@ -38,6 +39,8 @@ ENVS = [
     ("sokoban", {"dim_room": (10, 10), "num_boxes": 3, "search_depth": 100}),
     ("frozenlake", {"size": 4}),
     ("frozenlake", {"size": 8, "hole_prob": 0.3}),
+    ("webshop", {"num_products": 2000}),
+    ("webshop", {"num_products": 10000}),
 ]
 if importlib.util.find_spec("alfworld"):
     ENVS.append(("alfworld", {"cache_dir": ALFWORLD_CACHE}))
@@ -50,17 +53,37 @@ def env_rates(name: str, options: dict, num_resets: int, num_steps: int) -> tupl
         env.reset(seed)
     resets_per_s = num_resets / (time.perf_counter() - start)
     _, info = env.reset(0)
-    seed, stepping = 0, 0.0
+    seed, stepping, task = 0, 0.0, info.get("task", "")
     for _ in range(num_steps):
-        actions = info["admissible_actions"]
+        actions = info.get("admissible_actions") or [search_action(task, rng)]
         start = time.perf_counter()
         _, _, done, info = env.step(actions[rng.integers(len(actions))])
         stepping += time.perf_counter() - start
         if done:
             seed += 1
             _, info = env.reset(seed)
+            task = info.get("task", "")
     env.close()
     return resets_per_s, num_steps / stepping
+
+
+def search_action(task: str, rng: np.random.Generator) -> str:
+    """WebShop's search page lists no actions: a search for three words of the instruction."""
+    return f"search[{' '.join(rng.choice(task.split(), size=3))}]"
+
+
+def search_latency(num_products: int, num_queries: int) -> tuple[float, float]:
+    """Median and 95th-percentile ms of one WebShop search (BM25, top 50) over ``num_products``."""
+    from sampo_verl.envs.webshop_catalog import load_catalog
+
+    catalog = load_catalog(num_products)
+    queries = [catalog.goal(seed).instruction for seed in range(num_queries)]
+    times = []
+    for query in queries:
+        start = time.perf_counter()
+        catalog.search(query)
+        times.append(1000 * (time.perf_counter() - start))
+    return float(np.median(times)), float(np.percentile(times, 95))
 
 
 def episodes_per_s(num_episodes: int, concurrency: int, latency_s: float, tokenizer) -> float:
@@ -158,6 +181,9 @@ def main() -> None:
         resets, steps = env_rates(name, options, num_resets, num_steps)
         label = name + (f" {options}" if options else "")
         print(f"{label:<55} {resets:>10.1f} {steps:>10.1f}")
+    for num_products in (2000, 10000):
+        median, p95 = search_latency(num_products, int(500 * scale))
+        print(f"webshop search (BM25, top 50) over {num_products} products: {median:.2f} ms median, {p95:.2f} ms p95")
     tokenizer = build_tokenizer(default_corpus())
     episodes = int(64 * scale) or 8
     for latency in (0.0, 0.01):

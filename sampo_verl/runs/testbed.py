@@ -42,6 +42,7 @@ class Testbed:
     bc_lr: float = 1e-3
     bc_batch_size: int = 16
     bc_thought: str = DEFAULT_THOUGHT  # the text inside the cloned turns' <think>
+    bc_max_length: int = 1024  # verl's SFT data.max_length: prompt + response tokens of a cloned turn
     rl_train_tasks: int = 512
     rl_val_tasks: int = 32
     rl_groups: int = 4  # episode groups per RL step
@@ -74,6 +75,18 @@ TESTBEDS: dict[str, Testbed] = {
         bc_thought="",
         max_response_length=256,
         max_prompt_length=1280,
+    ),
+    # 300 products, 3 results a page: the expert's episodes take 4-5 turns (search, open, 1-2 options, buy);
+    # its prompts are 1200-1500 tokens (two past pages in the history), its turns 30-70
+    "webshop": Testbed(
+        env="webshop",
+        env_options={"num_products": 300, "results_per_page": 3},
+        max_turns=8,
+        model=ModelSize(hidden=64, init_std=0.3, max_positions=2048),
+        bc_thought="",
+        bc_max_length=1664,
+        max_response_length=96,
+        max_prompt_length=1664,
     ),
 }
 
@@ -112,6 +125,7 @@ def bc_start(workdir: Path, tb: Testbed, timeout: float | None = None) -> Path:
         steps=tb.bc_steps,
         lr=tb.bc_lr,
         batch_size=tb.bc_batch_size,
+        extra_overrides=[f"data.max_length={tb.bc_max_length}"],
         timeout=timeout,
     )
     mark_built(done, _fingerprint(tb))

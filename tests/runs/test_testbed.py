@@ -9,11 +9,11 @@ from sampo_verl.bc import sft_data
 from sampo_verl.bc import train as bc
 from sampo_verl.runs.agent_run import mark_built
 from sampo_verl.runs.assets import build_tokenizer, default_corpus
-from sampo_verl.runs.testbed import BC_DONE_FILE, _fingerprint, bc_start, cpu_testbed, rl_config
+from sampo_verl.runs.testbed import TESTBEDS, BC_DONE_FILE, _fingerprint, bc_start, cpu_testbed, rl_config
 
 
 def test_unknown_environment_names_the_known_ones():
-    known = "\\['frozenlake', 'sokoban', 'tir_math'\\]"
+    known = "\\['frozenlake', 'sokoban', 'tir_math', 'webshop'\\]"
     with pytest.raises(ValueError, match=f"no CPU testbed for env 'chess'; known: {known}"):
         cpu_testbed("chess")
 
@@ -46,30 +46,39 @@ def test_bc_start_is_reused_unless_its_own_settings_change(tmp_path, monkeypatch
     assert calls == ["data", ("bc", 4)]
 
 
-SFT_MAX_LENGTH = 1024  # verl's SFT data.max_length (truncation: error), which run_bc keeps
-
-
-def test_tir_math_testbed_clones_turns_of_varying_length_that_fit(tmp_path):
-    """Finding 1 needs turn lengths that vary; every cloned turn must fit verl's SFT and RL lengths."""
-    tb = cpu_testbed("tir_math")
+def cloned_turn_lengths(tb, out) -> list[tuple[int, int]]:
+    """(prompt, response) token counts of the testbed's behaviour-cloning turns, as verl's SFT tokenises them."""
     written = sft_data.write_sft_splits(
-        str(tmp_path), tb.env, tb.bc_episodes, 0, env_options=tb.env_options, max_turns=tb.max_turns,
+        str(out), tb.env, tb.bc_episodes, 0, env_options=tb.env_options, max_turns=tb.max_turns,
         thought=tb.bc_thought,
     )  # fmt: skip
     path, rows, kept = written["train"]
-    assert kept == tb.bc_episodes and rows == 2 * kept  # the expert runs one program, then answers
+    assert kept == tb.bc_episodes  # the expert wins every episode within the testbed's turns
     tokenizer = build_tokenizer(default_corpus())
     lengths = []
     for messages in pd.read_parquet(path)["messages"]:
         messages = [dict(m) for m in messages]
-        response = messages[-1]["content"]
-        assert parse_turn(response).valid and response.startswith("<think></think>")
+        assert parse_turn(messages[-1]["content"]).valid
         prompt = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=True)
         full = tokenizer.apply_chat_template(messages, tokenize=True)
         prompt, full = (ids["input_ids"] if hasattr(ids, "keys") else ids for ids in (prompt, full))
-        lengths.append(len(full) - len(prompt))
-        assert len(full) <= SFT_MAX_LENGTH and len(prompt) <= tb.max_prompt_length
-    lengths = np.sort(lengths)
+        lengths.append((len(prompt), len(full) - len(prompt)))
+    return lengths
+
+
+@pytest.mark.parametrize("env", sorted(TESTBEDS))
+def test_every_cloned_turn_fits_the_testbeds_lengths(env, tmp_path):
+    """verl's SFT fails on a row longer than data.max_length; RL truncates prompts and responses."""
+    tb = cpu_testbed(env)
+    lengths = cloned_turn_lengths(tb, tmp_path)
+    assert max(p + r for p, r in lengths) <= tb.bc_max_length <= tb.model.max_positions
+    assert max(p for p, _ in lengths) <= tb.max_prompt_length and max(r for _, r in lengths) <= tb.max_response_length
+
+
+def test_tir_math_testbed_clones_turns_of_varying_length(tmp_path):
+    """Finding 1 (sample-level aggregation) needs turns whose lengths vary: >= 4x between deciles."""
+    tb = cpu_testbed("tir_math")
+    lengths = np.sort([r for _, r in cloned_turn_lengths(tb, tmp_path)])
     decile = len(lengths) // 10
-    assert lengths[-1] <= tb.max_response_length
+    assert len(lengths) == 2 * tb.bc_episodes  # the expert runs one program, then answers
     assert lengths[-decile:].mean() >= 4 * lengths[:decile].mean()
