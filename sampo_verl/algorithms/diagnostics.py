@@ -4,11 +4,17 @@ ARLArena reports that agentic RL runs often collapse after a promising start: th
 rate falls, gradient norms spike and the policy entropy drops towards zero. The detector watches
 those signals with simple, configurable rules and says which rule fired at which step.
 
-Rules (each is off when its threshold is ``None``), all read from the metrics verl logs:
-- ``format_drop``: ``format_metric`` falls below ``format_drop * best value so far``.
-- ``grad_spike``: ``grad_norm_metric`` exceeds ``grad_spike * median of the previous window``.
-- ``entropy_collapse``: ``entropy_metric`` falls below ``entropy_collapse * best value so far``.
-No rule fires during the first ``warmup_steps`` steps (their values still build the history).
+Rules (each is off when its threshold is ``None``), all read from the metrics verl logs. Each has a
+relative condition and an absolute one (``*_floor``; ``None``: relative only), and fires when both hold:
+a noisy metric that halves from a high best is not a collapse until it is also low in absolute terms.
+- ``format_drop``: ``format_metric`` falls below ``format_drop * best value so far`` and below
+  ``format_floor``.
+- ``grad_spike``: ``grad_norm_metric`` exceeds ``grad_spike * median of the previous window`` and
+  ``grad_norm_floor``.
+- ``entropy_collapse``: ``entropy_metric`` falls below ``entropy_collapse * best value so far`` and
+  below ``entropy_floor``.
+No rule fires during the first ``warmup_steps`` steps (their values still build the history). How the
+defaults were chosen: ``tests/algorithms/test_diagnostics.py`` replays recorded healthy and collapsed runs.
 """
 
 from __future__ import annotations
@@ -21,6 +27,11 @@ from typing import Any, Mapping, Optional
 from sampo_verl.options import read_options, section_of
 
 
+FORMAT_FLOOR = 0.5
+GRAD_NORM_FLOOR = 1.0
+ENTROPY_FLOOR = 0.01
+
+
 @dataclass
 class CollapseConfig:
     """``sampo.collapse.*`` options."""
@@ -31,10 +42,13 @@ class CollapseConfig:
     window: int = 10
     format_metric: str = "sampo/format_valid_rate"
     format_drop: Optional[float] = 0.5
+    format_floor: Optional[float] = FORMAT_FLOOR
     grad_norm_metric: str = "actor/grad_norm"
     grad_spike: Optional[float] = 10.0
+    grad_norm_floor: Optional[float] = GRAD_NORM_FLOOR
     entropy_metric: str = "actor/entropy"
     entropy_collapse: Optional[float] = 0.1
+    entropy_floor: Optional[float] = ENTROPY_FLOOR
 
     def __post_init__(self) -> None:
         for name in ("format_drop", "entropy_collapse"):
@@ -43,6 +57,10 @@ class CollapseConfig:
                 raise ValueError(f"sampo.collapse.{name} must be in (0, 1) or null, got {value}")
         if self.grad_spike is not None and self.grad_spike <= 1.0:
             raise ValueError(f"sampo.collapse.grad_spike must be > 1 or null, got {self.grad_spike}")
+        for name in ("format_floor", "grad_norm_floor", "entropy_floor"):
+            value = getattr(self, name)
+            if value is not None and not value > 0.0:
+                raise ValueError(f"sampo.collapse.{name} must be > 0 or null, got {value}")
         if self.warmup_steps < 0 or self.window < 1:
             raise ValueError("sampo.collapse.warmup_steps must be >= 0 and sampo.collapse.window >= 1")
 
@@ -67,34 +85,39 @@ class CollapseDetector:
         armed = self.steps_seen >= cfg.warmup_steps
         fired: list[str] = []
 
-        if self._fell_below_best(cfg.format_metric, cfg.format_drop, metrics, armed):
+        if self._fell_below_best(cfg.format_metric, cfg.format_drop, cfg.format_floor, metrics, armed):
             fired.append("format_drop")
 
         grad = _finite(metrics.get(cfg.grad_norm_metric))
         if grad is not None:
             if armed and cfg.grad_spike is not None and self.grad_history:
                 baseline = sorted(self.grad_history)[len(self.grad_history) // 2]
-                if baseline > 0 and grad > cfg.grad_spike * baseline:
+                floor = -math.inf if cfg.grad_norm_floor is None else cfg.grad_norm_floor
+                if baseline > 0 and grad > cfg.grad_spike * baseline and grad > floor:
                     fired.append("grad_spike")
             self.grad_history.append(grad)
             while len(self.grad_history) > cfg.window:
                 self.grad_history.popleft()
 
-        if self._fell_below_best(cfg.entropy_metric, cfg.entropy_collapse, metrics, armed):
+        if self._fell_below_best(cfg.entropy_metric, cfg.entropy_collapse, cfg.entropy_floor, metrics, armed):
             fired.append("entropy_collapse")
 
         self.steps_seen += 1
         self.events.extend((step, rule) for rule in fired)
         return fired
 
-    def _fell_below_best(self, metric: str, fraction: Optional[float], metrics: Mapping[str, Any], armed: bool) -> bool:
-        """Whether ``metric`` fell below ``fraction`` x its best value so far (then the best is updated)."""
+    def _fell_below_best(
+        self, metric: str, fraction: Optional[float], floor: Optional[float], metrics: Mapping[str, Any], armed: bool
+    ) -> bool:
+        """Whether ``metric`` fell below ``fraction`` x its best value so far and below ``floor`` (then the
+        best is updated)."""
         value = _finite(metrics.get(metric))
         if value is None:
             return False
         best = self.best.get(metric, -math.inf)
         self.best[metric] = max(best, value)
-        return armed and fraction is not None and best > 0 and value < fraction * best
+        low = floor is None or value < floor
+        return armed and fraction is not None and best > 0 and value < fraction * best and low
 
     def step_metrics(self, fired: list[str]) -> dict[str, float]:
         """Metrics to log for one step: one flag per rule plus the running count of events."""

@@ -45,16 +45,35 @@ def test_grad_spike_uses_median_of_window():
 
 def test_entropy_collapse_and_warmup():
     hist = [{"actor/entropy": e} for e in [2.0, 0.1, 2.0, 2.0, 0.15]]
-    _, fired = _run(hist, warmup_steps=3)
+    _, fired = _run(hist, warmup_steps=3, entropy_floor=None)
     assert fired[1] == []  # in warm-up
     assert fired[4] == ["entropy_collapse"]  # 0.15 < 0.1 * best (2.0)
 
 
 def test_entropy_collapse_threshold_is_strict():
-    _, fired = _run([{"actor/entropy": 2.0}, {"actor/entropy": 0.2}], warmup_steps=0)
+    _, fired = _run([{"actor/entropy": 2.0}, {"actor/entropy": 0.2}], warmup_steps=0, entropy_floor=None)
     assert fired[1] == []  # exactly 0.1 * best is not a collapse
-    _, fired = _run([{"actor/entropy": 2.0}, {"actor/entropy": 0.19}], warmup_steps=0)
+    _, fired = _run([{"actor/entropy": 2.0}, {"actor/entropy": 0.19}], warmup_steps=0, entropy_floor=None)
     assert fired[1] == ["entropy_collapse"]
+
+
+@pytest.mark.parametrize(
+    "metric, values, floors, rule",
+    [
+        ("actor/entropy", [0.30, 0.015], {"entropy_floor": 0.01}, "entropy_collapse"),  # 0.015 < 0.1 x 0.30
+        ("sampo/format_valid_rate", [0.98, 0.45], {"format_floor": 0.3}, "format_drop"),  # 0.45 < 0.5 x 0.98
+        ("actor/grad_norm", [0.01, 0.01, 0.5], {"grad_norm_floor": 1.0}, "grad_spike"),  # 0.5 > 10 x 0.01
+    ],
+)
+def test_each_rule_also_needs_its_absolute_condition(metric, values, floors, rule):
+    history = [{metric: v} for v in values]
+    _, fired = _run(history, warmup_steps=0, **floors)
+    assert fired[-1] == []  # the relative condition alone holds
+    name, low = next(iter(floors)), values[-1]
+    _, fired = _run(history, warmup_steps=0, **{name: low * 2 if rule != "grad_spike" else low / 2})
+    assert fired[-1] == [rule]  # and both together fire
+    _, fired = _run(history, warmup_steps=0, **{name: None})
+    assert fired[-1] == [rule]  # null: the relative rule alone
 
 
 def test_missing_and_nan_metrics_are_ignored():
@@ -63,7 +82,14 @@ def test_missing_and_nan_metrics_are_ignored():
 
 
 @pytest.mark.parametrize(
-    "opts,flag", [({"format_drop": 1.5}, "format_drop"), ({"grad_spike": 0.5}, "grad_spike"), ({"bogus": 1}, "bogus")]
+    "opts,flag",
+    [
+        ({"format_drop": 1.5}, "format_drop"),
+        ({"grad_spike": 0.5}, "grad_spike"),
+        ({"bogus": 1}, "bogus"),
+        ({"entropy_floor": 0.0}, "entropy_floor"),
+        ({"format_floor": -1}, "format_floor"),
+    ],
 )
 def test_bad_config_names_the_flag(opts, flag):
     with pytest.raises(ValueError, match=flag):

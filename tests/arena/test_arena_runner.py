@@ -73,6 +73,27 @@ def fake_trainer(monkeypatch):
     return calls, fail
 
 
+def test_tir_math_and_webshop_cells_train_on_their_cpu_testbeds(tmp_path, start_model, monkeypatch):
+    """Finding 1 on TIR-Math (grpo vs grpo_seqmean) and WebShop run as arena cells of their testbeds."""
+    configs = []
+
+    def run_agent(workdir, model_dir, config, extra_overrides, data_dir, timeout=None, metrics_file=None):
+        configs.append(config)
+        write_lines(metrics_file, [(0, {VAL_KEY: 0.0}), (1, {"training/global_step": 1})])
+        return []
+
+    monkeypatch.setattr(runner, "run_agent", run_agent)
+    argv = ["run", "--envs", "tir_math,webshop", "--methods", "grpo,grpo_seqmean", "--steps", "1"]
+    assert main([*argv, "--out", str(tmp_path / "arena"), "--init-model", str(start_model)]) == 0
+    assert sorted((c.env, c.method) for c in configs) == [
+        (env, method) for env in ("tir_math", "webshop") for method in ("grpo", "grpo_seqmean")
+    ]
+    for config in configs:
+        tb = testbed.cpu_testbed(config.env)
+        assert (config.env_options, config.max_turns) == (tb.env_options, tb.max_turns)
+        assert (config.max_prompt_length, config.max_response_length) == (tb.max_prompt_length, tb.max_response_length)
+
+
 def test_durations_and_progress_line():
     assert [format_duration(s) for s in (0, 42.4, 725, 3725)] == ["0s", "42s", "12m05s", "1h02m"]
     progress = runner.ArenaProgress(total=18, finished=3, earlier=[50.0, 60.0, 70.0], started=0.0)
