@@ -10,7 +10,12 @@ quickstart, evaluation), ``arena/``, ``testing/`` (a scripted LLM server); patch
 the top-level ``patches/`` folder, installed as ``sampo_verl.patches``.
 """
 
+import warnings
+
 from sampo_verl import _moved
+
+# importing verl announces each optional training engine it cannot load (torchtitan, veomni, megatron, ...)
+warnings.filterwarnings("ignore", message=r"\w+ engine is not available: ", category=UserWarning)
 
 _moved.install()  # old module paths (sampo_verl.config, sampo_verl.agent_loop, ...) keep working
 

@@ -29,7 +29,7 @@ from sampo_verl.options import read_options, section_of
 
 FORMAT_FLOOR = 0.5
 GRAD_NORM_FLOOR = 1.0
-ENTROPY_FLOOR = 0.01
+ENTROPY_FLOOR = 0.005
 
 
 @dataclass

@@ -115,6 +115,7 @@ def run_bc(
     cpu: bool | None = None,
     nproc: int | None = None,
     timeout: float | None = None,
+    log_file: Path | None = None,
     **training: float | None,
 ) -> Path:
     """Run behaviour cloning and return the HF model directory ``out``.
@@ -123,6 +124,7 @@ def run_bc(
         cpu: add the CPU preset; None: when verl's platform is ``cpu``.
         nproc: torchrun processes; None: the platform's device count (1 on CPU).
         timeout: seconds after which torchrun and its workers are stopped (``RuntimeError``, as on failure).
+        log_file: where verl's SFT output goes (appended); None: the console.
         training: ``epochs``, ``steps``, ``lr``, ``batch_size`` of :func:`sft_overrides`.
         extra_overrides: Hydra overrides of verl's SFT config, applied last.
     """
@@ -139,7 +141,7 @@ def run_bc(
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
     command = [*torchrun, "-m", "verl.trainer.sft_trainer", *overrides]
     # stopped as a group on timeout/Ctrl-C; one behaviour cloning per output folder at a time
-    run_process(command, Path.cwd(), env, capture=False, timeout=timeout, lock_dir=out)
+    run_process(command, Path.cwd(), env, capture=False, timeout=timeout, lock_dir=out, log_file=log_file)
     return export_hf_model(out, model)
 
 

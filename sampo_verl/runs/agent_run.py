@@ -141,10 +141,12 @@ def run_agent(
     capture: bool = True,
     timeout: float | None = None,
     metrics_file: Path | None = None,
+    log_file: Path | None = None,
 ) -> History:
     """Run the agent RL job in ``workdir``; return verl's file-logger metrics, step -> values.
 
-    The logger writes ``metrics_file`` (default ``workdir/metrics.jsonl``), truncating it first.
+    The logger writes ``metrics_file`` (default ``workdir/metrics.jsonl``), truncating it first; the
+    trainer's console output is kept (``capture``), shown, or appended to ``log_file``.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     overrides = agent_overrides(workdir, model_dir, data_dir or workdir / "data", config) + list(extra_overrides or [])
@@ -155,6 +157,7 @@ def run_agent(
         capture=capture,
         module="sampo_verl.main_ppo",
         timeout=timeout,
+        log_file=log_file,
     )
 
 

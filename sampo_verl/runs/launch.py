@@ -58,6 +58,7 @@ def run_process(
     capture: bool = True,
     timeout: float | None = None,
     lock_dir: Path | None = None,
+    log_file: Path | None = None,
 ) -> None:
     """Run ``command`` in ``workdir`` under a guard (:mod:`sampo_verl.runs.guard`), as its own process group.
 
@@ -67,31 +68,37 @@ def run_process(
     interrupted (Ctrl-C, or SIGTERM turned into an exception). Raises :class:`TrainerRunning` when
     a trainer launched earlier still holds that folder's lock (waiting first for one that is being
     stopped), ``RuntimeError`` with the output tail when the run fails or overruns.
+
+    Output: kept in memory (``capture``), shown live (``capture=False``), or appended to ``log_file``
+    (stdout and stderr together; the error's tail then comes from that file).
     """
     lock = Path(lock_dir or workdir) / LOCK_FILE
     wait_for_release(lock)
     read_end, write_end = os.pipe()  # the guard sees end-of-file when this process is gone
     guarded = [sys.executable, "-I", guard.__file__, "--parent-fd", str(read_end), "--lock", str(lock)]
-    pipe = subprocess.PIPE if capture else None
+    log = open(log_file, "a") if log_file is not None else None
+    pipe = log or (subprocess.PIPE if capture else None)
     try:
         proc = subprocess.Popen(
             [*guarded, "--", *command],
             cwd=workdir,
             env=env,
             stdout=pipe,
-            stderr=pipe,
+            stderr=subprocess.STDOUT if log else pipe,
             text=True,
             start_new_session=True,
             pass_fds=(read_end,),
         )
     finally:
         os.close(read_end)
+        if log is not None:
+            log.close()  # the child holds its own descriptor
     name = " ".join([Path(command[0]).name, *command[1:3]])  # e.g. "python3 -m sampo_verl.main_ppo"
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         stdout, stderr = _stop_group(proc)
-        tail = (stdout or "")[-3000:] + (stderr or "")[-6000:]
+        tail = _tail(stdout, stderr, log_file)
         raise RuntimeError(f"{name} overran {timeout:.0f} s and was stopped\n{tail}") from None
     except BaseException:
         _stop_group(proc)
@@ -101,8 +108,16 @@ def run_process(
     if proc.returncode == REFUSED:
         raise TrainerRunning(f"{name}: {stderr.strip() if stderr else 'another trainer holds ' + str(lock)}")
     if proc.returncode != 0:
-        tail = (stdout or "")[-3000:] + (stderr or "")[-6000:]
-        raise RuntimeError(f"{name} exited with {proc.returncode}\n{tail}")
+        raise RuntimeError(f"{name} exited with {proc.returncode}\n{_tail(stdout, stderr, log_file)}")
+
+
+def _tail(stdout: str | None, stderr: str | None, log_file: Path | None) -> str:
+    """The end of a failed run's output: its log file's last 9000 characters, or those of its streams."""
+    if log_file is not None:
+        with open(log_file, "rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - 9000))
+            return log.read().decode(errors="replace") + f"\n(the whole output: {log_file})"
+    return (stdout or "")[-3000:] + (stderr or "")[-6000:]
 
 
 def wait_for_release(lock: Path) -> None:
@@ -136,11 +151,13 @@ def run_main_ppo(
     capture: bool = True,
     module: str = "verl.trainer.main_ppo",
     timeout: float | None = None,
+    log_file: Path | None = None,
 ) -> History:
     """Run ``python -m <module> <overrides>`` in ``workdir``; return the file logger's metrics, step -> values
     (:func:`sampo_verl.metrics.read_metrics`; empty when the run logged no file).
 
     Raises ``RuntimeError`` with the output tail when the run fails or overruns ``timeout`` seconds.
+    Output: as :func:`run_process` (``capture``, or appended to ``log_file``).
     """
     import torch
 
@@ -151,7 +168,8 @@ def run_main_ppo(
     )
     if torch.cuda.is_available():  # these runs exercise the CPU backend even on a GPU host
         env["VERL_PLATFORM"] = "cpu"
-    run_process([sys.executable, "-m", module, *overrides], workdir, env, capture=capture, timeout=timeout)
+    command = [sys.executable, "-m", module, *overrides]
+    run_process(command, workdir, env, capture=capture, timeout=timeout, log_file=log_file)
     return read_metrics(metrics_file) if metrics_file.exists() else {}
 
 

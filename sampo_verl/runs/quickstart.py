@@ -1,6 +1,6 @@
 """The CPU quickstart: behaviour cloning, then RL through ``sampo_verl.main_ppo``, with a report.
 
-    python -m sampo_verl.quickstart [--env sokoban] [--method sampo] [--steps N] [--seed 0] [--out DIR]
+    python -m sampo_verl.quickstart [--env sokoban] [--method sampo] [--steps N] [--seed 0] [--out DIR] [--verbose]
 
 On the CPU testbed of :mod:`sampo_verl.runs.testbed`: builds the tiny local model and tokenizer, clones
 the environment's expert with verl's SFT trainer, then trains the method with verl's PPO trainer
@@ -8,6 +8,9 @@ the environment's expert with verl's SFT trainer, then trains the method with ve
 seeds (greedy) before RL (= behaviour cloning alone), every ``--test-freq`` steps and at the end.
 Writes ``DIR/report/``: ``metrics.jsonl`` (verl's per-step metrics of the RL run),
 ``bc_metrics.jsonl`` (the SFT run's), ``success.png``, ``stability.png`` and ``summary.json``.
+The console shows one line per phase, a progress bar with ETA for behaviour cloning and for RL, the
+held-out success at each validation and the summary; verl's own output goes to ``DIR/verl.log``
+(``--verbose``: live instead).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from tqdm import tqdm
 
 from sampo_verl.bc.train import SFT_METRICS_FILE
 from sampo_verl.metrics import TRAIN_SUCCESS, VAL_SUCCESS, History, collapse_steps, metric_series, read_metrics
@@ -38,6 +43,7 @@ STABILITY_METRICS = [
     "actor/seq_clipfrac",
 ]
 SUCCESS_METRICS = [VAL_SUCCESS, TRAIN_SUCCESS]
+VERL_LOG = "verl.log"  # in the run folder: the output of verl's SFT and PPO trainers (quiet console)
 
 
 @dataclass(frozen=True)
@@ -75,16 +81,29 @@ class Summary:
         )
 
 
-class MetricsWatcher:
-    """Print a line for every new step a verl file logger writes, while a run goes on."""
+class StepProgress:
+    """A progress bar (tqdm, with ETA) over the steps a verl file logger writes while a run goes on.
 
-    def __init__(self, metrics_file: Path, line: Callable[[int, dict[str, float]], str | None], every: float = 2.0):
-        self.metrics_file, self.line, self.every = metrics_file, line, every
+    A thread polls ``metrics_file``; each new step goes through ``describe(step, metrics)``, which
+    returns ``(postfix, note)``: the bar's postfix (None: not a step to count yet) and a line to print
+    above the bar (None: nothing to say).
+    """
+
+    def __init__(
+        self,
+        metrics_file: Path,
+        total: int,
+        desc: str,
+        describe: Callable[[int, dict[str, float]], tuple[str | None, str | None]],
+        every: float = 2.0,
+    ):
+        self.metrics_file, self.describe, self.every = metrics_file, describe, every
+        self.bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True)
         self._stop = threading.Event()
         self._shown: set[int] = set()
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
-    def __enter__(self) -> MetricsWatcher:
+    def __enter__(self) -> StepProgress:
         self._thread.start()
         return self
 
@@ -92,6 +111,7 @@ class MetricsWatcher:
         self._stop.set()
         self._thread.join()
         self._poll()
+        self.bar.close()
 
     def _watch(self) -> None:
         while not self._stop.wait(self.every):
@@ -99,34 +119,37 @@ class MetricsWatcher:
 
     def _poll(self) -> None:
         history = read_metrics(self.metrics_file) if self.metrics_file.exists() else {}
-        for step, metrics in history.items():
-            if step not in self._shown:
-                text = self.line(step, metrics)
-                if text is not None:
-                    self._shown.add(step)
-                    print(text, flush=True)
+        for step, metrics in sorted(history.items()):
+            if step in self._shown:
+                continue
+            postfix, note = self.describe(step, metrics)
+            if note is not None:
+                self.bar.write(note)
+            if postfix is not None or note is not None:
+                self._shown.add(step)
+            if postfix is not None:
+                self.bar.update(max(0, min(step, self.bar.total) - self.bar.n))
+                self.bar.set_postfix_str(postfix)
 
 
-def rl_line(total: int, start: float) -> Callable[[int, dict[str, float]], str | None]:
-    """Progress line of one RL step (validation-only step 0 included)."""
+def rl_progress(total: int) -> Callable[[int, dict[str, float]], tuple[str | None, str | None]]:
+    """The RL bar's postfix (train success, valid format) and a line at each validation."""
 
-    def line(step: int, m: dict[str, float]) -> str | None:
+    def describe(step: int, m: dict[str, float]) -> tuple[str | None, str | None]:
         val = step_value(m, VAL_SUCCESS)
-        if step == 0:
-            return None if val is None else f"  RL step 0/{total}: held-out success {val:.3f} (behaviour cloning)"
-        if TRAIN_SUCCESS not in m:
-            return None
-        parts = [
-            f"  RL step {step}/{total}",
-            f"train success {m[TRAIN_SUCCESS]:.3f}",
-            f"valid format {m.get('sampo/format_valid_rate', float('nan')):.3f}",
-        ]
-        if val is not None:
-            parts.append(f"held-out success {val:.3f}")
-        parts.append(f"elapsed {format_duration(time.time() - start)}")
-        return ", ".join(parts)
+        note = None if val is None else rl_validation_line(step, total, val)
+        if step == 0 or TRAIN_SUCCESS not in m:
+            return None, note
+        valid_format = m.get("sampo/format_valid_rate", float("nan"))
+        return f"train success {m[TRAIN_SUCCESS]:.3f}, valid format {valid_format:.3f}", note
 
-    return line
+    return describe
+
+
+def rl_validation_line(step: int, total: int, success: float) -> str:
+    if step == 0:
+        return f"  RL step 0/{total}: held-out success {success:.3f} (behaviour cloning)"
+    return f"  RL step {step}/{total}: held-out success {success:.3f}"
 
 
 def step_value(metrics: dict[str, float], metric: str) -> float | None:
@@ -135,9 +158,9 @@ def step_value(metrics: dict[str, float], metric: str) -> float | None:
     return float(values[0]) if values.size else None
 
 
-def bc_line(step: int, m: dict[str, float]) -> str | None:
+def bc_progress(step: int, m: dict[str, float]) -> tuple[str | None, str | None]:
     loss = m.get("train/loss")
-    return None if loss is None else f"  behaviour cloning step {step}: loss {loss:.4f}"
+    return (None if loss is None else f"loss {loss:.4f}"), None
 
 
 def summarise_run(
@@ -199,6 +222,7 @@ def main(argv: list[str] | None = None) -> Summary:
         "--temperature", type=float, default=None, help="RL rollout temperature (default: the testbed's)"
     )
     parser.add_argument("--out", type=Path, default=Path("runs/quickstart"))
+    parser.add_argument("--verbose", action="store_true", help="show verl's output live (default: OUT/verl.log)")
     args = parser.parse_args(argv)
 
     tb = cpu_testbed(args.env)
@@ -218,18 +242,22 @@ def main(argv: list[str] | None = None) -> Summary:
         changes["model"] = dataclasses.replace(tb.model, **size)
     tb = cpu_testbed(args.env, **changes)
     out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    log = None if args.verbose else out / VERL_LOG
+    if log is not None:
+        print(f"verl's output (warnings, configs, per-step lines): {log}", flush=True)
     print(f"[1/3] behaviour cloning on {args.env} expert episodes -> {out / 'bc'}", flush=True)
     start = time.time()
-    with MetricsWatcher(out / "bc" / SFT_METRICS_FILE, bc_line):
-        model = bc_start(out, tb)
+    with StepProgress(out / "bc" / SFT_METRICS_FILE, tb.bc_steps, "  behaviour cloning", bc_progress):
+        model = bc_start(out, tb, log_file=log)
     bc_seconds = time.time() - start
 
     print(f"[2/3] RL with {args.method} for {args.steps} steps (verl PPO trainer, CPU backend)", flush=True)
     rl_dir = out / "rl"
     start = time.time()
     config = rl_config(tb, args.method, args.seed, args.steps, args.test_freq)
-    with MetricsWatcher(rl_dir / "metrics.jsonl", rl_line(args.steps, start)):
-        run_agent(rl_dir, model, config, data_dir=out / "rl_data")
+    with StepProgress(rl_dir / "metrics.jsonl", args.steps, "  RL", rl_progress(args.steps)):
+        run_agent(rl_dir, model, config, data_dir=out / "rl_data", capture=False, log_file=log)
     rl_seconds = time.time() - start
 
     print("[3/3] report", flush=True)

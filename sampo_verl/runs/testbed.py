@@ -98,8 +98,9 @@ def cpu_testbed(env: str, **changes: Any) -> Testbed:
     return dataclasses.replace(TESTBEDS[env], **changes)
 
 
-def bc_start(workdir: Path, tb: Testbed, timeout: float | None = None) -> Path:
-    """The behaviour-cloned model directory ``workdir/bc`` (built unless a finished one is there)."""
+def bc_start(workdir: Path, tb: Testbed, timeout: float | None = None, log_file: Path | None = None) -> Path:
+    """The behaviour-cloned model directory ``workdir/bc`` (built unless a finished one is there);
+    verl's SFT output goes to ``log_file`` (None: the console)."""
     from sampo_verl.bc.sft_data import write_sft_splits
     from sampo_verl.bc.train import run_bc
 
@@ -127,6 +128,7 @@ def bc_start(workdir: Path, tb: Testbed, timeout: float | None = None) -> Path:
         batch_size=tb.bc_batch_size,
         extra_overrides=[f"data.max_length={tb.bc_max_length}"],
         timeout=timeout,
+        log_file=log_file,
     )
     mark_built(done, _fingerprint(tb))
     return out

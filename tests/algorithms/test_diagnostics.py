@@ -1,4 +1,6 @@
+import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -94,3 +96,22 @@ def test_missing_and_nan_metrics_are_ignored():
 def test_bad_config_names_the_flag(opts, flag):
     with pytest.raises(ValueError, match=flag):
         collapse_options({"collapse": opts})
+
+
+RECORDED = json.loads((Path(__file__).parent / "collapse_histories.json").read_text())
+
+
+def replay(history, **cfg) -> list[tuple[int, str]]:
+    det = CollapseDetector(CollapseConfig(**cfg))
+    for row in history:
+        det.update(row["step"], row)
+    return det.events
+
+
+def test_recorded_runs_the_defaults_tell_apart():
+    """A real CISPO collapse (valid format 0.95 -> 0.32) fires; a healthy SAMPO run does not, though its
+    entropy dipped to 0.014 after 0.152, which the relative rule alone took for a collapse."""
+    assert replay(RECORDED["healthy_sampo"]) == []
+    assert replay(RECORDED["collapsed_cispo"]) == [(8, "format_drop"), (10, "format_drop")]
+    relative_only = {"format_floor": None, "grad_norm_floor": None, "entropy_floor": None}
+    assert replay(RECORDED["healthy_sampo"], **relative_only) == [(7, "entropy_collapse")]

@@ -85,6 +85,18 @@ def test_exit_status_and_output_of_a_failing_trainer_reach_the_caller(tmp_path):
     assert guard.holder(tmp_path / guard.LOCK_FILE) is None
 
 
+def test_output_goes_to_the_log_file_and_a_failure_quotes_its_tail(tmp_path, capfd):
+    log = tmp_path / "verl.log"
+    log.write_text("earlier run\n")
+    launch.run_process(["bash", "-c", "echo out; echo err >&2"], tmp_path, dict(os.environ), log_file=log)
+    assert log.read_text().splitlines() == ["earlier run", "out", "err"]  # appended, both streams
+    command = ["bash", "-c", "head -c 20000 /dev/zero | tr '\\0' x; echo; echo boom >&2; exit 3"]
+    with pytest.raises(RuntimeError, match=r"(?s)exited with 3\n.*boom\n\n\(the whole output: .*verl.log\)") as error:
+        launch.run_process(command, tmp_path, dict(os.environ), log_file=log)
+    assert len(str(error.value)) < 9500  # the tail, not the whole file
+    assert "out" not in capfd.readouterr().out
+
+
 def processes_with(marker: str) -> list[int]:
     """Pids whose environment carries ``marker`` (every process a launch starts inherits it)."""
     pids = []

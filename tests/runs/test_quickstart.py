@@ -3,14 +3,25 @@ with tiny settings (behaviour cloning + 2 RL steps through the real trainers) th
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import time
 
 import numpy as np
 import pytest
 
 from sampo_verl.metrics import TRAIN_SUCCESS, VAL_SUCCESS, metric_series, read_metrics
 from sampo_verl.plots import make_figure
-from sampo_verl.runs.quickstart import STABILITY_METRICS, SUCCESS_METRICS, main, rl_line, summarise_run
+from sampo_verl.runs.quickstart import (
+    STABILITY_METRICS,
+    SUCCESS_METRICS,
+    VERL_LOG,
+    StepProgress,
+    main,
+    rl_progress,
+    summarise_run,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -44,14 +55,21 @@ def test_summary_needs_validation_before_and_after():
         summarise_run(history, "sokoban", "sampo", 0, 8, 0.0, 0.0)
 
 
-def test_progress_lines():
-    line = rl_line(total=4, start=0.0)
+def test_progress_of_rl_steps_and_validations():
+    describe = rl_progress(total=4)
     history = history_fixture()
-    assert line(0, history[0]) == "  RL step 0/4: held-out success 0.250 (behaviour cloning)"
-    assert line(2, history[2]).startswith(
-        "  RL step 2/4, train success 0.300, valid format nan, held-out success 0.500"
-    )
-    assert line(0, {}) is None  # nothing to show yet
+    assert describe(0, history[0]) == (None, "  RL step 0/4: held-out success 0.250 (behaviour cloning)")
+    assert describe(1, history[1]) == ("train success 0.200, valid format nan", None)
+    assert describe(2, history[2]) == ("train success 0.300, valid format nan", "  RL step 2/4: held-out success 0.500")
+    assert describe(0, {}) == (None, None)  # nothing to show yet
+
+
+def test_step_progress_counts_each_logged_step_once(tmp_path):
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text("".join(json.dumps({"step": s, "data": d}) + "\n" for s, d in history_fixture().items()))
+    with StepProgress(metrics, 4, "RL", rl_progress(4), every=0.01) as progress:
+        time.sleep(0.05)
+    assert progress.bar.n == 4 and progress._shown == {0, 1, 2, 3, 4}
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +89,25 @@ def smoke(tmp_path_factory):
         "--val-tasks",
         "4",
     ]
-    return out, main(argv)
+    console = io.StringIO()
+    with contextlib.redirect_stdout(console):
+        summary = main(argv)
+    return out, summary, console.getvalue()
+
+
+def test_smoke_run_keeps_the_console_quiet_and_verls_output_in_the_log(smoke):
+    out, summary, console = smoke
+    lines = console.splitlines()
+    assert len(lines) <= 30 and f"verl's output (warnings, configs, per-step lines): {out / VERL_LOG}" in lines
+    assert "[1/3] behaviour cloning" in console and summary.text() in console
+    log = (out / VERL_LOG).read_text()
+    assert "behaviour cloning" not in log and "Final validation metrics" in log  # verl's SFT trainer
+    assert "training/global_step" in log  # verl's PPO trainer's per-step console line
+    assert "UserWarning" not in console and "training/global_step" not in console
 
 
 def test_smoke_run_writes_the_report(smoke):
-    out, summary = smoke
+    out, summary, _ = smoke
     report = out / "report"
     assert json.loads((report / "summary.json").read_text())["steps"] == summary.steps == 2
     history = read_metrics(report / "metrics.jsonl")
@@ -88,7 +120,7 @@ def test_smoke_run_writes_the_report(smoke):
 
 
 def test_smoke_run_plots_are_pngs_with_the_expected_curves(smoke):
-    out, summary = smoke
+    out, summary, _ = smoke
     report = out / "report"
     for name in ("success.png", "stability.png"):
         assert (report / name).read_bytes()[:8] == PNG_SIGNATURE
