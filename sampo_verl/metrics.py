@@ -91,6 +91,16 @@ def seed_band(histories: Sequence[History], metric: str) -> tuple[np.ndarray, ..
     return steps, np.nanmean(table, axis=0), np.nanmin(table, axis=0), np.nanmax(table, axis=0)
 
 
+def wilson_interval(rate: np.ndarray, n: int, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
+    """The Wilson score interval (95% at ``z`` = 1.96) of success rates ``rate`` measured on ``n`` tasks:
+    ``(p + z^2/2n -/+ z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)``, elementwise."""
+    if n < 1:
+        raise ValueError(f"an interval needs n >= 1 tasks, got {n}")
+    p = np.clip(np.asarray(rate, dtype=float), 0.0, 1.0)
+    centre, spread = p + z * z / (2 * n), z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (centre - spread) / (1 + z * z / n), (centre + spread) / (1 + z * z / n)
+
+
 def collapse_steps(history: History) -> list[int]:
     """Steps at which the collapse detector fired (``collapse/any`` > 0)."""
     steps, values = metric_series(history, COLLAPSE)

@@ -12,7 +12,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from sampo_verl.metrics import TRAIN_SUCCESS, VAL_SUCCESS, History, has_metric, seed_band
+from sampo_verl.metrics import TRAIN_SUCCESS, VAL_SUCCESS, History, has_metric, seed_band, wilson_interval
 
 TITLES = {
     VAL_SUCCESS: "validation success rate",
@@ -41,13 +41,18 @@ def make_figure(
     metrics: Sequence[str],
     title: str = "",
     events: Mapping[str, Sequence[int]] | None = None,
+    intervals: Mapping[str, int] | None = None,
+    references: Mapping[str, Mapping[str, float]] | None = None,
 ) -> Figure:
     """Draw one subplot per metric that some run logged, one curve per run label.
 
     ``runs`` maps a label (a method, or the quickstart's one run) to its seeds' histories. A curve is
     the mean over seeds; with more than one seed a shaded band spans their minimum to maximum.
     ``events`` maps a label to steps marked with dotted vertical lines in the label's colour (e.g.
-    collapse steps). Curves have ``gid`` "curve", bands "band" and event markers "event".
+    collapse steps). ``intervals`` maps a success-rate metric to the number of tasks it is measured
+    on: a one-seed curve of it gets its 95% Wilson interval as a band. ``references`` maps a metric to
+    labelled levels drawn as dashed horizontal lines (e.g. the behaviour-cloned start). Curves have
+    ``gid`` "curve", bands "band", intervals "interval", levels "reference" and event markers "event".
     """
     logged = {label: [m for m in metrics if any(has_metric(h, m) for h in seeds)] for label, seeds in runs.items()}
     present = [m for m in metrics if any(m in found for found in logged.values())]
@@ -70,6 +75,11 @@ def make_figure(
             ax.plot(steps, mean, color=colour, label=label, marker=marker, markersize=3, gid="curve")
             if len(seeds) > 1:
                 ax.fill_between(steps, low, high, color=colour, alpha=0.18, linewidth=0, gid="band")
+            elif metric in (intervals or {}):
+                low, high = wilson_interval(mean, intervals[metric])
+                ax.fill_between(steps, low, high, color=colour, alpha=0.18, linewidth=0, gid="interval")
+        for value_label, value in (references or {}).get(metric, {}).items():
+            ax.axhline(value, color="grey", linestyle="--", linewidth=1, label=value_label, gid="reference")
         for colour, label in zip(colours, runs):
             for step in sorted(set((events or {}).get(label, ()))):
                 ax.axvline(step, color=colour, linestyle=":", alpha=0.7, gid="event")
@@ -81,7 +91,8 @@ def make_figure(
         ax.set_axis_off()
     if not present:
         axes[0].text(0.5, 0.5, "no data logged for:\n" + "\n".join(metrics), ha="center", va="center")
-    by_label = {line.get_label(): line for ax in axes for line in ax.get_lines() if line.get_gid() == "curve"}
+    shown = ("curve", "reference")
+    by_label = {line.get_label(): line for ax in axes for line in ax.get_lines() if line.get_gid() in shown}
     if by_label:
         fig.legend(by_label.values(), by_label.keys(), loc="outside lower center", ncols=legend_cols)
     if title:
@@ -95,11 +106,14 @@ def plot_metrics(
     out: str | Path,
     title: str = "",
     events: Mapping[str, Sequence[int]] | None = None,
+    intervals: Mapping[str, int] | None = None,
+    references: Mapping[str, Mapping[str, float]] | None = None,
 ) -> Path:
     """Draw :func:`make_figure` into the PNG file ``out`` (parent folders created); return its path."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    make_figure(runs, metrics, title=title, events=events).savefig(out, format="png")
+    figure = make_figure(runs, metrics, title=title, events=events, intervals=intervals, references=references)
+    figure.savefig(out, format="png")
     return out
 
 

@@ -53,3 +53,21 @@ def test_plot_without_any_data_still_draws(tmp_path):
     fig = make_figure({"grpo": [{}]}, ["actor/entropy"])
     assert "no data logged for" in fig.axes[0].texts[0].get_text()
     png_size(plot_metrics({"grpo": [{}]}, ["actor/entropy"], tmp_path / "empty.png"))
+
+
+def test_one_seed_success_curve_gets_its_binomial_interval_and_the_start_level():
+    history = {0: {"sampo/success_rate": 0.5}, 4: {"sampo/success_rate": 0.0}}
+    fig = make_figure(
+        {"sampo": [history]},
+        ["sampo/success_rate"],
+        intervals={"sampo/success_rate": 64},
+        references={"sampo/success_rate": {"behaviour cloning": 0.5}},
+    )
+    (ax,) = [ax for ax in fig.axes if ax.axison]
+    (band,) = [c for c in ax.collections if c.get_gid() == "interval"]
+    vertices = band.get_paths()[0].vertices
+    at_zero = vertices[np.isclose(vertices[:, 0], 0.0), 1]
+    np.testing.assert_allclose([at_zero.min(), at_zero.max()], [0.38102, 0.61898], atol=1e-4)  # Wilson, n = 64
+    (level,) = gids(ax, "reference")
+    assert level.get_label() == "behaviour cloning" and list(level.get_ydata()) == [0.5, 0.5]
+    assert sorted(t.get_text() for t in fig.legends[0].get_texts()) == ["behaviour cloning", "sampo"]

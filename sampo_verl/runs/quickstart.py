@@ -199,7 +199,9 @@ def write_report(report: Path, rl_metrics: Path, bc_metrics: Path, summary: Summ
     runs = {summary.method: [history]}
     events = {summary.method: summary.collapse_steps}
     title = f"{summary.env}: {summary.method} from behaviour cloning"
-    plot_metrics(runs, SUCCESS_METRICS, report / "success.png", title=title, events=events)
+    start = {VAL_SUCCESS: {"behaviour cloning": summary.success_after_bc}}
+    intervals = {VAL_SUCCESS: summary.val_tasks}
+    plot_metrics(runs, SUCCESS_METRICS, report / "success.png", title, events, intervals, start)
     plot_metrics(runs, STABILITY_METRICS, report / "stability.png", title=title, events=events)
     (report / "summary.json").write_text(json.dumps(asdict(summary), indent=2) + "\n")
     return report
