@@ -91,14 +91,19 @@ def seed_band(histories: Sequence[History], metric: str) -> tuple[np.ndarray, ..
     return steps, np.nanmean(table, axis=0), np.nanmin(table, axis=0), np.nanmax(table, axis=0)
 
 
-def wilson_interval(rate: np.ndarray, n: int, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
-    """The Wilson score interval (95% at ``z`` = 1.96) of success rates ``rate`` measured on ``n`` tasks:
-    ``(p + z^2/2n -/+ z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)``, elementwise."""
-    if n < 1:
-        raise ValueError(f"an interval needs n >= 1 tasks, got {n}")
-    p = np.clip(np.asarray(rate, dtype=float), 0.0, 1.0)
-    centre, spread = p + z * z / (2 * n), z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return (centre - spread) / (1 + z * z / n), (centre + spread) / (1 + z * z / n)
+Z95 = 1.959964
+
+
+def wilson_interval(successes, n: int, z: float = Z95) -> tuple:
+    """The Wilson score interval (95% at the default ``z``) of ``successes`` out of ``n`` tasks, elementwise
+    for arrays: ``(p + z^2/2n -/+ z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)`` with ``p = successes / n``;
+    good at rates near 0 or 1 and for small ``n``; ``(0, 1)`` when ``n`` is 0."""
+    if n == 0:
+        return 0.0, 1.0
+    p = np.clip(np.asarray(successes, dtype=float) / n, 0.0, 1.0)
+    centre, half = p + z * z / (2 * n), z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    low, high = np.clip((centre - half) / (1 + z * z / n), 0, 1), np.clip((centre + half) / (1 + z * z / n), 0, 1)
+    return (float(low), float(high)) if low.ndim == 0 else (low, high)
 
 
 def collapse_steps(history: History) -> list[int]:

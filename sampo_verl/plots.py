@@ -76,7 +76,7 @@ def make_figure(
             if len(seeds) > 1:
                 ax.fill_between(steps, low, high, color=colour, alpha=0.18, linewidth=0, gid="band")
             elif metric in (intervals or {}):
-                low, high = wilson_interval(mean, intervals[metric])
+                low, high = wilson_interval(mean * intervals[metric], intervals[metric])
                 ax.fill_between(steps, low, high, color=colour, alpha=0.18, linewidth=0, gid="interval")
         for value_label, value in (references or {}).get(metric, {}).items():
             ax.axhline(value, color="grey", linestyle="--", linewidth=1, label=value_label, gid="reference")

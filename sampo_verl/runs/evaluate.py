@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
@@ -37,11 +36,11 @@ from typing import Any
 
 from sampo_verl.agent.dataset import VAL_SEED_OFFSET
 from sampo_verl.agent.loop import Episode, EnvAgentLoop, EpisodeSpec, play_episode
+from sampo_verl.metrics import wilson_interval
 from sampo_verl.runs.chat_client import ChatModel, ChatSettings
 
 SUMMARY_FILE = "summary.json"
 EPISODES_FILE = "episodes.jsonl"
-Z95 = 1.959964
 
 
 @dataclass(frozen=True)
@@ -58,16 +57,6 @@ class EvalResult:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     wall_time_s: float = 0.0
-
-
-def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a success rate (good at rates near 0 or 1 and for small ``n``)."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def episode_record(seed: int, episode: Episode | None) -> dict[str, Any]:
