@@ -43,6 +43,7 @@ _STOPWORDS = frozenset(
     "a an and the of for with in on to by from or at as is are be this that these those your our you it its "
     "made use everyday line new set pack".split()
 )
+FULL_SCORE = 1.0 - 1e-9  # a reward of 1 (success), up to float rounding of the parts
 FUZZY_MATCH = 85  # WebShop's thefuzz token_set_ratio threshold for attributes and options
 
 
@@ -173,11 +174,7 @@ class WebShopEnv(TextEnv):
     # episode -----------------------------------------------------------------------------------------
 
     def reset(self, seed: int, task: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
-        if self.catalog.goals is None:
-            self.goal = self.catalog.goal(seed)
-        else:
-            goals = self.catalog.goals[self.goal_slice]
-            self.goal = goals[seed % len(goals)]
+        self.goal = self.catalog.goal(seed, self.goal_slice)
         self.page, self.query, self.results, self.page_no = "search", "", [], 1
         self.product: Product | None = None
         self.options: dict[str, str] = {}
@@ -195,7 +192,7 @@ class WebShopEnv(TextEnv):
             return observation, 0.0, False, {**info, INVALID_ACTION: refused}
         if self.page == "done":
             reward = webshop_reward(self.product, self.goal, self.product.price, self.options)
-            self.done, self.won = True, reward >= 1.0 - 1e-9
+            self.done, self.won = True, reward >= FULL_SCORE
             observation = f"Thank you for shopping with us!{SEP}Your score (min 0.0, max 1.0){SEP}{reward:.2f}"
             return observation, reward, True, {"anchor": "done", "won": self.won}
         observation, info = self._view()
@@ -216,7 +213,7 @@ class WebShopEnv(TextEnv):
             self.searches.append(argument)
             return None
         target = argument.lower()
-        if self.page == "search" or target not in self._clickables():
+        if target not in self._clickables():  # nothing is clickable on the search page
             return "not_clickable"
         if target == BACK:
             self.page, self.product, self.options = "search", None, {}
@@ -258,11 +255,12 @@ class WebShopEnv(TextEnv):
         return []
 
     def _view(self) -> tuple[str, dict[str, Any]]:
+        clickables = self._clickables()
         if self.page == "search":
             parts = ["WebShop", "Instruction:", self.goal.instruction, "Search"]
         elif self.page == "results":
             parts = ["Back to Search", f"Page {self.page_no} (Total results: {len(self.results)})"]
-            parts += ["< Prev"] * (PREV in self._clickables()) + ["Next >"] * (NEXT in self._clickables())
+            parts += ["< Prev"] * (PREV in clickables) + ["Next >"] * (NEXT in clickables)
             for asin in self._page_items():
                 product = self.catalog.by_asin[asin]
                 parts += [asin, product.title, product.price_tag]
@@ -277,7 +275,7 @@ class WebShopEnv(TextEnv):
             parts = ["Back to Search", "< Prev", text]
         info: dict[str, Any] = {"anchor": self._anchor(), "won": False}
         if self.page != "search":
-            info["admissible_actions"] = [f"click[{c}]" for c in self._clickables()]
+            info["admissible_actions"] = [f"click[{c}]" for c in clickables]
         return SEP.join(parts), info
 
     def _anchor(self) -> str:
@@ -287,14 +285,14 @@ class WebShopEnv(TextEnv):
 
     # expert ------------------------------------------------------------------------------------------
 
+    def wanted_options(self, product: Product) -> dict[str, str]:
+        """The goal's option values that ``product`` offers, by option name."""
+        named = ((product.option_of(want), want.lower()) for want in self.goal.options)
+        return {name: value for name, value in named if name is not None}
+
     def best_reward(self, product: Product) -> float:
         """The reward of buying ``product`` with the goal's option values it offers."""
-        chosen = {}
-        for want in self.goal.options:
-            name = product.option_of(want)
-            if name is not None:
-                chosen[name] = want.lower()
-        return webshop_reward(product, self.goal, product.price, chosen)
+        return webshop_reward(product, self.goal, product.price, self.wanted_options(product))
 
     def expert_action(self) -> str:
         """Search the goal's attributes and type, open the first listed item that can score 1 (reading up
@@ -306,15 +304,14 @@ class WebShopEnv(TextEnv):
         if self.page in (DESCRIPTION, FEATURES):
             return f"click[{PREV}]"
         if self.page == "item":
-            if self.best_reward(self.product) < 1.0 - 1e-9:
+            if self.best_reward(self.product) < FULL_SCORE:
                 return f"click[{PREV}]"
-            for want in self.goal.options:
-                name = self.product.option_of(want)
-                if name is not None and self.options.get(name) != want.lower():
-                    return f"click[{want.lower()}]"
+            for name, value in self.wanted_options(self.product).items():
+                if self.options.get(name) != value:
+                    return f"click[{value}]"
             return f"click[{BUY}]"
         for asin in self._page_items():
-            if self.best_reward(self.catalog.by_asin[asin]) >= 1.0 - 1e-9:
+            if self.best_reward(self.catalog.by_asin[asin]) >= FULL_SCORE:
                 return f"click[{asin.lower()}]"
         if NEXT in self._clickables() and self.page_no < EXPERT_PAGES:
             return f"click[{NEXT}]"

@@ -85,10 +85,12 @@ class Catalog:
         self._index.index(_tokens(texts), show_progress=False)
         self._vocab = set(self._index.vocab_dict)
 
-    def goal(self, seed: int) -> Goal:
-        """The goal of episode ``seed``: the ``seed``-th listed goal (cycling), or one drawn for it."""
+    def goal(self, seed: int, within: slice = slice(None)) -> Goal:
+        """The goal of episode ``seed``: the ``seed``-th listed goal of the slice ``within`` (cycling), or
+        one drawn for it when the catalogue is generated."""
         if self.goals is not None:
-            return self.goals[seed % len(self.goals)]
+            goals = self.goals[within]
+            return goals[seed % len(goals)]
         return synthetic_goal(self.products, np.random.default_rng([self.goal_seed, seed]))
 
     def search(self, query: str, k: int = SEARCH_TOP_K) -> list[str]:
@@ -284,6 +286,11 @@ def _options(customization: Any) -> dict[str, tuple[str, ...]]:
     return options
 
 
+def _read_json(path: str) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
 def read_webshop_files(
     products_path: str,
     attributes_path: str | None = None,
@@ -294,10 +301,9 @@ def read_webshop_files(
     attributes, as WebShop), else the synthetic ones of the attributes file (every option combination)."""
     if human_goals_path is None and attributes_path is None:
         raise ValueError("webshop: products_path needs attributes_path or human_goals_path (for the goals)")
-    with open(products_path) as f:
-        raw = json.load(f)
-    attributes = json.load(open(attributes_path)) if attributes_path else {}
-    human = json.load(open(human_goals_path)) if human_goals_path else None
+    raw = _read_json(products_path)
+    attributes = _read_json(attributes_path) if attributes_path else {}
+    human = _read_json(human_goals_path) if human_goals_path else None
     rng = np.random.default_rng([seed, 11])
     products, seen = [], set()
     for item in raw:
