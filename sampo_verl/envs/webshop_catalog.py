@@ -270,7 +270,8 @@ def generate_catalog(num_products: int = 2000, seed: int = 0) -> list[Product]:
 
 def _pricing(text: Any, rng: np.random.Generator) -> tuple[float, str]:
     """Price and tag as WebShop's loader: "$a" is a, "$a$b" a range (a price drawn in it), none $100."""
-    prices = [float(re.sub(r"[^\d.]", "", p)) for p in str(text or "").split("$")[1:] if re.sub(r"[^\d.]", "", p)]
+    digits = [re.sub(r"[^\d.]", "", part) for part in str(text or "").split("$")[1:]]
+    prices = [float(d) for d in digits if d]
     if not prices:
         return 100.0, "$100.0"
     if len(prices) == 1:
