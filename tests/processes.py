@@ -19,7 +19,8 @@ def wait_for(condition, seconds: float = 30.0) -> bool:
 
 def state(pid: int) -> str:
     """The state letter of a process (``Z``: exited, not yet reaped), or ``gone``."""
-    with contextlib.suppress(FileNotFoundError):
+    # a process that exits between open and read raises ESRCH (ProcessLookupError) instead of ENOENT
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     return "gone"
 
