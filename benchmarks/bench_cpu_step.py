@@ -5,8 +5,9 @@
 Runs the testbed's RL job (``sampo_verl.runs.testbed``: its model size, groups, group size, turns and
 response length, from the random tiny model, no validation) twice in this invocation:
 
-- ``before``: verl's replay-buffer poll of 2 s (``sampo.sampler.poll_interval_s=2``) and without the
-  speed-only CPU patches (``SAMPO_DISABLE_PATCHES``: verl's per-row log-prob loop, the padding mask);
+- ``before``: verl's replay-buffer poll of 2 s (``sampo.sampler.poll_interval_s=2``), verl's
+  old-log-prob forward (``sampo.old_log_prob.from_rollout=false``) and without the speed-only CPU
+  patches (``SAMPO_DISABLE_PATCHES``: verl's per-row log-prob loop, the padding mask);
 - ``new``: the defaults.
 
 It prints verl's ``timing_s/*`` per phase (mean over the steps after the first, which warms up) for both
@@ -35,7 +36,7 @@ from sampo_verl.runs.agent_run import prepare_model, run_agent
 from sampo_verl.runs.testbed import cpu_testbed, rl_config
 
 PHASES = ["gen", "old_log_prob", "ref", "update_actor", "step"]
-BEFORE_OVERRIDES = ["sampo.sampler.poll_interval_s=2.0"]
+BEFORE_OVERRIDES = ["sampo.sampler.poll_interval_s=2.0", "sampo.old_log_prob.from_rollout=false"]
 
 
 def run_steps(workdir: Path, model: Path, args: argparse.Namespace, overrides: list[str], env: dict) -> History:

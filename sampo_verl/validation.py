@@ -20,6 +20,8 @@ from sampo_verl.algorithms.diagnostics import collapse_options
 from sampo_verl.algorithms.filtering import filter_options
 from sampo_verl.algorithms.losses import SEQ_MASK_LOSSES
 from sampo_verl.envs import ENV_REGISTRY
+from sampo_verl.trainer.old_log_prob import config_errors as old_log_prob_errors
+from sampo_verl.trainer.old_log_prob import old_log_prob_options
 from sampo_verl.trainer.replay_buffer import sampler_options
 
 # numeric flags of verl's config that the package's methods rely on: (flag, test, what it must be)
@@ -31,7 +33,7 @@ NUMBERS: tuple[tuple[str, Callable[[float], bool], str], ...] = (
     ("actor_rollout_ref.actor.entropy_coeff", lambda v: v >= 0, ">= 0"),
     ("actor_rollout_ref.rollout.n", lambda v: v >= 1 and v == int(v), "an integer >= 1"),
 )
-SAMPO_SECTIONS = ("collapse", "sampler")  # the keys of the package's own ``sampo`` section
+SAMPO_SECTIONS = ("collapse", "sampler", "old_log_prob")  # the keys of the package's own ``sampo`` section
 
 
 def validate_sampo_config(config: Any) -> None:
@@ -111,6 +113,10 @@ def validate_sampo_config(config: Any) -> None:
             read(sampo)
         except ValueError as error:
             errors.append(str(error))
+    try:
+        errors += old_log_prob_errors(old_log_prob_options(sampo), bool(rollout.get("calculate_log_probs", False)))
+    except ValueError as error:
+        errors.append(str(error))
     _raise(errors)
 
 

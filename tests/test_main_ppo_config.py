@@ -147,6 +147,7 @@ BAD_SETTINGS = [
     ("+sampo.colapse.enable=false", "unknown sampo option(s) ['colapse']"),
     ("sampo.sampler.poll_interval_s=0", "sampo.sampler.poll_interval_s must be > 0, got 0"),
     ("+sampo.sampler.poll_s=1", "unknown sampo.sampler option(s) ['poll_s']"),
+    ("sampo.old_log_prob.from_rollout=yes", "sampo.old_log_prob.from_rollout must be true or false, got 'yes'"),
     ("algorithm.adv_estimator=simply", "algorithm.adv_estimator=simply is not registered; known: ["),
     ("actor_rollout_ref.actor.policy_loss.loss_mode=sampo_typo", "loss_mode='sampo_typo' is not a registered"),
     ("actor_rollout_ref.actor.policy_loss.seq_mask.normaliser=tokens", "seq_mask.normaliser must be one of"),
@@ -163,6 +164,16 @@ def test_bad_settings_fail_before_ray_naming_flag_and_value(override, message):
         validate_sampo_config(config)
     assert time.perf_counter() - start < 5.0
     assert message in str(err.value)
+
+
+def test_old_log_probs_from_the_rollout_need_the_rollouts_log_probs():
+    from_rollout = ["method=gigpo", "sampo.old_log_prob.from_rollout=true"]
+    validate_sampo_config(make(*from_rollout))  # verl's rollout reports log-probs by default
+    message = "sampo.old_log_prob.from_rollout=true needs the rollout's log-probs: set actor_rollout_ref.rollout."
+    with pytest.raises(ValueError, match=re.escape(message)):
+        validate_sampo_config(make(*from_rollout, "actor_rollout_ref.rollout.calculate_log_probs=false"))
+    assert make("method=gigpo").sampo.old_log_prob.from_rollout is False  # verl's recomputation by default
+    assert make("method=gigpo", "preset=cpu").sampo.old_log_prob.from_rollout is True
 
 
 def test_inputs_that_are_not_there_fail_before_ray(tmp_path):

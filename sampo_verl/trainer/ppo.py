@@ -10,6 +10,8 @@ Registered as ``trainer.v1.trainer_mode=sampo``. Everything not listed here is v
 - Dynamic filtering: ``SampoReplayBuffer`` (:mod:`.replay_buffer`) replaces verl's sync replay buffer when
   ``algorithm.filter_groups.enable=true`` (criteria ``reward`` or ``advantage``, cold start,
   a limit on refill rounds, then a top-up with signal-free groups).
+- ``_compute_old_log_prob``: with ``sampo.old_log_prob.from_rollout=true`` the rollout's log-probs are the
+  old policy's, without a second forward (:mod:`.old_log_prob`).
 - ``_compute_metrics``: per-turn rates (format-valid, action-valid, success) and the collapse
   detector of :mod:`sampo_verl.algorithms.diagnostics`, which can stop the run with a checkpoint.
 """
@@ -21,7 +23,7 @@ import logging
 
 import numpy as np
 import transfer_queue as tq
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 from tensordict import TensorDict
 from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
 from verl.trainer.ppo.v1.trainer_base import register_trainer
@@ -32,6 +34,12 @@ from sampo_verl.agent.turns import turn_metrics
 from sampo_verl.algorithms import advantages
 from sampo_verl.algorithms.diagnostics import CollapseDetector, collapse_options
 from sampo_verl.algorithms.filtering import filter_options
+from sampo_verl.trainer.old_log_prob import (
+    ENTROPY_METRIC,
+    UPDATE_ENTROPY_METRIC,
+    old_log_prob_options,
+    skips_forward,
+)
 from sampo_verl.trainer.replay_buffer import SampoReplayBuffer, sampler_options
 from sampo_verl.trainer.turn_batch import multi_turn_advantages, pop_extra_fields, real_rows
 
@@ -56,6 +64,26 @@ class SampoTrainer(PPOTrainerSync):
     def __init__(self, config: DictConfig):
         super().__init__(config)
         self.collapse_detector = CollapseDetector(collapse_options(config.get("sampo", None)))
+        self.old_log_probs_from_rollout = skips_forward(
+            old_log_prob_options(config.get("sampo", None)), config.algorithm.adv_estimator
+        )
+        if self.old_log_probs_from_rollout:  # the policy's entropy is then measured in the update's forward
+            with open_dict(self.config):
+                self.config.actor_rollout_ref.actor.calculate_entropy = True
+
+    # ------------------------------------------------------------------ old policy
+    def _compute_old_log_prob(self, batch, metrics: dict):
+        if not self.old_log_probs_from_rollout:
+            return super()._compute_old_log_prob(batch, metrics)
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["rollout_log_probs"])
+        fields = TensorDict({"old_log_probs": data["rollout_log_probs"]}, batch_size=len(batch))
+        return tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)
+
+    def _update_actor(self, batch, metrics: dict):
+        batch = super()._update_actor(batch, metrics)
+        if self.old_log_probs_from_rollout and UPDATE_ENTROPY_METRIC in metrics:
+            metrics[ENTROPY_METRIC] = metrics[UPDATE_ENTROPY_METRIC]
+        return batch
 
     # ------------------------------------------------------------------ advantages
     def _compute_advantage(self, batch, metrics: dict):
