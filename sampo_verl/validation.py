@@ -23,6 +23,7 @@ from sampo_verl.envs import ENV_REGISTRY
 from sampo_verl.trainer.old_log_prob import config_errors as old_log_prob_errors
 from sampo_verl.trainer.old_log_prob import old_log_prob_options
 from sampo_verl.trainer.replay_buffer import sampler_options
+from sampo_verl.trainer.val_outcomes import validation_options
 
 # numeric flags of verl's config that the package's methods rely on: (flag, test, what it must be)
 NUMBERS: tuple[tuple[str, Callable[[float], bool], str], ...] = (
@@ -33,7 +34,8 @@ NUMBERS: tuple[tuple[str, Callable[[float], bool], str], ...] = (
     ("actor_rollout_ref.actor.entropy_coeff", lambda v: v >= 0, ">= 0"),
     ("actor_rollout_ref.rollout.n", lambda v: v >= 1 and v == int(v), "an integer >= 1"),
 )
-SAMPO_SECTIONS = ("collapse", "sampler", "old_log_prob")  # the keys of the package's own ``sampo`` section
+# the keys of the package's own ``sampo`` section
+SAMPO_SECTIONS = ("collapse", "sampler", "old_log_prob", "validation")
 
 
 def validate_sampo_config(config: Any) -> None:
@@ -108,7 +110,7 @@ def validate_sampo_config(config: Any) -> None:
     unknown = sorted(set(sampo) - set(SAMPO_SECTIONS))
     if unknown:
         errors.append(f"unknown sampo option(s) {unknown}; known: {list(SAMPO_SECTIONS)}")
-    for read in (collapse_options, sampler_options):
+    for read in (collapse_options, sampler_options, validation_options):
         try:
             read(sampo)
         except ValueError as error:

@@ -148,6 +148,7 @@ BAD_SETTINGS = [
     ("sampo.sampler.poll_interval_s=0", "sampo.sampler.poll_interval_s must be > 0, got 0"),
     ("+sampo.sampler.poll_s=1", "unknown sampo.sampler option(s) ['poll_s']"),
     ("sampo.old_log_prob.from_rollout=yes", "sampo.old_log_prob.from_rollout must be true or false, got 'yes'"),
+    ("+sampo.validation.file=x.jsonl", "unknown sampo.validation option(s) ['file']"),
     ("algorithm.adv_estimator=simply", "algorithm.adv_estimator=simply is not registered; known: ["),
     ("actor_rollout_ref.actor.policy_loss.loss_mode=sampo_typo", "loss_mode='sampo_typo' is not a registered"),
     ("actor_rollout_ref.actor.policy_loss.seq_mask.normaliser=tokens", "seq_mask.normaliser must be one of"),
@@ -174,6 +175,12 @@ def test_old_log_probs_from_the_rollout_need_the_rollouts_log_probs():
         validate_sampo_config(make(*from_rollout, "actor_rollout_ref.rollout.calculate_log_probs=false"))
     assert make("method=gigpo").sampo.old_log_prob.from_rollout is False  # verl's recomputation by default
     assert make("method=gigpo", "preset=cpu").sampo.old_log_prob.from_rollout is True
+
+
+def test_validation_outcomes_go_to_the_checkpoint_folder_unless_set():
+    config = make("method=gigpo", "trainer.default_local_dir=/runs/a")
+    assert config.sampo.validation.outcomes_file == "/runs/a/val_outcomes.jsonl"
+    assert make("method=gigpo", "sampo.validation.outcomes_file=null").sampo.validation.outcomes_file is None
 
 
 def test_inputs_that_are_not_there_fail_before_ray(tmp_path):

@@ -89,6 +89,11 @@ def write_splits(
     return paths[0], paths[1]
 
 
+def task_seeds(parquet_file: str) -> list[int]:
+    """The episode seeds of a task file, in row order (the tasks its validation records name)."""
+    return [int(info["seed"]) for info in pd.read_parquet(parquet_file, columns=["extra_info"])["extra_info"]]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--env", required=True, help=f"registered environment: {sorted(ENV_REGISTRY)}")

@@ -340,8 +340,9 @@ class EnvAgentLoop(AgentLoopBase):
 
     async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> list[AgentLoopOutput]:
         traj_uid = f"{kwargs['uid']}_{kwargs.get('session_id', 0)}" if "uid" in kwargs else uuid4().hex
-        episode = await self.play(EpisodeSpec.from_row(kwargs), traj_uid, sampling_params)
-        return [] if episode is None else self._outputs(episode, traj_uid)
+        spec = EpisodeSpec.from_row(kwargs)
+        episode = await self.play(spec, traj_uid, sampling_params)
+        return [] if episode is None else self._outputs(episode, traj_uid, spec.seed)
 
     async def play(self, spec: EpisodeSpec, traj_uid: str, sampling_params: dict[str, Any]) -> Episode | None:
         """One episode with this loop's model and options (:func:`play_episode`)."""
@@ -378,7 +379,7 @@ class EnvAgentLoop(AgentLoopBase):
             text=self.tokenizer.decode(response_ids, skip_special_tokens=True),
         )
 
-    def _outputs(self, played: Episode, traj_uid: str) -> list[AgentLoopOutput]:
+    def _outputs(self, played: Episode, traj_uid: str, task_seed: int) -> list[AgentLoopOutput]:
         turns, episode_reward = played.turns, played.reward
         episode = played.outcome()
         incidents = schema.EnvIncidents(
@@ -402,6 +403,7 @@ class EnvAgentLoop(AgentLoopBase):
                 won=t.won,
                 episode=episode,
                 incidents=incidents,
+                task_seed=task_seed,
             )
             outputs.append(
                 AgentLoopOutput(

@@ -9,7 +9,9 @@ estimator errors about a missing field quote it.
 
 The episode outcome (:class:`EpisodeOutcome`) is equal on every turn of an episode and is also put
 in ``reward_extra_info`` (so verl logs it, e.g. in validation), with ``acc`` = success: verl's
-validation reports ``val-core/<data_source>/acc/mean@n``.
+validation reports ``val-core/<data_source>/acc/mean@n``. ``reward_extra_info`` also names the task
+(``task_seed``, the dataset row's seed) so that the SAMPO trainer can record which held-out task
+each validation solved (:mod:`sampo_verl.trainer.val_outcomes`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ ENV_CLOSE_FAILED = "env_close_failed"
 ENV_RESET_FAILURES = "env_reset_failures"
 REWARD_EXTRA_INFO = "reward_extra_info"
 VAL_ACC = "acc"  # verl's core validation metric name
+TASK_SEED = "task_seed"  # in reward_extra_info: the episode's dataset seed (one held-out task)
 
 ESTIMATORS = "multi-turn advantage estimators (sampo_verl.algorithms.advantages)"
 FILTER = "group filter (sampo_verl.trainer.replay_buffer)"
@@ -129,6 +132,7 @@ def turn_extra_fields(
     won: bool,
     episode: EpisodeOutcome,
     incidents: EnvIncidents,
+    task_seed: int,
 ) -> dict[str, Any]:
     """The ``extra_fields`` of one turn sample (the agent loop's only writer of the schema)."""
     outcome = asdict(episode)
@@ -146,7 +150,7 @@ def turn_extra_fields(
         ENV_CLOSE_FAILED: incidents.close_failed,
         ENV_RESET_FAILURES: incidents.reset_failures,
         **outcome,
-        REWARD_EXTRA_INFO: {**outcome, VAL_ACC: episode.success},
+        REWARD_EXTRA_INFO: {**outcome, VAL_ACC: episode.success, TASK_SEED: task_seed},
     }
 
 

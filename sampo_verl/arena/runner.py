@@ -4,6 +4,8 @@ Each cell is one ``sampo_verl.main_ppo`` run written as :mod:`sampo_verl.arena.l
 the runner also keeps in the cell folder::
 
     ckpt/                         verl's checkpoints (trainer.default_local_dir), the latest one only
+    val_outcomes.jsonl            every validation's per-task outcomes, all attempts appending
+                                  (sampo_verl.trainer.val_outcomes; a step validated again: the last wins)
     attempts/from_step<s>.jsonl   verl's file-logger output of the attempt that started from the
                                   step-s checkpoint (0: from scratch)
     attempts/from_step<s>.started the attempt's start time while it runs (left behind by a killed runner)
@@ -62,6 +64,7 @@ from sampo_verl.runs.agent_run import CHECKPOINT_DIR, run_agent
 from sampo_verl.runs.guard import LOCK_FILE, last_alive
 from sampo_verl.runs.launch import child_env, format_duration, run_process, wait_for_release
 from sampo_verl.runs.testbed import bc_start, cpu_testbed, rl_config
+from sampo_verl.trainer.val_outcomes import OUTCOMES_FILE
 
 START_DIR = "_start"
 ATTEMPTS_DIR = "attempts"
@@ -372,6 +375,7 @@ def recipe_launch(spec: ArenaSpec, cell: Cell, start: str, metrics_file: Path) -
     """
     overrides = [
         f"trainer.default_local_dir={cell.path / CHECKPOINT_DIR}",
+        f"sampo.validation.outcomes_file={cell.path / OUTCOMES_FILE}",
         f"data.seed={cell.seed}",
         f"actor_rollout_ref.rollout.seed={cell.seed}",
         "trainer.val_before_train=true",

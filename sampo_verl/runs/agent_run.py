@@ -8,7 +8,8 @@ The end-to-end tests, the quickstart and the arena's CPU cells all run through h
 
 The trailing Hydra overrides go to ``sampo_verl.main_ppo``, whose config has the package's keys, so
 they take no ``+`` (e.g. ``sampo.collapse.stop_on_collapse=true algorithm.gigpo.step_weight=0.5``).
-Metrics go to the console and, through verl's ``file`` logger, to ``WORKDIR/metrics.jsonl``.
+Metrics go to the console and, through verl's ``file`` logger, to ``WORKDIR/metrics.jsonl``; each
+validation's per-task outcomes to ``WORKDIR/val_outcomes.jsonl`` (:mod:`sampo_verl.trainer.val_outcomes`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sampo_verl.agent.dataset import write_splits
 from sampo_verl.metrics import History
 from sampo_verl.runs.assets import ModelSize, build_assets
 from sampo_verl.runs.launch import run_main_ppo
+from sampo_verl.trainer.val_outcomes import OUTCOMES_FILE
 
 TASKS_FILE = "tasks.json"  # the settings the task files were written with
 CHECKPOINT_DIR = "ckpt"  # verl's checkpoints of a run (trainer.default_local_dir): <workdir>/ckpt
@@ -126,6 +128,7 @@ def agent_overrides(workdir: Path, model_dir: Path, data_dir: Path, config: Agen
         f"trainer.save_freq={config.save_freq}",
         f"trainer.total_training_steps={config.steps}",
         f"trainer.default_local_dir={workdir / CHECKPOINT_DIR}",
+        f"sampo.validation.outcomes_file={workdir / OUTCOMES_FILE}",
     ]
     if config.filter_cold_start_steps is not None:
         overrides.append(f"algorithm.filter_groups.cold_start_steps={config.filter_cold_start_steps}")

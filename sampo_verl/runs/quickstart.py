@@ -7,7 +7,8 @@ the environment's expert with verl's SFT trainer, then trains the method with ve
 (the CPU backend) on the same environment. Success is measured by verl's validation on held-out
 seeds (greedy) before RL (= behaviour cloning alone), every ``--test-freq`` steps and at the end.
 Writes ``DIR/report/``: ``metrics.jsonl`` (verl's per-step metrics of the RL run),
-``bc_metrics.jsonl`` (the SFT run's), ``success.png``, ``stability.png`` and ``summary.json``.
+``bc_metrics.jsonl`` (the SFT run's), ``success.png``, ``stability.png`` and ``summary.json`` (with
+the outcome of every held-out task at every validation, and the paired 95% interval of the change).
 The console shows one line per phase, a progress bar with ETA for behaviour cloning and for RL, the
 held-out success at each validation and the summary; verl's own output goes to ``DIR/verl.log``
 (``--verbose``: live instead).
@@ -25,14 +26,18 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
+from sampo_verl.agent.dataset import task_seeds
 from sampo_verl.bc.train import SFT_METRICS_FILE
 from sampo_verl.metrics import TRAIN_SUCCESS, VAL_SUCCESS, History, collapse_steps, metric_series, read_metrics
 from sampo_verl.plots import plot_metrics
 from sampo_verl.runs.agent_run import run_agent
 from sampo_verl.runs.launch import format_duration
 from sampo_verl.runs.testbed import TESTBEDS, bc_start, cpu_testbed, rl_config
+from sampo_verl.stats import Interval, bootstrap_mean
+from sampo_verl.trainer.val_outcomes import OUTCOMES_FILE, ValOutcomes, read_val_outcomes
 
 STABILITY_METRICS = [
     "sampo/format_valid_rate",
@@ -62,16 +67,22 @@ class Summary:
     collapse_steps: list[int]
     bc_seconds: float
     rl_seconds: float
+    task_seeds: list[int] = dataclasses.field(default_factory=list)  # the held-out tasks, in task_success order
+    task_success: dict[int, list[float]] = dataclasses.field(default_factory=dict)  # step -> success per task
+    change_ci95: tuple[float, float] | None = None  # paired over the tasks: last validation - behaviour cloning
 
     def text(self) -> str:
         change = self.success_after_rl - self.success_after_bc
+        interval = "" if self.change_ci95 is None else ", paired 95% interval [{:+.3f}, {:+.3f}]".format(
+            *self.change_ci95
+        )
         return "\n".join(
             [
                 f"sampo-verl quickstart: {self.env}, method {self.method}, seed {self.seed}",
                 (
                     f"  success on {self.val_tasks} held-out tasks (greedy): {self.success_after_bc:.3f} after "
-                    f"behaviour cloning -> {self.success_after_rl:.3f} after {self.steps} RL steps ({change:+.3f}; "
-                    f"best {self.best_success:.3f} at step {self.best_step})"
+                    f"behaviour cloning -> {self.success_after_rl:.3f} after {self.steps} RL steps ({change:+.3f}"
+                    f"{interval}; best {self.best_success:.3f} at step {self.best_step})"
                 ),
                 f"  collapse warnings: {len(self.collapse_steps)}"
                 + (f" at steps {self.collapse_steps}" * bool(self.collapse_steps)),
@@ -164,15 +175,30 @@ def bc_progress(step: int, m: dict[str, float]) -> tuple[str | None, str | None]
 
 
 def summarise_run(
-    history: History, env: str, method: str, seed: int, val_tasks: int, bc_s: float, rl_s: float
+    history: History,
+    env: str,
+    method: str,
+    seed: int,
+    val_tasks: int,
+    bc_s: float,
+    rl_s: float,
+    outcomes: dict[int, ValOutcomes] | None = None,
+    task_seeds: list[int] | None = None,
 ) -> Summary:
-    """The quickstart's numbers from the RL run's metrics (validation at step 0 = behaviour cloning)."""
+    """The quickstart's numbers from the RL run's metrics (validation at step 0 = behaviour cloning) and,
+    given the per-task ``outcomes`` on ``task_seeds``, the paired interval of the change."""
     steps, values = metric_series(history, VAL_SUCCESS)
     val = dict(zip(steps.tolist(), values.tolist(), strict=True))
     if 0 not in val or len(val) < 2:
         raise RuntimeError(f"the RL run logged no validation before and after training (steps {sorted(val)})")
     last = max(val)
     best_step = max(val, key=lambda s: (val[s], -s))
+    seeds = list(task_seeds or [])
+    per_task = {step: o.success(seeds, env).tolist() for step, o in (outcomes or {}).items()} if seeds else {}
+    change = None
+    if 0 in per_task and last in per_task:
+        interval = paired_change(per_task[0], per_task[last])
+        change = (interval.low, interval.high)
     return Summary(
         env=env,
         method=method,
@@ -186,7 +212,15 @@ def summarise_run(
         collapse_steps=collapse_steps(history),
         bc_seconds=bc_s,
         rl_seconds=rl_s,
+        task_seeds=seeds if per_task else [],
+        task_success=per_task,
+        change_ci95=change,
     )
+
+
+def paired_change(before: list[float], after: list[float]) -> Interval:
+    """The mean change of success over the same tasks, with its bootstrap interval (:mod:`sampo_verl.stats`)."""
+    return bootstrap_mean(np.asarray(after) - np.asarray(before))
 
 
 def write_report(report: Path, rl_metrics: Path, bc_metrics: Path, summary: Summary) -> Path:
@@ -258,13 +292,18 @@ def main(argv: list[str] | None = None) -> Summary:
     rl_dir = out / "rl"
     start = time.time()
     config = rl_config(tb, args.method, args.seed, args.steps, args.test_freq)
+    (rl_dir / OUTCOMES_FILE).unlink(missing_ok=True)  # a fresh run; the trainer appends one line per validation
     with StepProgress(rl_dir / "metrics.jsonl", args.steps, "  RL", rl_progress(args.steps)):
         run_agent(rl_dir, model, config, data_dir=out / "rl_data", capture=False, log_file=log)
     rl_seconds = time.time() - start
 
     print("[3/3] report", flush=True)
     history = read_metrics(rl_dir / "metrics.jsonl")
-    summary = summarise_run(history, args.env, args.method, args.seed, tb.rl_val_tasks, bc_seconds, rl_seconds)
+    outcomes = read_val_outcomes(rl_dir / OUTCOMES_FILE)
+    seeds = task_seeds(str(out / "rl_data" / "val.parquet"))
+    summary = summarise_run(
+        history, args.env, args.method, args.seed, tb.rl_val_tasks, bc_seconds, rl_seconds, outcomes, seeds
+    )
     report = write_report(out / "report", rl_dir / "metrics.jsonl", out / "bc" / SFT_METRICS_FILE, summary)
     print(summary.text())
     print(f"  report: {report} (success.png, stability.png, metrics.jsonl, summary.json)")

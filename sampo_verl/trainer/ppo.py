@@ -12,6 +12,8 @@ Registered as ``trainer.v1.trainer_mode=sampo``. Everything not listed here is v
   a limit on refill rounds, then a top-up with signal-free groups).
 - ``_compute_old_log_prob``: with ``sampo.old_log_prob.from_rollout=true`` the rollout's log-probs are the
   old policy's, without a second forward (:mod:`.old_log_prob`).
+- ``_val_metrics_update``: each validation's per-task outcomes go to ``sampo.validation.outcomes_file``
+  (:mod:`.val_outcomes`); verl's means are unchanged.
 - ``_compute_metrics``: per-turn rates (format-valid, action-valid, success) and the collapse
   detector of :mod:`sampo_verl.algorithms.diagnostics`, which can stop the run with a checkpoint.
 """
@@ -42,6 +44,7 @@ from sampo_verl.trainer.old_log_prob import (
 )
 from sampo_verl.trainer.replay_buffer import SampoReplayBuffer, sampler_options
 from sampo_verl.trainer.turn_batch import multi_turn_advantages, pop_extra_fields, real_rows
+from sampo_verl.trainer.val_outcomes import append_outcomes, outcomes_record, take_task_seeds, validation_options
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +67,7 @@ class SampoTrainer(PPOTrainerSync):
     def __init__(self, config: DictConfig):
         super().__init__(config)
         self.collapse_detector = CollapseDetector(collapse_options(config.get("sampo", None)))
+        self.val_outcomes_file = validation_options(config.get("sampo", None)).outcomes_file
         self.old_log_probs_from_rollout = skips_forward(
             old_log_prob_options(config.get("sampo", None)), config.algorithm.adv_estimator
         )
@@ -125,6 +129,19 @@ class SampoTrainer(PPOTrainerSync):
         params = inspect.signature(ReplayBuffer.__init__).parameters
         kwargs = {name: getattr(replay_buffer, name) for name in params if name != "self"}
         return SampoReplayBuffer(options=options, algorithm_config=self.config.algorithm, **kwargs)
+
+    # ------------------------------------------------------------------ validation
+    def _val_metrics_update(
+        self, data_sources, sample_uids, reward_extra_infos_dict, sample_turns, expected_acc_counts=None
+    ) -> dict[str, float]:
+        task_seeds, reward_extra_infos_dict = take_task_seeds(reward_extra_infos_dict)
+        if self.val_outcomes_file and task_seeds is not None:
+            expected = sum((expected_acc_counts or {}).values()) or len(task_seeds)
+            record = outcomes_record(self.global_steps, data_sources, task_seeds, reward_extra_infos_dict, expected)
+            append_outcomes(self.val_outcomes_file, record)
+        return super()._val_metrics_update(
+            data_sources, sample_uids, reward_extra_infos_dict, sample_turns, expected_acc_counts=expected_acc_counts
+        )
 
     # ------------------------------------------------------------------ metrics
     def _compute_metrics(self, batch, metrics, timing_raw, global_steps, epoch):

@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from sampo_verl.agent.loop import EpisodeSpec
-from sampo_verl.agent.dataset import VAL_SEED_OFFSET, main
+from sampo_verl.agent.dataset import VAL_SEED_OFFSET, main, task_seeds
 
 
 def test_cli_writes_verl_rows_the_agent_loop_reads(tmp_path):
@@ -33,6 +33,7 @@ def test_cli_writes_verl_rows_the_agent_loop_reads(tmp_path):
     assert spec.env_options == {"dim_room": [7, 7], "num_boxes": 2} and spec.task == {}
     val_seeds = [EpisodeSpec.from_row(r).seed for r in val.to_dict("records")]
     assert val_seeds == [VAL_SEED_OFFSET, VAL_SEED_OFFSET + 1, VAL_SEED_OFFSET + 2]
+    assert task_seeds(str(tmp_path / "val.parquet")) == val_seeds
     assert list(train.extra_info.map(lambda e: e["index"])) == list(range(5))
 
 

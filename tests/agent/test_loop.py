@@ -96,6 +96,7 @@ def test_expert_episode_one_output_per_turn_with_fields():
         assert f["success"] == 1.0 and f["episode_length"] == len(plan) and f["invalid_action_rate"] == 0.0
         assert f["reward_extra_info"]["success"] == 1.0 and f["env_error"] == 0.0
         assert f["reward_extra_info"]["acc"] == 1.0  # verl validation's core metric
+        assert f["reward_extra_info"]["task_seed"] == LAKE["seed"]  # which held-out task (validation records)
         assert out.num_turns == 2 * len(plan)
     # the outputs go through verl's TransferQueue conversion unchanged
     td = list_of_dict_to_tensordict([o.as_dict() for o in outputs])
@@ -270,7 +271,9 @@ def test_every_turn_carries_exactly_the_schema_fields_with_their_types():
     assert [out.extra_fields["action_valid"] for out in outputs][:2] == [False, True]
     for out in outputs:
         fields = dict(out.extra_fields)
-        assert set(fields.pop(turns.REWARD_EXTRA_INFO)) == {*asdict_keys(turns.EpisodeOutcome), turns.VAL_ACC}
+        assert set(fields.pop(turns.REWARD_EXTRA_INFO)) == {
+            *asdict_keys(turns.EpisodeOutcome), turns.VAL_ACC, turns.TASK_SEED
+        }
         assert set(fields) == set(turns.SCHEMA)
         for name, value in fields.items():
             assert isinstance(value, turns.SCHEMA[name].kind), (name, value)

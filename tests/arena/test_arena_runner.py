@@ -243,6 +243,7 @@ def test_recipe_cells_pass_seed_steps_checkpoints_and_logger_to_the_launcher(tmp
         "sokoban",
         "gspo",
         f"trainer.default_local_dir={cell / 'ckpt'}",
+        f"sampo.validation.outcomes_file={cell / 'val_outcomes.jsonl'}",
         "data.seed=1",
         "actor_rollout_ref.rollout.seed=1",
         "trainer.val_before_train=true",

@@ -3,7 +3,9 @@ with tiny settings (behaviour cloning + 2 RL steps through the real trainers) th
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import io
 import json
 import time
@@ -11,8 +13,12 @@ import time
 import numpy as np
 import pytest
 
+from sampo_verl.agent.dataset import VAL_SEED_OFFSET
 from sampo_verl.metrics import TRAIN_SUCCESS, VAL_SUCCESS, metric_series, read_metrics
 from sampo_verl.plots import make_figure
+from sampo_verl.runs.evaluate import play_episodes
+from sampo_verl.runs.testbed import cpu_testbed
+from sampo_verl.trainer.val_outcomes import OUTCOMES_FILE, ValOutcomes, read_val_outcomes
 from sampo_verl.runs.quickstart import (
     STABILITY_METRICS,
     SUCCESS_METRICS,
@@ -46,6 +52,25 @@ def test_summary_by_hand():
     text = summary.text()
     assert "0.250 after behaviour cloning -> 0.375 after 4 RL steps (+0.125; best 0.500 at step 2)" in text
     assert "collapse warnings: 1 at steps [3]" in text and "RL 1m30s" in text
+
+
+def test_summary_with_per_task_outcomes_has_the_paired_interval():
+    seeds = list(range(10, 18))
+    outcomes = {  # the history's means: 2/8, 4/8, 3/8
+        0: ValOutcomes(0, ["sokoban"] * 8, seeds[::-1], [0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0]),
+        2: ValOutcomes(2, ["sokoban"] * 8, seeds, [1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]),
+        4: ValOutcomes(4, ["sokoban"] * 7, seeds[:7], [1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0], missing=1),
+    }
+    summary = summarise_run(history_fixture(), "sokoban", "sampo", 1, 8, 30.0, 90.0, outcomes, seeds)
+    assert summary.task_seeds == seeds
+    assert summary.task_success[0] == [0, 1, 1, 0, 0, 0, 0, 0]  # in the order of the seeds
+    assert summary.task_success[4] == [1, 1, 1, 0, 0, 0, 0, 0]  # seed 17 did not start: failed
+    for step, success in summary.task_success.items():  # the same numbers as verl's means
+        assert np.mean(success) == history_fixture()[step]["val-core/sokoban/acc/mean@1"]
+    low, high = summary.change_ci95  # per task: +1 on seed 10, 0 elsewhere (mean +0.125)
+    assert low == 0.0 and 0.125 < high <= 0.5
+    assert "(+0.125, paired 95% interval [+0.000, " in summary.text()
+    assert json.loads(json.dumps(dataclasses.asdict(summary)))["task_success"]["2"] == [1, 1, 1, 1, 0, 0, 0, 0]
 
 
 def test_summary_needs_validation_before_and_after():
@@ -85,9 +110,9 @@ def smoke(tmp_path_factory):
         "--bc-episodes",
         "40",
         "--bc-steps",
-        "2",
+        "30",  # a model that solves some lakes and not others: per-task outcomes that can disagree
         "--val-tasks",
-        "4",
+        "8",
     ]
     console = io.StringIO()
     with contextlib.redirect_stdout(console):
@@ -131,3 +156,29 @@ def test_smoke_run_plots_are_pngs_with_the_expected_curves(smoke):
     np.testing.assert_allclose(curves[0].get_ydata(), [summary.success_after_bc, summary.success_after_rl])
     stability = make_figure(runs, STABILITY_METRICS)
     assert len([ax for ax in stability.axes if ax.get_lines()]) == len(STABILITY_METRICS)
+
+
+def test_smoke_run_records_every_held_out_task_as_one_by_one_evaluation_plays_it(smoke):
+    """verl's batched validation (256 episodes at once in the quickstart) against the same episodes
+    played alone, greedy, by ``sampo_verl.evaluate``'s local path: the same outcome for every task."""
+    out, summary, _ = smoke
+    assert summary.task_seeds == [VAL_SEED_OFFSET + i for i in range(8)]
+    history = read_metrics(out / "report" / "metrics.jsonl")
+    for step, success in summary.task_success.items():
+        assert np.mean(success) == history[step][f"val-core/{summary.env}/acc/mean@1"]
+    outcomes = read_val_outcomes(out / "rl" / OUTCOMES_FILE)
+    assert sorted(outcomes) == [0, 2] and outcomes[0].missing == 0
+    tb = cpu_testbed(summary.env)
+    alone = asyncio.run(
+        play_episodes(
+            out / "bc",
+            summary.env,
+            summary.task_seeds,
+            env_options=tb.env_options,
+            max_turns=tb.max_turns,
+            response_length=tb.max_response_length,
+            concurrency=1,
+        )
+    )
+    by_seed = dict(zip(outcomes[0].task_seed, zip(outcomes[0].acc, outcomes[0].episode_length)))
+    assert [by_seed[r["seed"]] for r in alone] == [(r["success"], r["episode_length"]) for r in alone]
