@@ -1,8 +1,9 @@
 """``python -m sampo_verl.arena``: the arena's command line.
 
 Subcommands: ``run`` trains the method matrix into a results folder (:mod:`sampo_verl.arena.runner`),
-``report DIR`` builds the report from it (:mod:`sampo_verl.arena.report`); both follow the layout of
-:mod:`sampo_verl.arena.layout`.
+``report DIR`` builds the report from it (:mod:`sampo_verl.arena.report`), ``compare DIR_A DIR_B``
+prints the paired difference of two runs of the same cells (:mod:`sampo_verl.arena.compare`); all
+follow the layout of :mod:`sampo_verl.arena.layout`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import signal
 from collections.abc import Sequence
 from pathlib import Path
 
-from sampo_verl.arena.report import build_report
+from sampo_verl.arena.report import build_report, load_results
 from sampo_verl.arena.runner import CPU_SAVE_FREQ, CPU_TEST_FREQ, ArenaSpec, cell_commands, parse_starts, run_arena
 
 RUN_EPILOG = """\
@@ -106,6 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("dir", type=Path, help="results folder: DIR/<env>/<method>/seed<k>/metrics.jsonl")
     report.add_argument("--out", type=Path, default=None, help="report folder (default: DIR/report)")
     report.set_defaults(handler=_report)
+
+    compare = commands.add_parser(
+        "compare",
+        help="paired difference B - A of two results folders' cells (e.g. before/after a code change)",
+        description="Final success of every (env, method) in both folders, and B - A paired over their common "
+        "seeds and held-out tasks with a 95%% bootstrap interval.",
+    )
+    compare.add_argument("dir_a", type=Path, help="results folder A (the baseline)")
+    compare.add_argument("dir_b", type=Path, help="results folder B")
+    compare.set_defaults(handler=_compare)
     return parser
 
 
@@ -152,6 +163,19 @@ def _report(args: argparse.Namespace) -> int:
     except FileNotFoundError as err:
         raise SystemExit(f"arena report: {err}") from None
     print(f"report written to {index}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from sampo_verl.arena.compare import compare_runs, comparison_table
+
+    for folder in (args.dir_a, args.dir_b):
+        if not load_results(folder):
+            raise SystemExit(f"arena compare: no arena cells under {folder}")
+    comparisons = compare_runs(args.dir_a, args.dir_b)
+    if not comparisons:
+        raise SystemExit(f"arena compare: {args.dir_a} and {args.dir_b} have no (env, method) in common")
+    print(comparison_table(comparisons, args.dir_a, args.dir_b))
     return 0
 
 

@@ -1,31 +1,36 @@
-"""Whether the ARLArena findings of SPEC.md held on an arena run, decided by explicit rules.
+"""Whether the ARLArena findings of SPEC.md held on an arena run, decided by explicit rules on intervals.
 
-Every rule reads the per-method numbers of :mod:`sampo_verl.arena.summary` for one environment.
-Two kinds of rule:
+Every rule reads the per-method numbers of :mod:`sampo_verl.arena.summary` for one environment, with
+95% bootstrap intervals over seeds and, where the cells recorded them, held-out tasks. Two kinds of
+rule:
 
 - *comparison* (findings 1, 3a, 3b, 4): ``d`` = a value of the method the finding favours minus the
-  same value of its rival (the best of its rivals for finding 4). Held when ``d > TIE``, did not
-  hold when ``d < -TIE``, inconclusive in between.
-- *collapse* (finding 2, sequence masking): a method *peaked then dropped* when its drop (mean best
-  minus mean final success) is at least ``DROP``.
-  Finding 2 held when GSPO did not drop and every tested tolerant method (SAPO, CISPO) did; partly
-  held when GSPO did not drop and only some of them did; did not hold otherwise.
-  Sequence masking held when SAPO dropped and SAPO + masking did not; did not hold when SAPO + masking
-  dropped; inconclusive when neither dropped (no collapse for masking to prevent).
+  same value of its rival (for finding 4 the rival with the highest mean), paired over their common
+  seeds and tasks (:func:`~sampo_verl.arena.summary.paired`). Held when the interval of ``d`` lies
+  above 0, did not hold when it lies below 0, inconclusive when it contains 0 (or there is no
+  interval: one seed without per-task outcomes).
+- *collapse* (finding 2, sequence masking): a method *collapsed* when the interval of its drop
+  (best minus final success) lies at or above ``DROP``, or when the collapse detector fired in
+  every seed (the interval of its collapse count lies above 0); it was *stable* when the drop's
+  interval lies below ``DROP`` and it did not collapse; otherwise *unclear*.
+  Finding 2 held when GSPO was stable and every tested tolerant method (SAPO, CISPO) collapsed;
+  partly held when GSPO was stable, some collapsed and the rest were stable; did not hold when GSPO
+  collapsed or every tolerant method was stable; inconclusive otherwise.
+  Sequence masking held when SAPO collapsed and SAPO + masking was stable; did not hold when SAPO +
+  masking collapsed; inconclusive otherwise (neither collapsed: nothing for masking to prevent).
 
 A finding whose methods (or metric) are missing from the run is "not tested on this run".
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sampo_verl.arena.summary import MethodSummary
+from sampo_verl.arena.summary import MethodSummary, paired
 
-TIE = 0.05  # differences of success or valid-format rate within +-TIE are a tie
-DROP = 0.10  # mean best minus mean final success at or above this: the method peaked then dropped
+DROP = 0.10  # a drop (best - final success) whose interval lies at or above this: the method collapsed
+COLLAPSED, STABLE, UNCLEAR = "collapsed", "stable", "unclear"
 
 HELD = "held"
 PARTLY = "partly held"
@@ -44,56 +49,65 @@ class Finding:
     evidence: str
 
 
-def _final(summary: MethodSummary) -> float:
-    return summary.final.mean
-
-
-def _format_min(summary: MethodSummary) -> float:
-    return summary.format_min.mean
-
-
 def _compare(
     summaries: Mapping[str, MethodSummary],
     key: str,
     claim: str,
     favoured: str,
     rivals: Sequence[str],
-    value: Callable[[MethodSummary], float],
+    value: str,
     what: str,
 ) -> Finding:
-    """Comparison rule: ``favoured`` beats the best tested rival on ``value`` by more than TIE."""
+    """Comparison rule: ``favoured`` minus its best tested rival on ``value``, paired, interval above 0."""
     tested = [r for r in rivals if r in summaries]
     missing = [m for m in (favoured, *rivals) if m not in summaries]
     if favoured not in summaries or not tested:
         return Finding(key, claim, NOT_TESTED, f"needs {', '.join(missing)}")
-    values = {m: value(summaries[m]) for m in (favoured, *tested)}
-    if not all(math.isfinite(v) for v in values.values()):
-        return Finding(
-            key,
-            claim,
-            NOT_TESTED,
-            f"no {what} logged for {', '.join(m for m, v in values.items() if not math.isfinite(v))}",
-        )
-    rival = max(tested, key=values.__getitem__)
-    d = values[favoured] - values[rival]
-    verdict = HELD if d > TIE else NOT_HELD if d < -TIE else INCONCLUSIVE
-    listed = ", ".join(f"{m} {v:.3f}" for m, v in values.items())
+    estimates = {m: summaries[m].estimate(value) for m in (favoured, *tested)}
+    if any(e.seeds == 0 for e in estimates.values()):
+        unlogged = ", ".join(m for m, e in estimates.items() if e.seeds == 0)
+        return Finding(key, claim, NOT_TESTED, f"no {what} logged for {unlogged}")
+    rival = max(tested, key=lambda m: estimates[m].mean)
+    d = paired(summaries[favoured], summaries[rival], value)
+    if d.interval is None:
+        verdict = INCONCLUSIVE
+    else:
+        verdict = HELD if d.interval.low > 0 else NOT_HELD if d.interval.high < 0 else INCONCLUSIVE
+    listed = ", ".join(f"{m} {e.text()}" for m, e in estimates.items())
     untested = f"; not tested: {', '.join(missing)}" if missing else ""
     return Finding(
-        key, claim, verdict, f"{what}: {listed}; {favoured} - {rival} = {d:+.3f} (tie within ±{TIE}){untested}"
+        key,
+        claim,
+        verdict,
+        f"{what}: {listed}; {favoured} - {rival} = {d.text(signed=True)} (paired over {d.basis()}){untested}",
     )
 
 
-def _dropped(summary: MethodSummary) -> bool:
-    return summary.drop >= DROP
-
-
-def _drops(summaries: Mapping[str, MethodSummary], methods: Sequence[str]) -> str:
-    return ", ".join(
-        f"{m} best {summaries[m].best.mean:.3f} final {summaries[m].final.mean:.3f} drop {summaries[m].drop:.3f}"
-        f" collapses {summaries[m].collapses.mean:g}"
-        for m in methods
+def collapse_state(summary: MethodSummary) -> tuple[str, str]:
+    """``(collapsed | stable | unclear, evidence)`` of one method (the rule: module docstring)."""
+    drop, collapses = summary.estimate("drop"), summary.estimate("collapses")
+    fired_everywhere = collapses.interval is not None and collapses.interval.low > 0
+    if (drop.interval is not None and drop.interval.low >= DROP) or fired_everywhere:
+        state = COLLAPSED
+    elif drop.interval is not None and drop.interval.high < DROP:
+        state = STABLE
+    else:
+        state = UNCLEAR
+    best, final = summary.estimate("best"), summary.estimate("final")
+    evidence = (
+        f"{summary.method} {state}: best {best.text()} final {final.text()} drop {drop.text()}"
+        f" collapse steps {collapses.text()} ({drop.basis()})"
     )
+    return state, evidence
+
+
+def _states(summaries: Mapping[str, MethodSummary], methods: Sequence[str]) -> tuple[dict[str, str], str]:
+    pairs = {m: collapse_state(summaries[m]) for m in methods}
+    return {m: state for m, (state, _) in pairs.items()}, "; ".join(text for _, text in pairs.values())
+
+
+def _untested_success(summaries: Mapping[str, MethodSummary], methods: Sequence[str]) -> list[str]:
+    return [m for m in methods if summaries[m].estimate("final").seeds == 0]
 
 
 def clipping(summaries: Mapping[str, MethodSummary]) -> Finding:
@@ -104,16 +118,21 @@ def clipping(summaries: Mapping[str, MethodSummary]) -> Finding:
         missing = [m for m in ("gspo", "sapo", "cispo") if m not in summaries]
         return Finding("2", claim, NOT_TESTED, f"needs gspo and sapo or cispo; missing {', '.join(missing)}")
     methods = ["gspo", *tolerant]
-    if not all(math.isfinite(summaries[m].drop) for m in methods):
+    if _untested_success(summaries, methods):
         return Finding("2", claim, NOT_TESTED, "no success logged for " + ", ".join(methods))
-    dropped = [m for m in tolerant if _dropped(summaries[m])]
-    if _dropped(summaries["gspo"]) or not dropped:
+    states, evidence = _states(summaries, methods)
+    gspo, rest = states["gspo"], [states[m] for m in tolerant]
+    if gspo == COLLAPSED or all(s == STABLE for s in rest):
         verdict = NOT_HELD
+    elif gspo == STABLE and all(s == COLLAPSED for s in rest):
+        verdict = HELD
+    elif gspo == STABLE and COLLAPSED in rest and UNCLEAR not in rest:
+        verdict = PARTLY
     else:
-        verdict = HELD if len(dropped) == len(tolerant) else PARTLY
+        verdict = INCONCLUSIVE
     untested = ", ".join(m for m in ("sapo", "cispo") if m not in summaries)
     untested = f"; not tested: {untested}" if untested else ""
-    return Finding("2", claim, verdict, f"{_drops(summaries, methods)} (dropped: drop >= {DROP}){untested}")
+    return Finding("2", claim, verdict, f"{evidence}{untested}")
 
 
 def masking(summaries: Mapping[str, MethodSummary]) -> Finding:
@@ -123,15 +142,15 @@ def masking(summaries: Mapping[str, MethodSummary]) -> Finding:
     missing = [m for m in methods if m not in summaries]
     if missing:
         return Finding("mask", claim, NOT_TESTED, f"needs {', '.join(missing)}")
-    if not all(math.isfinite(summaries[m].drop) for m in methods):
+    if _untested_success(summaries, methods):
         return Finding("mask", claim, NOT_TESTED, "no success logged for " + ", ".join(methods))
-    base, masked = (_dropped(summaries[m]) for m in methods)
-    if masked:
+    states, evidence = _states(summaries, methods)
+    if states["sapo_seqmask"] == COLLAPSED:
         verdict = NOT_HELD
     else:
-        verdict = HELD if base else INCONCLUSIVE
-    note = "" if base or masked else "; sapo did not collapse, so there was nothing for masking to prevent"
-    return Finding("mask", claim, verdict, f"{_drops(summaries, methods)} (dropped: drop >= {DROP}){note}")
+        verdict = HELD if states["sapo"] == COLLAPSED and states["sapo_seqmask"] == STABLE else INCONCLUSIVE
+    note = "; sapo did not collapse, so there was nothing for masking to prevent" * (states["sapo"] == STABLE)
+    return Finding("mask", claim, verdict, f"{evidence}{note}")
 
 
 def judge_findings(summaries: Mapping[str, MethodSummary]) -> list[Finding]:
@@ -143,8 +162,8 @@ def judge_findings(summaries: Mapping[str, MethodSummary]) -> list[Finding]:
             "1. Loss aggregation: sample-level weighting (grpo_seqmean) is worse than token-mean (grpo)",
             "grpo",
             ["grpo_seqmean"],
-            _final,
-            "mean final success",
+            "final",
+            "final success",
         ),
         clipping(summaries),
         masking(summaries),
@@ -154,8 +173,8 @@ def judge_findings(summaries: Mapping[str, MethodSummary]) -> list[Finding]:
             "3a. Dynamic filtering helps GiGPO (gigpo_filter above gigpo)",
             "gigpo_filter",
             ["gigpo"],
-            _final,
-            "mean final success",
+            "final",
+            "final success",
         ),
         _compare(
             summaries,
@@ -163,8 +182,8 @@ def judge_findings(summaries: Mapping[str, MethodSummary]) -> list[Finding]:
             "3b. Dynamic filtering hurts GRPO's format stability (grpo_filter's valid-format rate dips lower)",
             "grpo",
             ["grpo_filter"],
-            _format_min,
-            "mean lowest valid-format rate",
+            "format_min",
+            "lowest valid-format rate",
         ),
         _compare(
             summaries,
@@ -172,7 +191,7 @@ def judge_findings(summaries: Mapping[str, MethodSummary]) -> list[Finding]:
             "4. Advantage design: gigpo gives the best success among gigpo, grpo and empg",
             "gigpo",
             ["grpo", "empg"],
-            _final,
-            "mean final success",
+            "final",
+            "final success",
         ),
     ]

@@ -22,6 +22,7 @@ from sampo_verl.arena.layout import REPORT_DIR, Cell, find_cells, served_summari
 from sampo_verl.arena.summary import MethodSummary, Spread, success_metric, summarise_methods
 from sampo_verl.metrics import VAL_SUCCESS, History, collapse_steps, read_metrics
 from sampo_verl.plots import TITLES, plot_metrics
+from sampo_verl.stats import BOOTSTRAP_SAMPLES
 
 STABILITY = (
     "actor/grad_norm",
@@ -94,6 +95,12 @@ def _env_section(env: str, cells: Sequence[tuple[Cell, History]], out: Path, ser
     stability_png = plot_metrics(runs, STABILITY, out / f"{env}_stability.png", f"{env}: stability", marks)
     summaries = summarise_methods(cells, metric)
     verdicts = findings_mod.judge_findings({s.method: s for s in summaries})
+    tasks = max(s.tasks for s in summaries)
+    seeds = sorted({len(s.seeds) for s in summaries})
+    scale = (
+        f"Seeds per method: {', '.join(map(str, seeds))}; "
+        + (f"{tasks} held-out tasks with per-task outcomes." if tasks else "no per-task outcomes recorded.")
+    )
     source = (
         "validation success (<code>val-core/&lt;env&gt;/acc/mean@n</code>)"
         if metric == VAL_SUCCESS
@@ -102,7 +109,7 @@ def _env_section(env: str, cells: Sequence[tuple[Cell, History]], out: Path, ser
     return f"""
 <section id="env-{html.escape(env)}">
 <h2>{html.escape(env)}</h2>
-<p>Success metric: {source}. Dotted vertical lines: steps at which the collapse detector fired.</p>
+<p>Success metric: {source}. {scale} Dotted vertical lines: steps at which the collapse detector fired.</p>
 <figure>{_img(success_png, f"{env}: {TITLES[metric]} per method")}</figure>
 <figure>{_img(stability_png, f"{env}: stability panel per method")}</figure>
 <h3>Ranking</h3>
@@ -119,29 +126,23 @@ def _img(png: Path, alt: str) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}"><figcaption>{caption}</figcaption>'
 
 
-def _fmt(spread: Spread) -> str:
-    """'mean ± std' with 3 decimals; the mean alone for one seed; '–' without data."""
-    if spread.n == 0:
-        return "–"
-    return f"{spread.mean:.3f}" if spread.n == 1 else f"{spread.mean:.3f} ± {spread.std:.3f}"
-
-
 def _ranking_table(summaries: Sequence[MethodSummary]) -> str:
     head = (
         "<tr><th>rank</th><th>method</th><th>seeds finished</th><th>final success</th><th>best success</th>"
         "<th>drop (best − final)</th><th>collapse steps: mean (per seed)</th>"
-        "<th>lowest valid-format rate</th><th>wall time per finished seed (s)</th></tr>"
+        "<th>lowest valid-format rate</th><th>wall time per finished seed (s)</th><th>intervals over</th></tr>"
     )
     rows = []
     for rank, s in enumerate(summaries, start=1):
         per_seed = ", ".join(str(x.collapses) for x in s.seeds)
-        drop = f"{s.drop:.3f}" if math.isfinite(s.drop) else "–"
+        final, best, drop, fmt = (s.estimate(v) for v in ("final", "best", "drop", "format_min"))
         wall = Spread.of([x.wall_time_s for x in s.seeds])
         wall_text = f"{wall.mean:.0f}" if wall.n else "–"
         rows.append(
             f'<tr data-method="{html.escape(s.method)}"><td>{rank}</td><td>{html.escape(s.method)}</td>'
-            f"<td>{s.finished}/{len(s.seeds)}</td><td>{_fmt(s.final)}</td><td>{_fmt(s.best)}</td><td>{drop}</td>"
-            f"<td>{s.collapses.mean:g} ({per_seed})</td><td>{_fmt(s.format_min)}</td><td>{wall_text}</td></tr>"
+            f"<td>{s.finished}/{len(s.seeds)}</td><td>{final.text()}</td><td>{best.text()}</td><td>{drop.text()}</td>"
+            f"<td>{s.collapses.mean:g} ({per_seed})</td><td>{fmt.text()}</td><td>{wall_text}</td>"
+            f"<td>{final.basis()}</td></tr>"
         )
     return f'<table class="ranking">\n{head}\n' + "\n".join(rows) + "\n</table>"
 
@@ -197,15 +198,22 @@ wall time of the finished cells {wall:.0f} s. Generated {generated}.</p>
 <li>Per seed: final success = last logged value; best success = largest logged value; collapse steps = steps at
 which the collapse detector fired (<code>collapse/any</code> &gt; 0); lowest valid-format rate = minimum of
 <code>sampo/format_valid_rate</code>.</li>
-<li>Over seeds: mean ± sample standard deviation (one seed: the value alone). Drop = mean best − mean final
-success. Ranking: mean final success, then mean best success, then fewer collapse steps.</li>
-<li>Findings: comparisons (1, 3a, 3b, 4) hold when the favoured method is ahead by more than
-{findings_mod.TIE}, fail when behind by more than {findings_mod.TIE}, and are inconclusive in between (finding 4
-compares gigpo with the best of grpo and empg). A method peaked then dropped when its drop is at least
-{findings_mod.DROP}: finding 2 holds when gspo did not drop and every tested tolerant method (sapo, cispo) did
-(partly: some did); sequence masking holds when sapo dropped and sapo_seqmask did not, fails when sapo_seqmask
-dropped, and is inconclusive when neither dropped. A finding whose methods are absent is not tested on this run.
+<li>Per task: each cell's per-task validation outcomes (<code>val_outcomes.jsonl</code>) on the
+environment's task list (every task a cell validated); final = the last validation, best = the seed's best one.
 </li>
+<li>Table values: mean [95% interval], a percentile bootstrap ({BOOTSTRAP_SAMPLES} resamples) over seeds and,
+when every seed recorded per-task outcomes, over tasks (the same task draw for every seed); the last column
+says which. One seed without per-task outcomes: the value alone. Drop = best − final success. Ranking: mean
+final success, then mean best success, then fewer collapse steps.</li>
+<li>Findings: comparisons (1, 3a, 3b, 4) take the paired difference favoured − rival over the common seeds
+(and tasks) and hold when its 95% interval lies above 0, fail when it lies below 0, and are inconclusive when
+it contains 0 (finding 4 compares gigpo with the rival of the higher mean among grpo and empg). A method
+collapsed when the interval of its drop lies at or above {findings_mod.DROP} or the collapse detector fired in
+every seed, and was stable when the drop's interval lies below {findings_mod.DROP}. Finding 2 holds when gspo was
+stable and every tested tolerant method (sapo, cispo) collapsed (partly: some collapsed, the rest were stable),
+fails when gspo collapsed or every tolerant method was stable; sequence masking holds when sapo collapsed and
+sapo_seqmask was stable, fails when sapo_seqmask collapsed. Anything else is inconclusive; a finding whose
+methods are absent is not tested on this run.</li>
 </ul>
 </section>
 </body></html>

@@ -8,8 +8,15 @@ Definitions (the report states them too):
 - per seed: *final* success is the last logged value, *best* the largest; *collapses* the number of
   steps at which the collapse detector fired (``collapse/any`` > 0); *lowest valid-format rate* the
   minimum of ``sampo/format_valid_rate`` over the run.
+- per task: the cells' per-task validation outcomes (``val_outcomes.jsonl``,
+  :mod:`sampo_verl.trainer.val_outcomes`) on the environment's task list (every task any cell
+  validated); *final* is the last validation's success per task, *best* the one of the seed's best
+  validation.
 - over seeds: the mean and the sample standard deviation (ddof 1) of the seeds that logged the
   value; the spread of a single seed is undefined (NaN).
+- intervals (:meth:`MethodSummary.estimate`, :func:`paired`): 95% bootstrap over seeds and tasks
+  (:func:`sampo_verl.stats.bootstrap_mean`) when every seed has per-task outcomes, otherwise over
+  seeds only; none for one seed without per-task outcomes.
 - *drop* of a method: mean best success minus mean final success (how far it fell from its peak).
 - ranking: by mean final success, then mean best success (both descending), then mean collapses.
 """
@@ -24,8 +31,11 @@ import numpy as np
 
 from sampo_verl.arena.layout import Cell
 from sampo_verl.metrics import TRAIN_SUCCESS, VAL_SUCCESS, History, collapse_steps, metric_series
+from sampo_verl.stats import Interval, bootstrap_mean
+from sampo_verl.trainer.val_outcomes import OUTCOMES_FILE, ValOutcomes, read_val_outcomes
 
 FORMAT_VALID = "sampo/format_valid_rate"
+PER_TASK = ("final", "best", "drop")  # the values that have per-task outcomes
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,47 @@ class SeedStats:
     collapses: int
     format_min: float
     wall_time_s: float
+    final_tasks: tuple[float, ...] | None = None  # per task of the environment's task list; None: not recorded
+    best_tasks: tuple[float, ...] | None = None
+
+    def values(self, value: str) -> np.ndarray:
+        """``value`` (a field name, or ``drop`` = best - final) per task when recorded, else ``[scalar]``."""
+        if value in PER_TASK and self.final_tasks is not None and self.best_tasks is not None:
+            final, best = np.asarray(self.final_tasks), np.asarray(self.best_tasks)
+            return {"final": final, "best": best, "drop": best - final}[value]
+        scalar = self.best - self.final if value == "drop" else float(getattr(self, value))
+        return np.asarray([scalar], dtype=float)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A mean over seeds (and tasks) with its 95% bootstrap interval (None: one seed and no tasks, or no data)."""
+
+    mean: float
+    interval: Interval | None
+    seeds: int
+    tasks: int  # 0: per-seed values only
+
+    def text(self, signed: bool = False) -> str:
+        """'mean [low, high]', the mean alone without an interval, '–' without data."""
+        if self.interval is not None:
+            return self.interval.text(signed)
+        return "–" if math.isnan(self.mean) else f"{self.mean:+.3f}" if signed else f"{self.mean:.3f}"
+
+    def basis(self) -> str:
+        return f"{self.seeds} seed(s)" + (f" x {self.tasks} tasks" if self.tasks else ", no per-task outcomes")
+
+
+def estimate(rows: Sequence[np.ndarray]) -> Estimate:
+    """The mean of per-seed rows (equal lengths: per task, or one value each) and its interval;
+    rows with a NaN are left out."""
+    rows = [row for row in rows if np.isfinite(row).all()]
+    if not rows:
+        return Estimate(math.nan, None, 0, 0)
+    tasks = len(rows[0]) if len(rows[0]) > 1 else 0
+    values = np.stack(rows)
+    interval = bootstrap_mean(values) if len(rows) > 1 or tasks else None
+    return Estimate(float(values.mean()), interval, len(rows), tasks)
 
 
 @dataclass(frozen=True)
@@ -88,6 +139,32 @@ class MethodSummary:
     def drop(self) -> float:
         return self.best.mean - self.final.mean
 
+    def estimate(self, value: str) -> Estimate:
+        """Mean of ``value`` over seeds (and tasks, when every seed has them) with its interval."""
+        return estimate(_rows(self, value, per_task=self.per_task))
+
+    @property
+    def per_task(self) -> bool:
+        return all(s.final_tasks is not None for s in self.seeds)
+
+    @property
+    def tasks(self) -> int:
+        return len(self.seeds[0].final_tasks) if self.per_task and self.seeds else 0
+
+
+def _rows(summary: MethodSummary, value: str, per_task: bool, seeds: Sequence[int] | None = None) -> list:
+    rows = [s.values(value) for s in summary.seeds if seeds is None or s.seed in seeds]
+    return rows if per_task else [np.asarray([row.mean()]) for row in rows]
+
+
+def paired(a: MethodSummary, b: MethodSummary, value: str) -> Estimate:
+    """``value`` of ``a`` minus that of ``b``, paired over their common seeds (and tasks, when both
+    recorded them), with its interval."""
+    seeds = sorted({s.seed for s in a.seeds} & {s.seed for s in b.seeds})
+    per_task = a.per_task and b.per_task and a.tasks == b.tasks
+    left, right = _rows(a, value, per_task, seeds), _rows(b, value, per_task, seeds)
+    return estimate([x - y for x, y in zip(left, right, strict=True)])
+
 
 def success_metric(histories: Sequence[History]) -> str:
     """Validation success if every history logged it at a step > 0, else training success."""
@@ -95,11 +172,34 @@ def success_metric(histories: Sequence[History]) -> str:
     return VAL_SUCCESS if histories and all((steps > 0).any() for steps in validated) else TRAIN_SUCCESS
 
 
-def seed_stats(cell: Cell, history: History, metric: str) -> SeedStats:
-    """The numbers of one cell for success metric ``metric``."""
+def cell_outcomes(cell: Cell) -> dict[int, ValOutcomes]:
+    """step -> the cell's per-task validation outcomes ({} when it recorded none)."""
+    return read_val_outcomes(cell.path / OUTCOMES_FILE)
+
+
+def task_list(outcomes: Sequence[dict[int, ValOutcomes]]) -> list[int]:
+    """Every task (seed) any of the cells validated, sorted: the environment's task list."""
+    return sorted({seed for cell in outcomes for record in cell.values() for seed in record.task_seed})
+
+
+def _per_task(cell: Cell, outcomes: dict[int, ValOutcomes], tasks: Sequence[int]) -> dict[str, tuple]:
+    """The final and best validations' per-task success (the best: highest mean, the earliest of ties)."""
+    if not outcomes or not tasks:
+        return {}
+    success = {step: record.success(tasks, cell.env) for step, record in outcomes.items()}
+    best = max(success, key=lambda step: (success[step].mean(), -step))
+    return {"final_tasks": tuple(success[max(success)].tolist()), "best_tasks": tuple(success[best].tolist())}
+
+
+def seed_stats(
+    cell: Cell, history: History, metric: str, outcomes: dict[int, ValOutcomes] | None = None,
+    tasks: Sequence[int] = (),
+) -> SeedStats:  # fmt: skip
+    """The numbers of one cell for success metric ``metric`` (per task: on validation success only)."""
     _, success = metric_series(history, metric)
     _, valid_format = metric_series(history, FORMAT_VALID)
     done = cell.done()
+    per_task = _per_task(cell, outcomes or {}, tasks) if metric == VAL_SUCCESS else {}
     return SeedStats(
         seed=cell.seed,
         finished=done is not None,
@@ -108,14 +208,20 @@ def seed_stats(cell: Cell, history: History, metric: str) -> SeedStats:
         collapses=len(collapse_steps(history)),
         format_min=float(valid_format.min()) if valid_format.size else math.nan,
         wall_time_s=float(done.get("wall_time_s", math.nan)) if done else math.nan,
+        **per_task,
     )
 
 
-def summarise_methods(cells: Sequence[tuple[Cell, History]], metric: str) -> list[MethodSummary]:
-    """Group one environment's cells by method and rank the methods (best first)."""
+def summarise_methods(
+    cells: Sequence[tuple[Cell, History]], metric: str, tasks: Sequence[int] | None = None
+) -> list[MethodSummary]:
+    """Group one environment's cells by method and rank the methods (best first); per-task values on
+    ``tasks`` (default: every task the cells validated)."""
+    outcomes = [cell_outcomes(cell) for cell, _ in cells]
+    tasks = task_list(outcomes) if tasks is None else tasks
     by_method: dict[str, list[SeedStats]] = {}
-    for cell, history in cells:
-        by_method.setdefault(cell.method, []).append(seed_stats(cell, history, metric))
+    for (cell, history), recorded in zip(cells, outcomes, strict=True):
+        by_method.setdefault(cell.method, []).append(seed_stats(cell, history, metric, recorded, tasks))
     summaries = [MethodSummary(m, tuple(sorted(s, key=lambda x: x.seed))) for m, s in by_method.items()]
     return sorted(summaries, key=_rank_key)
 

@@ -62,7 +62,7 @@ TESTBEDS: dict[str, Testbed] = {
         env="frozenlake",
         env_options={"size": 4, "hole_prob": 0.25, "describe_neighbors": True},
         max_turns=8,
-        rl_val_tasks=64,
+        rl_val_tasks=256,  # one standard error ~0.03 (64 tasks: ~0.06, the size of a real change)
     ),
     # finding 1 needs turns of varying length: answers are ~28 tokens, programs 50-220 (5x between the
     # shortest and the longest decile of cloned turns); prompts (with the code and output of the turn

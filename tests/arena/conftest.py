@@ -4,7 +4,7 @@ sokoban (training success only, steps 1..5), 2 seeds each:
   gspo          success [.2 .4 .5 .6 .6] / [.2 .3 .5 .5 .7]        format .9 everywhere
   sapo          success [.3 .7 .8 .4 .2] / [.3 .6 .9 .5 .3]        format min .3 / .5;
                 collapse/any at steps 4, 5 (seed 0) and 4 (seed 1)
-  sapo_seqmask  success [.3 .5 .6 .7 .7] / [.3 .5 .6 .6 .5]        format .95; seed 1 unfinished,
+  sapo_seqmask  success [.3 .5 .6 .7 .7] / [.3 .5 .6 .6 .55]       format .95; seed 1 unfinished,
                 its file ends in a truncated line
 frozenlake (validation at steps 0, 2, 4; training success .9 everywhere, steps 1..4):
   grpo          val [.1 .3 .4] / [.1 .2 .3]     format [.9 .95 .9 .92] / [.9 .85 .9 .9]
@@ -12,6 +12,7 @@ frozenlake (validation at steps 0, 2, 4; training success .9 everywhere, steps 1
   empg          val [.1 .2 .3] (one seed)       format .9
   gigpo         val [.1 .5 .6] / [.1 .4 .5]     format .9
   gigpo_filter  val [.1 .6 .7] / [.1 .5 .8]     format .9
+  per-task outcomes (val_outcomes.jsonl) on 40 tasks: at success v, tasks 0 .. 40 v - 1 solved
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from pathlib import Path
 import pytest
 
 from sampo_verl.arena.layout import cell_dir, mark_done
+from sampo_verl.trainer.val_outcomes import OUTCOMES_FILE, ValOutcomes, append_outcomes
 
 VAL_KEY = "val-core/frozenlake/acc/mean@1"
+TASKS = [1_000_000 + i for i in range(40)]
 
 
 def write_cell(root: Path, env: str, method: str, seed: int, lines: list[dict], wall: float | None, tail: str = ""):
@@ -71,6 +74,14 @@ def frozenlake_lines(val, fmt, collapse_at=()):
     return lines
 
 
+def write_outcomes(path: Path, env: str, val: list[float]) -> None:
+    """Per-task outcomes at validation steps 0, 2, 4, ...: the first round(40 v) tasks solved."""
+    for i, v in enumerate(val):
+        solved = round(len(TASKS) * v)
+        acc = [float(k < solved) for k in range(len(TASKS))]
+        append_outcomes(path / OUTCOMES_FILE, ValOutcomes(2 * i, [env] * len(TASKS), TASKS, acc))
+
+
 def build_arena(root: Path) -> Path:
     """Write the fixture's cells under ``root`` (see the module docstring)."""
     seqmask = {"actor/seq_mask_frac": 0.1, "actor/seq_neg_adv_low_ratio_frac": 0.2}
@@ -92,7 +103,7 @@ def build_arena(root: Path) -> Path:
         "sokoban",
         "sapo_seqmask",
         1,
-        sokoban_lines([0.3, 0.5, 0.6, 0.6, 0.5], [0.95] * 5, (), seqmask),
+        sokoban_lines([0.3, 0.5, 0.6, 0.6, 0.55], [0.95] * 5, (), seqmask),
         None,
         '{"step": 6, "da',
     )
@@ -109,6 +120,7 @@ def build_arena(root: Path) -> Path:
     ]
     for method, seed, val, fmt, collapse_at in fl:
         write_cell(root, "frozenlake", method, seed, frozenlake_lines(val, fmt, collapse_at), 60.0 + seed)
+        write_outcomes(cell_dir(root, "frozenlake", method, seed), "frozenlake", val)
     return root
 
 

@@ -1,21 +1,55 @@
-"""Each verdict of each finding rule, on method summaries built by hand."""
+"""Each verdict of each finding rule, on method summaries built by hand (per-seed values, or per-task outcomes)."""
 
 import math
 
+import numpy as np
 import pytest
 
-from sampo_verl.arena.findings import HELD, INCONCLUSIVE, NOT_HELD, NOT_TESTED, PARTLY, judge_findings
-from sampo_verl.arena.summary import MethodSummary, SeedStats
+from sampo_verl.arena.findings import (
+    COLLAPSED,
+    HELD,
+    INCONCLUSIVE,
+    NOT_HELD,
+    NOT_TESTED,
+    PARTLY,
+    STABLE,
+    UNCLEAR,
+    collapse_state,
+    judge_findings,
+)
+from sampo_verl.arena.summary import MethodSummary, SeedStats, paired
+
+TASKS = 256
 
 
-def method(name, finals, bests=None, format_min=0.9):
-    """A summary whose seeds have these final (and best, default = final) successes."""
+def method(name, finals, bests=None, format_min=0.9, collapses=0):
+    """A summary whose seeds have these final (and best, default = final) successes, no per-task outcomes."""
     bests = bests or finals
     seeds = tuple(
-        SeedStats(seed=i, finished=True, final=f, best=b, collapses=0, format_min=format_min, wall_time_s=1.0)
+        SeedStats(seed=i, finished=True, final=f, best=b, collapses=collapses, format_min=format_min, wall_time_s=1.0)
         for i, (f, b) in enumerate(zip(finals, bests))
     )
     return MethodSummary(name, seeds)
+
+
+def tasks_method(name, final_tasks, best_tasks=None, collapses=0):
+    """A summary from per-task outcomes: ``final_tasks`` [seeds, tasks] (best default = final)."""
+    final_tasks = np.asarray(final_tasks, dtype=float)
+    best_tasks = final_tasks if best_tasks is None else np.asarray(best_tasks, dtype=float)
+    seeds = tuple(
+        SeedStats(
+            seed=i, finished=True, final=float(f.mean()), best=float(b.mean()), collapses=collapses, format_min=0.9,
+            wall_time_s=1.0, final_tasks=tuple(f), best_tasks=tuple(b),
+        )  # fmt: skip
+        for i, (f, b) in enumerate(zip(final_tasks, best_tasks))
+    )
+    return MethodSummary(name, seeds)
+
+
+def outcomes(p, seeds=3, tasks=TASKS, seed=0, difficulty=None):
+    """Bernoulli successes [seeds, tasks] at rate ``p`` (per task: ``p + difficulty``)."""
+    rate = np.clip(p + (0 if difficulty is None else difficulty), 0, 1)
+    return (np.random.default_rng(seed).random((seeds, tasks)) < rate).astype(float)
 
 
 def verdicts(*summaries):
@@ -26,30 +60,83 @@ def test_nothing_run_nothing_tested():
     assert set(verdicts(method("sampo", [0.9])).values()) == {NOT_TESTED}
 
 
+def test_a_difference_inside_the_noise_is_inconclusive_a_large_consistent_one_held():
+    # two methods at the same rate on 3 seeds x 256 tasks: the paired difference's interval contains 0
+    same = verdicts(tasks_method("grpo", outcomes(0.5, seed=1)), tasks_method("grpo_seqmean", outcomes(0.5, seed=2)))
+    assert same["1"] == INCONCLUSIVE
+    # 0.7 vs 0.3: far outside the noise, either way round
+    assert verdicts(tasks_method("grpo", outcomes(0.7)), tasks_method("grpo_seqmean", outcomes(0.3)))["1"] == HELD
+    assert verdicts(tasks_method("grpo", outcomes(0.3)), tasks_method("grpo_seqmean", outcomes(0.7)))["1"] == NOT_HELD
+
+
+def test_per_seed_values_alone_decide_by_the_seed_bootstrap():
+    # diffs per seed +0.2 and 0.0: the seed bootstrap's interval is [0, 0.2], which touches 0
+    assert verdicts(method("grpo", [0.6, 0.5]), method("grpo_seqmean", [0.4, 0.5]))["1"] == INCONCLUSIVE
+    # +0.2 and +0.1: [0.1, 0.2], above 0
+    assert verdicts(method("grpo", [0.6, 0.6]), method("grpo_seqmean", [0.4, 0.5]))["1"] == HELD
+    # one seed without per-task outcomes: no interval, whatever the difference
+    assert verdicts(method("grpo", [0.9]), method("grpo_seqmean", [0.1]))["1"] == INCONCLUSIVE
+
+
+def test_comparison_evidence_names_the_interval_and_its_basis():
+    (f1,) = [
+        f
+        for f in judge_findings(
+            {"grpo": tasks_method("grpo", outcomes(0.7)), "grpo_seqmean": tasks_method("grpo_seqmean", outcomes(0.3))}
+        )
+        if f.key == "1"
+    ]
+    d = paired(tasks_method("grpo", outcomes(0.7)), tasks_method("grpo_seqmean", outcomes(0.3)), "final")
+    assert f"grpo - grpo_seqmean = {d.interval.text(signed=True)} (paired over 3 seed(s) x 256 tasks)" in f1.evidence
+    assert d.interval.low > 0.3 and d.interval.high < 0.5 and d.mean == pytest.approx(0.4, abs=0.05)
+
+
+def test_paired_differences_use_only_the_common_seeds():
+    a = method("grpo", [0.6, 0.7, 0.9])  # seeds 0, 1, 2
+    b = MethodSummary("grpo_seqmean", method("x", [0.4, 0.5]).seeds)  # seeds 0, 1
+    d = paired(a, b, "final")
+    assert d.seeds == 2 and d.mean == pytest.approx(0.2)
+    assert (d.interval.low, d.interval.high) == pytest.approx((0.2, 0.2))
+
+
+def collapse_case(final_rate, best_rate, collapses=0):
+    return tasks_method("m", outcomes(final_rate, seed=5), outcomes(best_rate, seed=6), collapses)
+
+
 @pytest.mark.parametrize(
-    "grpo, seqmean, expected",
-    [([0.6, 0.5], [0.4, 0.5], HELD), ([0.5], [0.46], INCONCLUSIVE), ([0.3], [0.5], NOT_HELD)],
+    "final_rate, best_rate, collapses, expected",
+    [
+        (0.2, 0.7, 0, COLLAPSED),  # drop ~0.5, interval far above 0.10
+        (0.6, 0.6, 0, STABLE),  # drop ~0 (independent draws), interval below 0.10
+        (0.6, 0.6, 2, COLLAPSED),  # no drop, but the detector fired in every seed
+        (0.5, 0.6, 0, UNCLEAR),  # drop ~0.10: its interval straddles the threshold
+    ],
 )
-def test_aggregation(grpo, seqmean, expected):
-    # d = mean final grpo - mean final grpo_seqmean: +0.1, +0.04, -0.2 against the tie band 0.05
-    assert verdicts(method("grpo", grpo), method("grpo_seqmean", seqmean))["1"] == expected
+def test_collapse_states(final_rate, best_rate, collapses, expected):
+    state, evidence = collapse_state(collapse_case(final_rate, best_rate, collapses))
+    assert state == expected and evidence.startswith(f"m {expected}: best ")
 
 
 def test_clipping_verdicts():
-    gspo = method("gspo", [0.6], [0.62])  # drop 0.02
-    sapo_drop = method("sapo", [0.2], [0.8])  # drop 0.6
-    cispo_drop = method("cispo", [0.3, 0.5], [0.5, 0.6])  # best mean 0.55 - final mean 0.4 = 0.15
-    cispo_flat = method("cispo", [0.5], [0.55])  # drop 0.05
-    assert verdicts(gspo, sapo_drop, cispo_drop)["2"] == HELD
-    assert verdicts(gspo, sapo_drop, cispo_flat)["2"] == PARTLY
+    gspo = tasks_method("gspo", outcomes(0.6, seed=1))  # its best validation was its last: no drop
+    sapo = tasks_method("sapo", outcomes(0.2, seed=3), outcomes(0.8, seed=4))
+    cispo_drop = tasks_method("cispo", outcomes(0.3, seed=5), outcomes(0.6, seed=6))
+    cispo_flat = tasks_method("cispo", outcomes(0.5, seed=7))
+    cispo_unclear = tasks_method("cispo", outcomes(0.5, seed=9), outcomes(0.6, seed=10))
+    gspo_drop = tasks_method("gspo", outcomes(0.3, seed=11), outcomes(0.6, seed=12))
+    assert verdicts(gspo, sapo, cispo_drop)["2"] == HELD
+    assert verdicts(gspo, sapo, cispo_flat)["2"] == PARTLY
+    assert verdicts(gspo, sapo, cispo_unclear)["2"] == INCONCLUSIVE
     assert verdicts(gspo, cispo_flat)["2"] == NOT_HELD
-    assert verdicts(method("gspo", [0.3], [0.5]), sapo_drop)["2"] == NOT_HELD  # gspo dropped 0.2 itself
-    assert verdicts(sapo_drop, cispo_drop)["2"] == NOT_TESTED
+    assert verdicts(gspo_drop, sapo)["2"] == NOT_HELD  # gspo collapsed itself
+    assert verdicts(sapo, cispo_drop)["2"] == NOT_TESTED
 
 
 def test_masking_verdicts():
-    sapo_drop, sapo_flat = method("sapo", [0.2], [0.8]), method("sapo", [0.7], [0.7])
-    masked_flat, masked_drop = method("sapo_seqmask", [0.6], [0.65]), method("sapo_seqmask", [0.3], [0.6])
+    sapo_drop = tasks_method("sapo", outcomes(0.2, seed=1), outcomes(0.8, seed=2))
+    sapo_flat = tasks_method("sapo", outcomes(0.7, seed=3))
+    masked_flat = tasks_method("sapo_seqmask", outcomes(0.6, seed=5), outcomes(0.62, seed=6))
+    masked_drop = tasks_method("sapo_seqmask", outcomes(0.3, seed=7), outcomes(0.6, seed=8))
     assert verdicts(sapo_drop, masked_flat)["mask"] == HELD
     assert verdicts(sapo_drop, masked_drop)["mask"] == NOT_HELD
     assert verdicts(sapo_flat, masked_drop)["mask"] == NOT_HELD
@@ -59,15 +146,15 @@ def test_masking_verdicts():
 
 def test_filtering_and_advantage_verdicts():
     found = verdicts(
-        method("gigpo", [0.5]),
-        method("gigpo_filter", [0.4]),  # 0.4 - 0.5 = -0.1: filtering did not help gigpo
-        method("grpo", [0.6], format_min=0.8),
-        method("grpo_filter", [0.3], format_min=0.78),  # format 0.8 - 0.78 = +0.02: a tie
-        method("empg", [0.52]),  # gigpo 0.5 vs best rival grpo 0.6: -0.1
+        method("gigpo", [0.5, 0.6]),
+        method("gigpo_filter", [0.4, 0.45]),  # -0.1, -0.15: filtering did not help gigpo
+        method("grpo", [0.7, 0.7], format_min=0.8),
+        method("grpo_filter", [0.3, 0.3], format_min=0.8),  # format 0.8 - 0.8 = 0 in both seeds
+        method("empg", [0.52, 0.5]),  # gigpo - best rival grpo: -0.2, -0.1
     )
     assert (found["3a"], found["3b"], found["4"]) == (NOT_HELD, INCONCLUSIVE, NOT_HELD)
-    # finding 4 with only empg as a rival: 0.5 - 0.52 within the tie band
-    assert verdicts(method("gigpo", [0.5]), method("empg", [0.52]))["4"] == INCONCLUSIVE
+    # finding 4 with only empg as a rival: -0.02 and +0.1 straddle 0
+    assert verdicts(method("gigpo", [0.5, 0.6]), method("empg", [0.52, 0.5]))["4"] == INCONCLUSIVE
 
 
 def test_missing_format_metric_is_not_tested():
@@ -75,4 +162,4 @@ def test_missing_format_metric_is_not_tested():
         {"grpo": method("grpo", [0.5], format_min=math.nan), "grpo_filter": method("grpo_filter", [0.5])}
     )
     (f3b,) = [f for f in findings if f.key == "3b"]
-    assert f3b.verdict == NOT_TESTED and "no mean lowest valid-format rate logged for grpo" in f3b.evidence
+    assert f3b.verdict == NOT_TESTED and "no lowest valid-format rate logged for grpo" in f3b.evidence

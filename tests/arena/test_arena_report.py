@@ -13,6 +13,7 @@ from sampo_verl.arena.summary import success_metric, summarise_methods
 from sampo_verl.metrics import TRAIN_SUCCESS, VAL_SUCCESS
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+VAL_KEY = "val-core/frozenlake/acc/mean@1"
 
 
 class Tables(HTMLParser):
@@ -87,9 +88,10 @@ def test_sokoban_summary_numbers(arena_dir):
     assert sapo.drop == pytest.approx(0.6)
     assert [x.collapses for x in sapo.seeds] == [2, 1] and sapo.collapses.mean == 1.5
     assert sapo.format_min.mean == pytest.approx(0.4)
-    # sapo_seqmask: final (0.7, 0.5) -> 0.6 +- 0.1414; best (0.7, 0.6); one seed unfinished, no wall time
-    assert seqmask.final.mean == pytest.approx(0.6) and seqmask.final.std == pytest.approx(0.1414214, abs=1e-6)
-    assert seqmask.drop == pytest.approx(0.05) and seqmask.finished == 1
+    # sapo_seqmask: final (0.7, 0.55) -> 0.625 +- 0.1061; best (0.7, 0.6); one seed unfinished, no wall time
+    assert seqmask.final.mean == pytest.approx(0.625) and seqmask.final.std == pytest.approx(0.1060660, abs=1e-6)
+    assert seqmask.drop == pytest.approx(0.025) and seqmask.finished == 1
+    assert not sapo.per_task and sapo.tasks == 0  # training success: no per-task outcomes
     assert gspo.final.mean == pytest.approx(0.65) and gspo.drop == pytest.approx(0.0)
 
 
@@ -97,22 +99,31 @@ def test_ranking_tables_match_fixture(report):
     index, _ = report
     text = index.read_text(encoding="utf-8")
     sokoban = section_rows(text, "sokoban", "ranking")
+    # two seeds without per-task outcomes: the seed bootstrap's 95% interval spans the two seeds' values
+    basis = "2 seed(s), no per-task outcomes"
     assert sokoban == [
-        ["1", "gspo", "2/2", "0.650 ± 0.071", "0.650 ± 0.071", "0.000", "0 (0, 0)", "0.900 ± 0.000", "110"],
-        ["2", "sapo_seqmask", "1/2", "0.600 ± 0.141", "0.650 ± 0.071", "0.050", "0 (0, 0)", "0.950 ± 0.000", "130"],
-        ["3", "sapo", "2/2", "0.250 ± 0.071", "0.850 ± 0.071", "0.600", "1.5 (2, 1)", "0.400 ± 0.141", "100"],
-    ]
-    # frozenlake ranks by validation success (training success is 0.9 everywhere)
+        ["1", "gspo", "2/2", "0.650 [0.600, 0.700]", "0.650 [0.600, 0.700]", "0.000 [0.000, 0.000]", "0 (0, 0)",
+         "0.900 [0.900, 0.900]", "110", basis],
+        ["2", "sapo_seqmask", "1/2", "0.625 [0.550, 0.700]", "0.650 [0.600, 0.700]", "0.025 [0.000, 0.050]",
+         "0 (0, 0)", "0.950 [0.950, 0.950]", "130", basis],
+        ["3", "sapo", "2/2", "0.250 [0.200, 0.300]", "0.850 [0.800, 0.900]", "0.600 [0.600, 0.600]", "1.5 (2, 1)",
+         "0.400 [0.300, 0.500]", "100", basis],
+    ]  # fmt: skip
+    # frozenlake ranks by validation success (training success is 0.9 everywhere), intervals over seeds x tasks
     frozenlake = section_rows(text, "frozenlake", "ranking")
-    assert [row[:6] for row in frozenlake] == [
-        ["1", "gigpo_filter", "2/2", "0.750 ± 0.071", "0.750 ± 0.071", "0.000"],
-        ["2", "gigpo", "2/2", "0.550 ± 0.071", "0.550 ± 0.071", "0.000"],
-        ["3", "grpo_filter", "2/2", "0.400 ± 0.000", "0.400 ± 0.000", "0.000"],
-        ["4", "grpo", "2/2", "0.350 ± 0.071", "0.350 ± 0.071", "0.000"],
+    means = [[row[0], row[1], row[2], *(cell.split(" [")[0] for cell in row[3:6])] for row in frozenlake]
+    assert means == [
+        ["1", "gigpo_filter", "2/2", "0.750", "0.750", "0.000"],
+        ["2", "gigpo", "2/2", "0.550", "0.550", "0.000"],
+        ["3", "grpo_filter", "2/2", "0.400", "0.400", "0.000"],
+        ["4", "grpo", "2/2", "0.350", "0.350", "0.000"],
         ["5", "empg", "1/1", "0.300", "0.300", "0.000"],
     ]
-    assert frozenlake[2][6:8] == ["0.5 (1, 0)", "0.650 ± 0.071"]  # grpo_filter: lowest format (0.6, 0.7)
-    assert frozenlake[3][7] == "0.875 ± 0.035"  # grpo: lowest format (0.9, 0.85)
+    assert [row[9] for row in frozenlake] == ["2 seed(s) x 40 tasks"] * 4 + ["1 seed(s) x 40 tasks"]
+    low, high = (float(x) for x in frozenlake[1][3].split(" [")[1].rstrip("]").split(", "))
+    assert 0.3 < low < 0.55 < high < 0.8  # gigpo: 0.55 on 2 seeds x 40 tasks (the same hard tasks in both): ~ +-0.17
+    assert frozenlake[2][6:8] == ["0.5 (1, 0)", "0.650 [0.600, 0.700]"]  # grpo_filter: lowest format (0.6, 0.7)
+    assert frozenlake[3][7] == "0.875 [0.850, 0.900]"  # grpo: lowest format (0.9, 0.85)
 
 
 def test_findings_verdicts(report):
@@ -121,12 +132,17 @@ def test_findings_verdicts(report):
     verdicts = {env: [row[1] for row in section_rows(text, env, "findings")] for env in ("sokoban", "frozenlake")}
     not_tested = "not tested on this run"
     # order: 1, 2, mask, 3a, 3b, 4
-    # sokoban: gspo drop 0 < 0.1, sapo drop 0.6 >= 0.1 (cispo not run) -> 2 held; sapo_seqmask drop 0.05 -> mask held
+    # sokoban: gspo drops [0, 0] below 0.1: stable; sapo drops [0.6, 0.6] above: collapsed (cispo not run) -> 2 held;
+    # sapo_seqmask drops [0, 0.05]: stable -> mask held
     assert verdicts["sokoban"] == [not_tested, "held", "held", not_tested, not_tested, not_tested]
-    # frozenlake: 3a 0.75 - 0.55 = +0.2; 3b lowest format 0.875 - 0.65 = +0.225; 4 gigpo 0.55 - grpo 0.35 = +0.2
+    # frozenlake, paired per seed and task: 3a gigpo_filter - gigpo +0.2 (4 and 12 of 40 tasks better, none worse);
+    # 3b lowest format, per seed: +0.3, +0.15; 4 gigpo - grpo (the higher rival): 8 of 40 tasks better in both seeds
     assert verdicts["frozenlake"] == [not_tested, not_tested, not_tested, "held", "held", "held"]
     evidence = section_rows(text, "sokoban", "findings")[1][2]
-    assert "sapo best 0.850 final 0.250 drop 0.600 collapses 1.5" in evidence and "not tested: cispo" in evidence
+    assert "sapo collapsed: best 0.850 [0.800, 0.900] final 0.250 [0.200, 0.300] drop 0.600 [0.600, 0.600]" in evidence
+    assert "collapse steps 1.500 [1.000, 2.000]" in evidence and "not tested: cispo" in evidence
+    evidence_3a = section_rows(text, "frozenlake", "findings")[3][2]
+    assert "gigpo_filter - gigpo = +0.200 [" in evidence_3a and "(paired over 2 seed(s) x 40 tasks)" in evidence_3a
 
 
 def test_figures_png_and_embedded(report):
@@ -203,3 +219,27 @@ def test_a_served_models_summary_is_a_reference_row(arena_dir, tmp_path):
     start = text.index('<section id="env-frozenlake">')
     assert 'class="served"' not in text[start : text.index("</section>", start)]
     assert len(find_cells(root)) == len(find_cells(arena_dir))  # not mistaken for a cell
+
+
+def test_per_task_outcomes_of_a_resumed_cell(tmp_path):
+    """A cell killed after its step-4 validation and resumed from the step-2 checkpoint: both attempts
+    appended to val_outcomes.jsonl (the first's last line torn); step 4's second record is the final one."""
+    import json
+
+    from sampo_verl.arena.layout import cell_dir
+    from sampo_verl.trainer.val_outcomes import ValOutcomes, append_outcomes
+
+    cell = cell_dir(tmp_path, "frozenlake", "grpo", 0)
+    cell.mkdir(parents=True)
+    lines = [{"step": step, "data": {VAL_KEY: value}} for step, value in ((0, 0.0), (2, 0.5), (4, 0.5))]
+    (cell / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    tasks = [7, 8, 9, 10]
+    for step, acc in ((0, [0, 0, 0, 0]), (2, [1, 1, 0, 0]), (4, [1, 1, 1, 0]), (4, [0, 1, 1, 0])):
+        append_outcomes(cell / "val_outcomes.jsonl", ValOutcomes(step, ["frozenlake"] * 4, tasks, acc))
+    with open(cell / "val_outcomes.jsonl", "a") as torn:
+        torn.write('{"step": 6, "data_source": ["froz')
+    (summary,) = summarise_methods(load_results(tmp_path)["frozenlake"], VAL_SUCCESS)
+    (seed,) = summary.seeds
+    assert seed.final_tasks == (0.0, 1.0, 1.0, 0.0)  # the resumed attempt's step 4
+    assert seed.best_tasks == (1.0, 1.0, 0.0, 0.0)  # steps 2 and 4 tie at 0.5: the earlier one
+    assert summary.tasks == 4

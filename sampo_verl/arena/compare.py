@@ -1,0 +1,70 @@
+"""``arena compare DIR_A DIR_B``: did a change (code, config) move an arena's results?
+
+For every (environment, method) in both results folders: final success in each, and the paired
+difference B - A over the seeds both ran and the held-out tasks both validated
+(:func:`~sampo_verl.arena.summary.paired`; per seed only where a folder has no per-task outcomes),
+with its 95% bootstrap interval. "B higher" when the interval lies above 0, "B lower" when it lies
+below 0, otherwise "no detectable change".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sampo_verl.arena.report import load_results
+from sampo_verl.arena.summary import Estimate, cell_outcomes, paired, success_metric, summarise_methods, task_list
+
+HIGHER, LOWER, SAME = "B higher", "B lower", "no detectable change"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One (environment, method) in both folders."""
+
+    env: str
+    method: str
+    a: Estimate
+    b: Estimate
+    change: Estimate  # B - A, paired
+
+    @property
+    def verdict(self) -> str:
+        interval = self.change.interval
+        if interval is None:
+            return SAME
+        return HIGHER if interval.low > 0 else LOWER if interval.high < 0 else SAME
+
+
+def compare_runs(dir_a: str | Path, dir_b: str | Path) -> list[Comparison]:
+    """Every (environment, method) both folders hold, in environment then method order."""
+    runs_a, runs_b = load_results(dir_a), load_results(dir_b)
+    comparisons = []
+    for env in sorted(runs_a.keys() & runs_b.keys()):
+        cells_a, cells_b = runs_a[env], runs_b[env]
+        metric = success_metric([history for _, history in (*cells_a, *cells_b)])
+        validated = [set(task_list([cell_outcomes(cell) for cell, _ in cells])) for cells in (cells_a, cells_b)]
+        tasks = sorted(validated[0] & validated[1])
+        a = {s.method: s for s in summarise_methods(cells_a, metric, tasks)}
+        b = {s.method: s for s in summarise_methods(cells_b, metric, tasks)}
+        for method in [m for m in a if m in b]:
+            comparisons.append(
+                Comparison(env, method, a[method].estimate("final"), b[method].estimate("final"),
+                           paired(b[method], a[method], "final"))
+            )  # fmt: skip
+    return comparisons
+
+
+def comparison_table(comparisons: list[Comparison], dir_a: Path, dir_b: Path) -> str:
+    """The console table of :func:`compare_runs`."""
+    lines = [
+        f"A: {dir_a}",
+        f"B: {dir_b}",
+        "env | method | paired over | A final success | B final success | B - A [95% interval] | verdict",
+    ]
+    for c in comparisons:
+        lines.append(
+            f"{c.env} | {c.method} | {c.change.basis()} | {c.a.text()} | {c.b.text()} | "
+            f"{c.change.text(signed=True)} | {c.verdict}"
+        )
+    return "\n".join(lines)

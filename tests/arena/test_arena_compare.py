@@ -1,0 +1,57 @@
+"""``arena compare``: the paired difference of two results folders (fixture of conftest.py)."""
+
+import shutil
+
+import pytest
+
+from sampo_verl.arena.__main__ import main
+from sampo_verl.arena.compare import HIGHER, SAME, compare_runs
+from sampo_verl.arena.layout import cell_dir
+from sampo_verl.trainer.val_outcomes import OUTCOMES_FILE, ValOutcomes, append_outcomes
+
+TASKS = [1_000_000 + i for i in range(40)]
+
+
+def solved(k):
+    return [float(i < k) for i in range(len(TASKS))]
+
+
+@pytest.fixture
+def changed(arena_dir, tmp_path):
+    """A copy of the fixture in which gigpo on frozenlake ends at 36 of 40 tasks (was 24 and 20)."""
+    root = tmp_path / "b"
+    shutil.copytree(arena_dir, root)
+    for seed in (0, 1):
+        path = cell_dir(root, "frozenlake", "gigpo", seed) / OUTCOMES_FILE
+        path.unlink()
+        for step, k in ((0, 4), (2, 20), (4, 36)):
+            append_outcomes(path, ValOutcomes(step, ["frozenlake"] * len(TASKS), TASKS, solved(k)))
+    shutil.rmtree(root / "sokoban")  # only in A: not compared
+    return root
+
+
+def test_a_folder_against_itself_shows_no_change(arena_dir):
+    comparisons = compare_runs(arena_dir, arena_dir)
+    assert len(comparisons) == 5 + 3
+    assert {c.verdict for c in comparisons} == {SAME}
+    assert all(c.change.mean == 0 for c in comparisons)
+
+
+def test_a_changed_method_is_detected_and_the_rest_are_not(arena_dir, changed):
+    comparisons = {(c.env, c.method): c for c in compare_runs(arena_dir, changed)}
+    assert sorted(env for env, _ in comparisons) == ["frozenlake"] * 5
+    gigpo = comparisons["frozenlake", "gigpo"]
+    # paired per task: seed 0 gains tasks 24..35 (12), seed 1 tasks 20..35 (16): (12 + 16) / 80 = +0.35
+    assert gigpo.verdict == HIGHER and gigpo.change.mean == pytest.approx(0.35)
+    assert gigpo.change.seeds == 2 and gigpo.change.tasks == 40 and gigpo.change.interval.low > 0.1
+    assert gigpo.a.mean == pytest.approx(0.55) and gigpo.b.mean == pytest.approx(0.9)
+    assert {c.verdict for key, c in comparisons.items() if key != ("frozenlake", "gigpo")} == {SAME}
+
+
+def test_cli(arena_dir, changed, tmp_path, capsys):
+    assert main(["compare", str(arena_dir), str(changed)]) == 0
+    out = capsys.readouterr().out
+    (line,) = [line for line in out.splitlines() if line.startswith("frozenlake | gigpo |")]
+    assert line.startswith("frozenlake | gigpo | 2 seed(s) x 40 tasks | 0.550 [") and line.endswith(f"| {HIGHER}")
+    with pytest.raises(SystemExit, match="no arena cells under"):
+        main(["compare", str(arena_dir), str(tmp_path / "empty")])
