@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
         "an overrunning cell is stopped and counted failed (default: none)",
     )
     run.add_argument(
+        "--verbose", action="store_true", help="show verl's output live (default: verl.log in each cell's folder)"
+    )
+    run.add_argument(
         "--print-commands",
         action="store_true",
         help="print one command per unfinished cell (needs --recipe), run nothing",
@@ -134,6 +137,7 @@ def _run(args: argparse.Namespace) -> int:
             recipe=args.recipe,
             timeout=args.timeout,
             overrides=tuple(args.overrides),
+            verbose=args.verbose,
         )
         if args.print_commands and spec.recipe is None:
             raise ValueError("--print-commands needs --recipe: on CPU run the matrix in one process")

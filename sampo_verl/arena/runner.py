@@ -11,11 +11,13 @@ the runner also keeps in the cell folder::
     attempts/from_step<s>.started the attempt's start time while it runs (left behind by a killed runner)
     runs.jsonl                    one line per attempt: start step, wall time, error or null
     error.log                     traceback and output tail of the latest failed attempt
+    verl.log                      verl's console output of every attempt (``--verbose``: shown live instead)
     .trainer.lock                 held by the running trainer's guard (sampo_verl.runs.guard)
 
 and, per environment, ``DIR/<env>/_start/``: what every CPU cell of that environment shares, the
-behaviour-cloned start (:func:`sampo_verl.runs.testbed.bc_start`: ``bc/``, ``init_model/``, ``sft_data/``)
-and the RL tasks (``rl_data/``). ``layout.find_cells`` does not see it (no ``seed<k>`` folder).
+behaviour-cloned start (:func:`sampo_verl.runs.testbed.bc_start`: ``bc/``, ``init_model/``, ``sft_data/``,
+the SFT trainer's ``verl.log``) and the RL tasks (``rl_data/``). ``layout.find_cells`` does not see it
+(no ``seed<k>`` folder).
 
 Kills: every trainer runs under a guard that stops it when the runner dies (``kill -9`` of the
 runner or its process group included), and holds the cell's lock, so a rerun never trains a cell
@@ -62,7 +64,8 @@ from sampo_verl.main_ppo import CONFIG_DIR
 from sampo_verl.metrics import read_metrics
 from sampo_verl.runs.agent_run import CHECKPOINT_DIR, run_agent
 from sampo_verl.runs.guard import LOCK_FILE, last_alive
-from sampo_verl.runs.launch import child_env, format_duration, run_process, wait_for_release
+from sampo_verl.runs.launch import VERL_LOG, child_env, format_duration, run_process, wait_for_release
+from sampo_verl.runs.progress import StepProgress, rl_progress
 from sampo_verl.runs.testbed import bc_start, cpu_testbed, rl_config
 from sampo_verl.trainer.val_outcomes import OUTCOMES_FILE
 
@@ -107,6 +110,11 @@ class ArenaSpec:
     recipe: Path | None = None
     timeout: float | None = None
     overrides: tuple[str, ...] = ()
+    verbose: bool = False  # verl's output live on the console instead of each folder's verl.log
+
+    def log_file(self, folder: Path) -> Path | None:
+        """Where the trainers run for ``folder`` write their console output (None: the console)."""
+        return None if self.verbose else folder / VERL_LOG
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out).resolve())  # cells run with their folder as cwd
@@ -231,6 +239,8 @@ def run_arena(spec: ArenaSpec, echo: Echo = _echo) -> ArenaProgress:
         f" x {len(spec.seeds)} seed(s))"
         f" in {spec.out}: {len(earlier)} finished before, {progress.remaining} to run"
     )
+    if not spec.verbose:
+        echo(f"[arena] verl's output goes to {VERL_LOG} in each cell's folder (--verbose: live)")
     built: dict[str, Path | Exception] = {}
     for cell in cells:
         if cell.done():
@@ -270,7 +280,8 @@ def _start_model(spec: ArenaSpec, env: str, built: dict[str, Path | Exception], 
     if env not in built:
         echo(f"[arena] {env}: behaviour cloning the start model in {shared_dir(spec.out, env)}")
         try:
-            built[env] = bc_start(shared_dir(spec.out, env), cpu_testbed(env), timeout=spec.timeout)
+            folder = shared_dir(spec.out, env)
+            built[env] = bc_start(folder, cpu_testbed(env), timeout=spec.timeout, log_file=spec.log_file(folder))
         except Exception as err:  # noqa: BLE001  (each cell of env then fails with it, the others run)
             built[env] = err
     start = built[env]
@@ -312,24 +323,10 @@ def _attempt(spec: ArenaSpec, cell: Cell, start: str, resume: int) -> None:
     began, error = time.monotonic(), None
     started = metrics_file.with_suffix(STARTED_SUFFIX)  # left behind only when this process is killed
     started.write_text(json.dumps({"from_step": resume, "started": time.time()}), encoding="utf-8")
+    name = _name(cell)
     try:
-        if spec.recipe is None:
-            config = rl_config(
-                cpu_testbed(cell.env),
-                cell.method,
-                cell.seed,
-                spec.steps,
-                spec.test_freq or CPU_TEST_FREQ,
-                save_freq=spec.save_freq or CPU_SAVE_FREQ,
-            )
-            overrides = [KEEP_LAST_CHECKPOINT, *spec.overrides]
-            data_dir = shared_dir(spec.out, cell.env) / "rl_data"
-            run_agent(
-                cell.path, Path(start), config, overrides, data_dir, timeout=spec.timeout, metrics_file=metrics_file
-            )
-        else:
-            command, variables = recipe_launch(spec, cell, start, metrics_file)
-            run_process(command, cell.path, child_env(**variables), timeout=spec.timeout)
+        with StepProgress(metrics_file, spec.steps, f"  {name}", rl_progress(spec.steps, f"  [arena] {name}", "start")):
+            _launch(spec, cell, start, metrics_file)
     except BaseException as err:
         error = _summary(err)
         raise
@@ -337,6 +334,31 @@ def _attempt(spec: ArenaSpec, cell: Cell, start: str, resume: int) -> None:
         _record_run(cell.path, resume, time.monotonic() - began, error)
         started.unlink()
         merge_attempts(cell.path)
+
+
+def _launch(spec: ArenaSpec, cell: Cell, start: str, metrics_file: Path) -> None:
+    """One trainer run of the cell: the CPU testbed's, or the recipe's."""
+    if spec.recipe is None:
+        config = rl_config(
+            cpu_testbed(cell.env),
+            cell.method,
+            cell.seed,
+            spec.steps,
+            spec.test_freq or CPU_TEST_FREQ,
+            save_freq=spec.save_freq or CPU_SAVE_FREQ,
+        )
+        overrides = [KEEP_LAST_CHECKPOINT, *spec.overrides]
+        data_dir = shared_dir(spec.out, cell.env) / "rl_data"
+        run_agent(
+            cell.path, Path(start), config, overrides, data_dir, timeout=spec.timeout, metrics_file=metrics_file,
+            capture=False, log_file=spec.log_file(cell.path),
+        )  # fmt: skip
+    else:
+        command, variables = recipe_launch(spec, cell, start, metrics_file)
+        run_process(
+            command, cell.path, child_env(**variables), capture=False, timeout=spec.timeout,
+            log_file=spec.log_file(cell.path),
+        )  # fmt: skip
 
 
 def _record_run(path: Path, from_step: int, wall_time_s: float, error: str | None) -> None:

@@ -29,7 +29,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from sampo_verl.cpu.overrides import CONFIG_DIR
-from sampo_verl.runs.launch import child_env, run_process
+from sampo_verl.runs.launch import VERL_LOG, child_env, run_process
+from sampo_verl.runs.progress import StepProgress, bc_progress
 
 SFT_CPU_PRESET = "+preset@_global_=sft_cpu"
 SFT_METRICS_FILE = "sft_metrics.jsonl"
@@ -158,20 +159,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="global batch size in turns (samples)")
     parser.add_argument("--nproc", type=int, default=None, help="torchrun processes (default: device count)")
     parser.add_argument("--cpu", action=argparse.BooleanOptionalAction, default=None, help="CPU preset (default: auto)")
+    parser.add_argument("--verbose", action="store_true", help="show verl's output live (default: OUT/verl.log)")
     parser.add_argument("overrides", nargs="*", help="verl SFT trainer overrides, e.g. data.max_length=2048")
     args = parser.parse_args(argv)
-    out = run_bc(
-        args.model,
-        args.data,
-        args.out,
-        args.overrides,
-        cpu=args.cpu,
-        nproc=args.nproc,
-        epochs=args.epochs,
-        steps=args.steps,
-        lr=args.lr,
-        batch_size=args.batch_size,
-    )
+    log = None if args.verbose else Path(args.out).resolve() / VERL_LOG
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        print(f"verl's output (warnings, configs, per-step lines): {log}", flush=True)
+    metrics = Path(args.out).resolve() / SFT_METRICS_FILE
+    metrics.unlink(missing_ok=True)  # this run's steps only
+    with StepProgress(metrics, args.steps, "behaviour cloning", bc_progress):
+        out = run_bc(
+            args.model,
+            args.data,
+            args.out,
+            args.overrides,
+            cpu=args.cpu,
+            nproc=args.nproc,
+            epochs=args.epochs,
+            steps=args.steps,
+            lr=args.lr,
+            batch_size=args.batch_size,
+            log_file=log,
+        )
     print(out)
 
 

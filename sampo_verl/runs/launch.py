@@ -28,6 +28,8 @@ EXTERNAL_MODULES_ENV = "VERL_USE_EXTERNAL_MODULES"
 PACKAGE = "sampo_verl"
 RELEASE_WAIT_S = GRACE_S + 10  # a guard whose launcher died stops its trainer within GRACE_S
 
+VERL_LOG = "verl.log"  # in a run folder: verl's console output when the package's commands keep it quiet
+
 
 def with_sampo_module(modules: str) -> str:
     """A comma-separated ``VERL_USE_EXTERNAL_MODULES`` value with ``sampo_verl`` appended unless listed.

@@ -20,21 +20,19 @@ import argparse
 import dataclasses
 import json
 import shutil
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from sampo_verl.agent.dataset import task_seeds
 from sampo_verl.bc.train import SFT_METRICS_FILE
 from sampo_verl.metrics import TRAIN_SUCCESS, VAL_SUCCESS, History, collapse_steps, metric_series, read_metrics
 from sampo_verl.plots import plot_metrics
 from sampo_verl.runs.agent_run import run_agent
-from sampo_verl.runs.launch import format_duration
+from sampo_verl.runs.launch import VERL_LOG, format_duration
+from sampo_verl.runs.progress import StepProgress, bc_progress, rl_progress
 from sampo_verl.runs.testbed import TESTBEDS, bc_start, cpu_testbed, rl_config
 from sampo_verl.stats import Interval, bootstrap_mean
 from sampo_verl.trainer.val_outcomes import OUTCOMES_FILE, ValOutcomes, read_val_outcomes
@@ -48,7 +46,6 @@ STABILITY_METRICS = [
     "actor/seq_clipfrac",
 ]
 SUCCESS_METRICS = [VAL_SUCCESS, TRAIN_SUCCESS]
-VERL_LOG = "verl.log"  # in the run folder: the output of verl's SFT and PPO trainers (quiet console)
 
 
 @dataclass(frozen=True)
@@ -90,88 +87,6 @@ class Summary:
                 f" RL {format_duration(self.rl_seconds)}",
             ]
         )
-
-
-class StepProgress:
-    """A progress bar (tqdm, with ETA) over the steps a verl file logger writes while a run goes on.
-
-    A thread polls ``metrics_file``; each new step goes through ``describe(step, metrics)``, which
-    returns ``(postfix, note)``: the bar's postfix (None: not a step to count yet) and a line to print
-    above the bar (None: nothing to say).
-    """
-
-    def __init__(
-        self,
-        metrics_file: Path,
-        total: int,
-        desc: str,
-        describe: Callable[[int, dict[str, float]], tuple[str | None, str | None]],
-        every: float = 2.0,
-    ):
-        self.metrics_file, self.describe, self.every = metrics_file, describe, every
-        self.bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True)
-        self._stop = threading.Event()
-        self._shown: set[int] = set()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-
-    def __enter__(self) -> StepProgress:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._poll()
-        self.bar.close()
-
-    def _watch(self) -> None:
-        while not self._stop.wait(self.every):
-            self._poll()
-
-    def _poll(self) -> None:
-        history = read_metrics(self.metrics_file) if self.metrics_file.exists() else {}
-        for step, metrics in sorted(history.items()):
-            if step in self._shown:
-                continue
-            postfix, note = self.describe(step, metrics)
-            if note is not None:
-                self.bar.write(note)
-            if postfix is not None or note is not None:
-                self._shown.add(step)
-            if postfix is not None:
-                self.bar.update(max(0, min(step, self.bar.total) - self.bar.n))
-                self.bar.set_postfix_str(postfix)
-
-
-def rl_progress(total: int) -> Callable[[int, dict[str, float]], tuple[str | None, str | None]]:
-    """The RL bar's postfix (train success, valid format) and a line at each validation."""
-
-    def describe(step: int, m: dict[str, float]) -> tuple[str | None, str | None]:
-        val = step_value(m, VAL_SUCCESS)
-        note = None if val is None else rl_validation_line(step, total, val)
-        if step == 0 or TRAIN_SUCCESS not in m:
-            return None, note
-        valid_format = m.get("sampo/format_valid_rate", float("nan"))
-        return f"train success {m[TRAIN_SUCCESS]:.3f}, valid format {valid_format:.3f}", note
-
-    return describe
-
-
-def rl_validation_line(step: int, total: int, success: float) -> str:
-    if step == 0:
-        return f"  RL step 0/{total}: held-out success {success:.3f} (behaviour cloning)"
-    return f"  RL step {step}/{total}: held-out success {success:.3f}"
-
-
-def step_value(metrics: dict[str, float], metric: str) -> float | None:
-    """``metric`` (a key or pattern, see :mod:`sampo_verl.metrics`) in one step's metrics, or None."""
-    _, values = metric_series({0: metrics}, metric)
-    return float(values[0]) if values.size else None
-
-
-def bc_progress(step: int, m: dict[str, float]) -> tuple[str | None, str | None]:
-    loss = m.get("train/loss")
-    return (None if loss is None else f"loss {loss:.4f}"), None
 
 
 def summarise_run(

@@ -60,7 +60,7 @@ def fake_trainer(monkeypatch):
     """Stand-in for ``run_agent``: logs validation at step 0 and steps 1..N; methods in ``fail`` raise instead."""
     calls, fail = [], set()
 
-    def run_agent(workdir, model_dir, config, extra_overrides, data_dir, timeout=None, metrics_file=None):
+    def run_agent(workdir, model_dir, config, extra_overrides, data_dir, timeout=None, metrics_file=None, **output):
         calls.append((config.method, metrics_file.name))
         if config.method in fail:
             raise RuntimeError("python3 -m sampo_verl.main_ppo exited with 1\nError: the trainer broke")
@@ -77,7 +77,7 @@ def test_tir_math_and_webshop_cells_train_on_their_cpu_testbeds(tmp_path, start_
     """Finding 1 on TIR-Math (grpo vs grpo_seqmean) and WebShop run as arena cells of their testbeds."""
     configs = []
 
-    def run_agent(workdir, model_dir, config, extra_overrides, data_dir, timeout=None, metrics_file=None):
+    def run_agent(workdir, model_dir, config, extra_overrides, data_dir, timeout=None, metrics_file=None, **output):
         configs.append(config)
         write_lines(metrics_file, [(0, {VAL_KEY: 0.0}), (1, {"training/global_step": 1})])
         return []
@@ -148,7 +148,7 @@ def test_failed_behaviour_cloning_fails_that_environments_cells_only(tmp_path, f
     calls, _ = fake_trainer
     built = []
 
-    def bc_start(workdir, tb, timeout=None):
+    def bc_start(workdir, tb, timeout=None, log_file=None):
         built.append(tb.env)
         if tb.env == "sokoban":
             raise subprocess.CalledProcessError(1, ["torchrun"])
@@ -161,6 +161,45 @@ def test_failed_behaviour_cloning_fails_that_environments_cells_only(tmp_path, f
     assert calls == [("grpo", "from_step0.jsonl"), ("gspo", "from_step0.jsonl")]  # frozenlake's
     printed = capsys.readouterr().out
     assert printed.count("behaviour cloning failed") == 2 and "2/4 cells done, 2 failed" in printed
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_verl_output_goes_to_each_folders_log_unless_verbose(tmp_path, monkeypatch, capsys, verbose):
+    outputs = []
+
+    def bc_start(workdir, tb, timeout=None, log_file=None):
+        outputs.append(("bc", log_file))
+        return workdir / "bc"
+
+    def run_agent(workdir, model_dir, config, extra_overrides, data_dir, timeout=None, metrics_file=None, **output):
+        outputs.append(("rl", output))
+        write_lines(metrics_file, [(0, {VAL_KEY: 0.25}), (1, {"training/global_step": 1, "sampo/success_rate": 0.5})])
+
+    monkeypatch.setattr(runner, "bc_start", bc_start)
+    monkeypatch.setattr(runner, "run_agent", run_agent)
+    out = tmp_path / "arena"
+    argv = ["run", "--envs", "frozenlake", "--methods", "grpo", "--steps", "1", "--out", str(out)]
+    assert main(argv + ["--verbose"] * verbose) == 0
+    cell = cell_dir(out, "frozenlake", "grpo", 0)
+    assert outputs == [
+        ("bc", None if verbose else out / "frozenlake" / "_start" / "verl.log"),
+        ("rl", {"capture": False, "log_file": None if verbose else cell / "verl.log"}),
+    ]
+    captured = capsys.readouterr()
+    assert ("verl's output goes to verl.log in each cell's folder" in captured.out) is not verbose
+    # the cell's validation line, and its progress bar on stderr
+    assert "[arena] frozenlake/grpo/seed0 step 0/1: held-out success 0.250 (start)" in captured.out
+    assert "frozenlake/grpo/seed0: 100%" in captured.err and "train success 0.500" in captured.err
+
+
+def test_a_recipes_output_goes_to_the_cells_log(tmp_path):
+    recipe = tmp_path / "recipe.sh"
+    recipe.write_text('#!/usr/bin/env bash\necho "verl says hello"\necho "and warns" >&2\n')
+    out = tmp_path / "arena"
+    argv = ["run", "--envs", "sokoban", "--methods", "gspo", "--steps", "1", "--out", str(out)]
+    main([*argv, "--recipe", str(recipe), "--init-model", "Qwen/Qwen3-4B"])
+    log = (cell_dir(out, "sokoban", "gspo", 0) / "verl.log").read_text()
+    assert "verl says hello" in log and "and warns" in log
 
 
 def test_attempts_merge_up_to_where_the_next_attempt_resumed(tmp_path):
@@ -445,7 +484,7 @@ def test_an_interrupted_cell_resumes_from_its_checkpoint_and_a_finished_one_is_s
 def test_sigterm_stops_the_running_trainer_and_the_cell_stays_resumable(tmp_path, start_model, monkeypatch, capsys):
     pid_file = tmp_path / "trainer.pid"
 
-    def run_agent(workdir, model_dir, config, extra_overrides, data_dir, timeout=None, metrics_file=None):
+    def run_agent(workdir, model_dir, config, extra_overrides, data_dir, timeout=None, metrics_file=None, **output):
         write_lines(metrics_file, [(1, {"training/global_step": 1})])
         command = ["bash", "-c", f"sleep 60 & echo $! > {pid_file}; wait"]  # a trainer with a child process
         runner.run_process(command, workdir, dict(os.environ), timeout=timeout)

@@ -15,7 +15,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
 
 from sampo_verl.runs.assets import ModelSize, build_assets
-from sampo_verl.bc.train import SFT_CHECKPOINT_DIR, SFT_CPU_PRESET, SFT_METRICS_FILE, run_bc, sft_overrides
+from sampo_verl.bc.train import SFT_CHECKPOINT_DIR, SFT_CPU_PRESET, SFT_METRICS_FILE, main, sft_overrides
 from sampo_verl.bc.sft_data import write_sft_splits
 
 LAKE = {"size": 3, "hole_prob": 0.2}
@@ -89,11 +89,21 @@ def response_log_prob(model, item) -> float:
     return float((token_log_probs * loss_mask[1:]).sum())
 
 
-def test_bc_lowers_the_sft_loss_and_exports_a_model_rl_can_start_from(tmp_path):
+def test_bc_lowers_the_sft_loss_and_exports_a_model_rl_can_start_from(tmp_path, capsys):
     model_dir = build_assets(tmp_path / "tiny", size=ModelSize(hidden=64), seed=0)
     data = tmp_path / "data"
     write_sft_splits(str(data), "frozenlake", episodes=24, val_episodes=4, env_options=LAKE)
-    out = run_bc(model_dir, data, tmp_path / "bc", steps=12, batch_size=8, lr=3e-3, timeout=600)
+    out = tmp_path / "bc"
+    main(["--model", str(model_dir), "--data", str(data), "--out", str(out), "--steps", "12", "--batch-size", "8",
+          "--lr", "3e-3"])  # fmt: skip
+
+    # quiet console: the log file's name and the model folder; verl's config dump and step lines in the log
+    printed = capsys.readouterr()
+    log_line = f"verl's output (warnings, configs, per-step lines): {out / 'verl.log'}"
+    assert printed.out.splitlines() == [log_line, str(out)]
+    assert "behaviour cloning: 100%" in printed.err and "train/loss" not in printed.err
+    log = (out / "verl.log").read_text()
+    assert "step:12 - " in log and "train/loss:" in log
 
     records = [json.loads(line) for line in (out / SFT_METRICS_FILE).read_text().splitlines()]
     losses = [r["data"]["train/loss"] for r in records if "train/loss" in r["data"]]

@@ -8,7 +8,6 @@ import contextlib
 import dataclasses
 import io
 import json
-import time
 
 import numpy as np
 import pytest
@@ -23,9 +22,7 @@ from sampo_verl.runs.quickstart import (
     STABILITY_METRICS,
     SUCCESS_METRICS,
     VERL_LOG,
-    StepProgress,
     main,
-    rl_progress,
     summarise_run,
 )
 
@@ -78,23 +75,6 @@ def test_summary_needs_validation_before_and_after():
     del history[0]
     with pytest.raises(RuntimeError, match="no validation before and after"):
         summarise_run(history, "sokoban", "sampo", 0, 8, 0.0, 0.0)
-
-
-def test_progress_of_rl_steps_and_validations():
-    describe = rl_progress(total=4)
-    history = history_fixture()
-    assert describe(0, history[0]) == (None, "  RL step 0/4: held-out success 0.250 (behaviour cloning)")
-    assert describe(1, history[1]) == ("train success 0.200, valid format nan", None)
-    assert describe(2, history[2]) == ("train success 0.300, valid format nan", "  RL step 2/4: held-out success 0.500")
-    assert describe(0, {}) == (None, None)  # nothing to show yet
-
-
-def test_step_progress_counts_each_logged_step_once(tmp_path):
-    metrics = tmp_path / "metrics.jsonl"
-    metrics.write_text("".join(json.dumps({"step": s, "data": d}) + "\n" for s, d in history_fixture().items()))
-    with StepProgress(metrics, 4, "RL", rl_progress(4), every=0.01) as progress:
-        time.sleep(0.05)
-    assert progress.bar.n == 4 and progress._shown == {0, 1, 2, 3, 4}
 
 
 @pytest.fixture(scope="module")
