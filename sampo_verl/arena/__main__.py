@@ -13,7 +13,8 @@ import signal
 from collections.abc import Sequence
 from pathlib import Path
 
-from sampo_verl.arena.report import build_report, load_results
+from sampo_verl.arena.layout import find_cells
+from sampo_verl.arena.report import build_report
 from sampo_verl.arena.runner import CPU_SAVE_FREQ, CPU_TEST_FREQ, ArenaSpec, cell_commands, parse_starts, run_arena
 
 RUN_EPILOG = """\
@@ -174,7 +175,7 @@ def _compare(args: argparse.Namespace) -> int:
     from sampo_verl.arena.compare import compare_runs, comparison_table
 
     for folder in (args.dir_a, args.dir_b):
-        if not load_results(folder):
+        if not find_cells(folder):
             raise SystemExit(f"arena compare: no arena cells under {folder}")
     comparisons = compare_runs(args.dir_a, args.dir_b)
     if not comparisons:

@@ -30,10 +30,7 @@ class Comparison:
 
     @property
     def verdict(self) -> str:
-        interval = self.change.interval
-        if interval is None:
-            return SAME
-        return HIGHER if interval.low > 0 else LOWER if interval.high < 0 else SAME
+        return {1: HIGHER, -1: LOWER, 0: SAME}[self.change.side()]
 
 
 def compare_runs(dir_a: str | Path, dir_b: str | Path) -> list[Comparison]:
@@ -43,10 +40,10 @@ def compare_runs(dir_a: str | Path, dir_b: str | Path) -> list[Comparison]:
     for env in sorted(runs_a.keys() & runs_b.keys()):
         cells_a, cells_b = runs_a[env], runs_b[env]
         metric = success_metric([history for _, history in (*cells_a, *cells_b)])
-        validated = [set(task_list([cell_outcomes(cell) for cell, _ in cells])) for cells in (cells_a, cells_b)]
-        tasks = sorted(validated[0] & validated[1])
-        a = {s.method: s for s in summarise_methods(cells_a, metric, tasks)}
-        b = {s.method: s for s in summarise_methods(cells_b, metric, tasks)}
+        recorded_a, recorded_b = ([cell_outcomes(cell) for cell, _ in cells] for cells in (cells_a, cells_b))
+        tasks = sorted(set(task_list(recorded_a)) & set(task_list(recorded_b)))
+        a = {s.method: s for s in summarise_methods(cells_a, metric, tasks, recorded_a)}
+        b = {s.method: s for s in summarise_methods(cells_b, metric, tasks, recorded_b)}
         for method in [m for m in a if m in b]:
             comparisons.append(
                 Comparison(env, method, a[method].estimate("final"), b[method].estimate("final"),

@@ -69,10 +69,7 @@ def _compare(
         return Finding(key, claim, NOT_TESTED, f"no {what} logged for {unlogged}")
     rival = max(tested, key=lambda m: estimates[m].mean)
     d = paired(summaries[favoured], summaries[rival], value)
-    if d.interval is None:
-        verdict = INCONCLUSIVE
-    else:
-        verdict = HELD if d.interval.low > 0 else NOT_HELD if d.interval.high < 0 else INCONCLUSIVE
+    verdict = {1: HELD, -1: NOT_HELD, 0: INCONCLUSIVE}[d.side()]
     listed = ", ".join(f"{m} {e.text()}" for m, e in estimates.items())
     untested = f"; not tested: {', '.join(missing)}" if missing else ""
     return Finding(

@@ -95,6 +95,12 @@ class Estimate:
     def basis(self) -> str:
         return f"{self.seeds} seed(s)" + (f" x {self.tasks} tasks" if self.tasks else ", no per-task outcomes")
 
+    def side(self) -> int:
+        """+1 when the interval lies above 0, -1 when below, 0 when it contains 0 or there is none."""
+        if self.interval is None:
+            return 0
+        return 1 if self.interval.low > 0 else -1 if self.interval.high < 0 else 0
+
 
 def estimate(rows: Sequence[np.ndarray]) -> Estimate:
     """The mean of per-seed rows (equal lengths: per task, or one value each) and its interval;
@@ -213,11 +219,15 @@ def seed_stats(
 
 
 def summarise_methods(
-    cells: Sequence[tuple[Cell, History]], metric: str, tasks: Sequence[int] | None = None
+    cells: Sequence[tuple[Cell, History]],
+    metric: str,
+    tasks: Sequence[int] | None = None,
+    outcomes: Sequence[dict[int, ValOutcomes]] | None = None,
 ) -> list[MethodSummary]:
     """Group one environment's cells by method and rank the methods (best first); per-task values on
-    ``tasks`` (default: every task the cells validated)."""
-    outcomes = [cell_outcomes(cell) for cell, _ in cells]
+    ``tasks`` (default: every task the cells validated), from ``outcomes`` (one per cell, default: read
+    from the cell folders)."""
+    outcomes = [cell_outcomes(cell) for cell, _ in cells] if outcomes is None else outcomes
     tasks = task_list(outcomes) if tasks is None else tasks
     by_method: dict[str, list[SeedStats]] = {}
     for (cell, history), recorded in zip(cells, outcomes, strict=True):
