@@ -8,7 +8,7 @@ Importing this package (``sampo_verl`` does, in every Ray process through
 - verl's FSDP2 engines for device ``cpu`` (:mod:`.engines`);
 - the ``hf`` rollout backend, ``actor_rollout_ref.rollout.name=hf`` (:mod:`.hf_rollout`);
 - the CPU patches of :mod:`sampo_verl.patches`, inert on any other device (the speed-only ones can be
-  left out by name: ``SAMPO_DISABLE_PATCHES=cpu_chunked_logprobs,cpu_causal_right_padding``).
+  left out by name: ``SAMPO_DISABLE_PATCHES=cpu_chunked_logprobs,cpu_response_logits,cpu_causal_right_padding``).
 
 The config side is the Hydra preset ``sampo_verl/conf/preset/cpu.yaml``: ``preset=cpu`` for
 ``sampo_verl.main_ppo``, ``cpu_overrides()`` for verl's own entry point.
@@ -21,6 +21,7 @@ from sampo_verl.patches import (
     cpu_causal_right_padding,
     cpu_chunked_logprobs,
     cpu_process_group_backend,
+    cpu_response_logits,
     cpu_sft_process_group,
     disabled_patches,
     fsdp2_unpinned_cpu_offload,
@@ -35,6 +36,11 @@ cpu_process_group_backend.apply()
 cpu_sft_process_group.apply()
 fsdp2_unpinned_cpu_offload.apply()
 # speed only, same numbers: $SAMPO_DISABLE_PATCHES can leave them out (benchmarks/bench_cpu_step.py's baseline)
-SPEED_PATCHES = {patch.__name__.rsplit(".", 1)[-1]: patch for patch in (cpu_chunked_logprobs, cpu_causal_right_padding)}
-for name in SPEED_PATCHES.keys() - disabled_patches(set(SPEED_PATCHES)):
-    SPEED_PATCHES[name].apply()
+SPEED_PATCHES = {
+    patch.__name__.rsplit(".", 1)[-1]: patch
+    for patch in (cpu_chunked_logprobs, cpu_response_logits, cpu_causal_right_padding)  # applied in this order
+}
+_disabled = disabled_patches(set(SPEED_PATCHES))
+for name, patch in SPEED_PATCHES.items():
+    if name not in _disabled:
+        patch.apply()
