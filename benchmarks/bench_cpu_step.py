@@ -7,13 +7,15 @@ response length, from the random tiny model, no validation) twice in this invoca
 
 - ``before``: verl's replay-buffer poll of 2 s (``sampo.sampler.poll_interval_s=2``), verl's
   old-log-prob forward (``sampo.old_log_prob.from_rollout=false``) and without the speed-only CPU
-  patches (``SAMPO_DISABLE_PATCHES``: verl's per-row log-prob loop, the padding mask);
+  patches (``SAMPO_DISABLE_PATCHES``: verl's per-row log-prob loop, logits at every position, the padding
+  mask);
 - ``new``: the defaults.
 
 It prints verl's ``timing_s/*`` per phase (mean over the steps after the first, which warms up) for both
 and their ratio, then the limit: the bare model (no verl, no Ray) running the same number of sequences of
 the runs' mean length as one forward for generation's prefill, two forwards (old and reference log-probs)
-and one forward+backward (the update), in micro-batches of 8 with the same threads as the trainer.
+and one forward+backward (the update), in micro-batches of 8 with the same threads as the trainer, with
+logits and log-probs at the last (mean response length) positions only, as a loss reads them.
 Timings on a shared machine are noisy: run it alone, and compare only numbers from one run.
 """
 
@@ -56,15 +58,18 @@ def phase_means(history: History) -> dict[str, float]:
     return {phase: statistics.mean(m[f"timing_s/{phase}"] for m in later) for phase in PHASES}
 
 
-def token_shape(history: History) -> tuple[int, int]:
-    """(sequences per step, mean tokens per sequence) of the run."""
+def token_shape(history: History) -> tuple[int, int, int]:
+    """(sequences per step, mean tokens per sequence, mean response tokens) of the run."""
     last = history[max(history)]
     length = last["prompt_length/mean"] + last["response_length/mean"]
-    return round(last["perf/total_num_tokens"] / length), round(length)
+    return round(last["perf/total_num_tokens"] / length), round(length), round(last["response_length/mean"])
 
 
-def bare_model_seconds(model_dir: Path, sequences: int, length: int, micro_batch: int = 8) -> tuple[float, float]:
-    """Seconds of one forward and of one forward+backward of the bare model over ``sequences`` x ``length``."""
+def bare_model_seconds(
+    model_dir: Path, sequences: int, length: int, response: int, micro_batch: int = 8
+) -> tuple[float, float]:
+    """Seconds of one forward and of one forward+backward of the bare model over ``sequences`` x ``length``,
+    with the log-probs of the last ``response`` positions."""
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="sdpa", dtype=torch.float32)
@@ -76,8 +81,8 @@ def bare_model_seconds(model_dir: Path, sequences: int, length: int, micro_batch
         for first in range(0, sequences, micro_batch):
             ids = torch.randint(0, vocab, (min(micro_batch, sequences - first), length), generator=generator)
             with torch.set_grad_enabled(backward):
-                logits = model(input_ids=ids).logits
-                log_probs = torch.log_softmax(logits, -1).gather(-1, ids.roll(-1, 1)[..., None])
+                logits = model(input_ids=ids, logits_to_keep=response + 1).logits[:, :-1]
+                log_probs = torch.log_softmax(logits, -1).gather(-1, ids[:, -response:, None])
                 if backward:
                     log_probs.mean().backward()
         return time.perf_counter() - start
@@ -109,7 +114,10 @@ def main() -> None:
         forward, forward_backward = bare_model_seconds(model, *shape)
 
     print(f"\nCPU testbed step ({args.env}, {args.method}, {args.steps} steps; mean of steps 2-{args.steps})")
-    print(f"  {shape[0]} sequences x {shape[1]} tokens per step, torch threads {torch.get_num_threads()}")
+    print(
+        f"  {shape[0]} sequences x {shape[1]} tokens ({shape[2]} response) per step,"
+        f" torch threads {torch.get_num_threads()}"
+    )
     print(f"  {'phase':<14}" + "".join(f"{name:>10}" for name in means) + ("     ratio" if len(means) == 2 else ""))
     for phase in PHASES:
         row = [means[name][phase] for name in means]
