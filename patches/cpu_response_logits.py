@@ -31,7 +31,7 @@ from tensordict import TensorDict
 from verl.utils.device import get_device_name
 from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead, _scale_logits_by_temperature
 
-KEEP = "_sampo_read_positions"  # output_args key and attribute on the LM head while a forward runs
+KEEP = "_sampo_read_positions"  # output_args key ((flat, rows)) and LM head attribute ((rows, cols)) during a forward
 UNSUPPORTED_FLAGS = ("use_remove_padding", "use_fused_kernels", "distillation_use_topk", "calculate_sum_pi_squared")
 
 
@@ -90,11 +90,11 @@ def applies(micro_batch: TensorDict, output_args: dict) -> bool:
     )
 
 
-def outputs_at(engine, logits: torch.Tensor, flat: torch.Tensor, output_args: dict, micro_batch: TensorDict) -> dict:
-    """verl's ``model_output`` (nested full-length log-probs, entropy) from the logits at ``flat``."""
-    input_ids = micro_batch["input_ids"]
-    offsets = input_ids.offsets()
-    rows = torch.searchsorted(offsets[1:], flat, right=True)
+def outputs_at(engine, logits: torch.Tensor, output_args: dict, micro_batch: TensorDict) -> dict:
+    """verl's ``model_output`` (nested full-length log-probs, entropy) from the logits at the read positions
+    (``flat`` packed indices, in ``rows``)."""
+    flat, rows = output_args[KEEP]
+    offsets = micro_batch["input_ids"].offsets()
     temperature = output_args["temperature"][rows].unsqueeze(-1)
     logits = _scale_logits_by_temperature(
         logits, temperature, is_unit_temperature=output_args.get("temperature_is_one", False)
@@ -135,16 +135,15 @@ def apply() -> None:
             offsets = micro_batch["input_ids"].offsets()
             rows = torch.searchsorted(offsets[1:], flat, right=True)
             head.__dict__[KEEP] = (rows, flat - offsets[rows])
-            output_args[KEEP] = flat
+            output_args[KEEP] = (flat, rows)
         return model_inputs, output_args
 
     @functools.wraps(original_outputs)
     def prepare_model_outputs(self, output, output_args, micro_batch, logits_processor_func):
         if KEEP not in output_args:
             return original_outputs(self, output, output_args, micro_batch, logits_processor_func)
-        return outputs_at(self, output.logits.squeeze(0), output_args[KEEP], output_args, micro_batch)
+        return outputs_at(self, output.logits.squeeze(0), output_args, micro_batch)
 
     prepare_model_outputs._sampo_cpu_patch = True
-    prepare_model_inputs._sampo_cpu_response_patch = True
     FSDPEngineWithLMHead.prepare_model_inputs = prepare_model_inputs
     FSDPEngineWithLMHead.prepare_model_outputs = prepare_model_outputs

@@ -78,9 +78,7 @@ def real_positions_out(model, inputs: dict, lengths: list[int]) -> tuple[torch.T
 
 
 def test_dropping_the_padding_mask_keeps_log_probs_and_gradients():
-    tokenizer = build_tokenizer(["a b c d e f g"], vocab_size=320)
-    model = build_model(tokenizer, ModelSize(hidden=32, init_std=0.3))
-    model.config._attn_implementation = "sdpa"
+    model = tiny_lm()
     lengths = [5, 23, 17, 1, 23]
     engine = SimpleNamespace(pad_to_length=None)
     verl_inputs, _ = inspect.unwrap(FSDPEngineWithLMHead.prepare_model_inputs)(engine, micro_batch(lengths, 320))
