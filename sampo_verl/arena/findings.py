@@ -4,8 +4,8 @@ Every rule reads the per-method numbers of :mod:`sampo_verl.arena.summary` for o
 95% bootstrap intervals over seeds and, where the cells recorded them, held-out tasks. Two kinds of
 rule:
 
-- *comparison* (findings 1, 3a, 3b, 4): ``d`` = a value of the method the finding favours minus the
-  same value of its rival (for finding 4 the rival with the highest mean), paired over their common
+- *comparison* (findings 1, 3a, 3b, 4, 5a, 5b): ``d`` = a value of the method the finding favours minus the
+  same value of its rival (for findings 4 and 5b the rival with the highest mean), paired over their common
   seeds and tasks (:func:`~sampo_verl.arena.summary.paired`). Held when the interval of ``d`` lies
   above 0, did not hold when it lies below 0, inconclusive when it contains 0 (or there is no
   interval: one seed without per-task outcomes).
@@ -28,6 +28,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sampo_verl.arena.summary import MethodSummary, paired
+
+# the methods of the paper's table besides SAMPO (sampo_plus is ours, not the paper's)
+PAPER_RIVALS = (
+    "grpo", "grpo_seqmean", "gspo", "sapo", "cispo", "sapo_seqmask", "cispo_seqmask",
+    "grpo_filter", "gigpo", "gigpo_filter", "empg",
+)  # fmt: skip
 
 DROP = 0.10  # a drop (best - final success) whose interval lies at or above this: the method collapsed
 COLLAPSED, STABLE, UNCLEAR = "collapsed", "stable", "unclear"
@@ -188,6 +194,24 @@ def judge_findings(summaries: Mapping[str, MethodSummary]) -> list[Finding]:
             "4. Advantage design: gigpo gives the best success among gigpo, grpo and empg",
             "gigpo",
             ["grpo", "empg"],
+            "final",
+            "final success",
+        ),
+        _compare(
+            summaries,
+            "5a",
+            "5a. SAMPO (sequence-level clipping + gigpo + filtering) beats grpo",
+            "sampo",
+            ["grpo"],
+            "final",
+            "final success",
+        ),
+        _compare(
+            summaries,
+            "5b",
+            "5b. SAMPO gives the best success among the paper's methods",
+            "sampo",
+            PAPER_RIVALS,
             "final",
             "final success",
         ),

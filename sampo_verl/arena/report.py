@@ -205,9 +205,10 @@ environment's task list (every task a cell validated); final = the last validati
 when every seed recorded per-task outcomes, over tasks (the same task draw for every seed); the last column
 says which. One seed without per-task outcomes: the value alone. Drop = best − final success. Ranking: mean
 final success, then mean best success, then fewer collapse steps.</li>
-<li>Findings: comparisons (1, 3a, 3b, 4) take the paired difference favoured − rival over the common seeds
+<li>Findings: comparisons (1, 3a, 3b, 4, 5a, 5b) take the paired difference favoured − rival over the common seeds
 (and tasks) and hold when its 95% interval lies above 0, fail when it lies below 0, and are inconclusive when
-it contains 0 (finding 4 compares gigpo with the rival of the higher mean among grpo and empg). A method
+it contains 0 (finding 4 compares gigpo with the rival of the higher mean among grpo and empg, 5b sampo with
+the rival of the highest mean among the paper's other methods). A method
 collapsed when the interval of its drop lies at or above {findings_mod.DROP} or the collapse detector fired in
 every seed, and was stable when the drop's interval lies below {findings_mod.DROP}. Finding 2 holds when gspo was
 stable and every tested tolerant method (sapo, cispo) collapsed (partly: some collapsed, the rest were stable),

@@ -163,3 +163,17 @@ def test_missing_format_metric_is_not_tested():
     )
     (f3b,) = [f for f in findings if f.key == "3b"]
     assert f3b.verdict == NOT_TESTED and "no lowest valid-format rate logged for grpo" in f3b.evidence
+
+
+def test_sampo_verdicts_against_grpo_and_the_best_paper_method():
+    found = verdicts(
+        method("sampo", [0.7, 0.8]),
+        method("grpo", [0.5, 0.55]),  # +0.2, +0.25: sampo beats grpo
+        method("empg", [0.72, 0.75]),  # the best rival: -0.02, +0.05 straddle 0
+        method("sampo_plus", [0.95, 0.95]),  # ours, not the paper's: never the rival
+    )
+    assert (found["5a"], found["5b"]) == (HELD, INCONCLUSIVE)
+    (f5b,) = [f for f in judge_findings({"sampo": method("sampo", [0.7, 0.8]), "empg": method("empg", [0.9, 0.9])})
+              if f.key == "5b"]
+    assert f5b.verdict == NOT_HELD and "sampo - empg" in f5b.evidence
+    assert verdicts(method("grpo", [0.5]))["5a"] == NOT_TESTED
