@@ -12,7 +12,15 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from sampo_verl.metrics import TRAIN_SUCCESS, VAL_SUCCESS, History, has_metric, seed_band, wilson_interval
+from sampo_verl.metrics import (
+    TRAIN_SUCCESS,
+    VAL_SUCCESS,
+    History,
+    has_metric,
+    metric_series,
+    seed_band,
+    wilson_interval,
+)
 
 TITLES = {
     VAL_SUCCESS: "validation success rate",
@@ -110,11 +118,64 @@ def plot_metrics(
     references: Mapping[str, Mapping[str, float]] | None = None,
 ) -> Path:
     """Draw :func:`make_figure` into the PNG file ``out`` (parent folders created); return its path."""
+    figure = make_figure(runs, metrics, title=title, events=events, intervals=intervals, references=references)
+    return save_png(figure, out)
+
+
+def save_png(figure: Figure, out: str | Path) -> Path:
+    """Write ``figure`` to the PNG file ``out`` (parent folders created); return its path."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    figure = make_figure(runs, metrics, title=title, events=events, intervals=intervals, references=references)
     figure.savefig(out, format="png")
     return out
+
+
+def make_method_panels(
+    runs: Mapping[str, Sequence[History]],
+    metric: str,
+    title: str = "",
+    events: Mapping[str, Sequence[int]] | None = None,
+    order: Sequence[str] | None = None,
+) -> Figure:
+    """Small multiples of one metric: a panel per run label (e.g. method), in ``order`` (default:
+    ``runs``' order). Colours follow ``runs``' order, as in :func:`make_figure`.
+
+    Each panel draws the label's seeds as thin lines (``gid`` "seed"), their mean in the label's colour
+    ("curve"), the other labels' means in light grey for reference ("others") and the label's own
+    ``events`` as dotted lines ("event"). All panels share both axes, so heights compare across panels.
+    """
+    bands = {label: seed_band(runs[label], metric) for label in (runs if order is None else order)}
+    labels = [label for label, band in bands.items() if band is not None]
+    ncols = max(1, min(4, len(labels)))
+    nrows = max(1, math.ceil(len(labels) / ncols))
+    size = (PANEL_SIZE[0] * 0.7 * ncols, PANEL_SIZE[1] * 0.8 * nrows + HEADER)
+    fig = Figure(figsize=size, dpi=DPI, layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True).ravel()
+    colours = dict(zip(runs, _colours(len(runs))))
+    for ax, label in zip(axes, labels):
+        for other in labels:
+            if other != label:
+                steps, mean = bands[other][:2]
+                ax.plot(steps, mean, color="0.8", linewidth=0.8, gid="others")
+        for seed in runs[label]:
+            steps, values = metric_series(seed, metric)
+            ax.plot(steps, values, color=colours[label], linewidth=0.8, alpha=0.5, gid="seed")
+        steps, mean = bands[label][:2]
+        ax.plot(steps, mean, color=colours[label], linewidth=2, marker="o", markersize=3, gid="curve")
+        for step in sorted(set((events or {}).get(label, ()))):
+            ax.axvline(step, color=colours[label], linestyle=":", alpha=0.7, gid="event")
+        ax.set_title(f"{label} ({len(runs[label])} seed{'s' * (len(runs[label]) != 1)})", fontsize=10)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    for ax in axes[len(labels) :]:
+        ax.set_axis_off()
+    if not labels:
+        axes[0].text(0.5, 0.5, f"no data logged for:\n{metric}", ha="center", va="center")
+    fig.supxlabel("step", fontsize=10)
+    fig.supylabel(TITLES.get(metric, metric), fontsize=10)
+    if title:
+        fig.suptitle(title)
+    return fig
 
 
 def _colours(n: int) -> list:

@@ -4,7 +4,7 @@ import struct
 
 import numpy as np
 
-from sampo_verl.plots import make_figure, plot_metrics
+from sampo_verl.plots import make_figure, make_method_panels, plot_metrics
 
 
 def png_size(path):
@@ -71,3 +71,22 @@ def test_one_seed_success_curve_gets_its_binomial_interval_and_the_start_level()
     (level,) = gids(ax, "reference")
     assert level.get_label() == "behaviour cloning" and list(level.get_ydata()) == [0.5, 0.5]
     assert sorted(t.get_text() for t in fig.legends[0].get_texts()) == ["behaviour cloning", "sampo"]
+
+
+def test_method_panels_one_per_method_in_the_given_order():
+    runs = {
+        "grpo": [{0: {"sampo/success_rate": 0.5}, 2: {"sampo/success_rate": 0.7}},
+                 {0: {"sampo/success_rate": 0.5}, 2: {"sampo/success_rate": 0.3}}],
+        "sapo": [{0: {"sampo/success_rate": 0.5}, 2: {"sampo/success_rate": 0.9}}],
+        "empty": [{0: {"actor/entropy": 1.0}}],  # never logged the metric: no panel
+    }
+    fig = make_method_panels(runs, "sampo/success_rate", "t", events={"sapo": [1, 1]}, order=["sapo", "grpo", "empty"])
+    axes = [ax for ax in fig.axes if ax.axison]
+    assert [ax.get_title() for ax in axes] == ["sapo (1 seed)", "grpo (2 seeds)"]
+    sapo, grpo = axes
+    np.testing.assert_allclose(gids(grpo, "curve")[0].get_ydata(), [0.5, 0.5])  # mean of 0.7 and 0.3
+    assert sorted(tuple(line.get_ydata()) for line in gids(grpo, "seed")) == [(0.5, 0.3), (0.5, 0.7)]
+    np.testing.assert_allclose(gids(grpo, "others")[0].get_ydata(), [0.5, 0.9])  # sapo's mean in grey
+    assert [line.get_xdata()[0] for line in gids(sapo, "event")] == [1] and not gids(grpo, "event")
+    # colours follow runs' order (as in make_figure), not the panel order
+    assert gids(grpo, "curve")[0].get_color() == make_figure(runs, ["sampo/success_rate"]).axes[0].get_lines()[0].get_color()

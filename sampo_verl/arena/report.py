@@ -2,9 +2,10 @@
 
 ``build_report(DIR)`` reads every cell of a results folder (layout: :mod:`sampo_verl.arena.layout`)
 and writes ``DIR/report/index.html`` (figures embedded as base64 data URIs, so the page opens
-offline on its own) and, per environment, ``<env>_success.png`` and ``<env>_stability.png``
-beside it. Per environment the page shows the success curves per method (mean over seeds, band
-min..max), the stability panel, collapse steps as dotted lines, the ranking table
+offline on its own) and, per environment, ``<env>_success.png``, ``<env>_success_by_method.png`` and
+``<env>_stability.png`` beside it. Per environment the page shows the success curves per method (mean
+over seeds, band min..max), the same curves one panel per method in ranking order (every seed, the
+other methods' means in grey), the stability panel, collapse steps as dotted lines, the ranking table
 (:mod:`sampo_verl.arena.summary`) and the findings (:mod:`sampo_verl.arena.findings`).
 """
 
@@ -21,7 +22,7 @@ from sampo_verl.arena import findings as findings_mod
 from sampo_verl.arena.layout import REPORT_DIR, Cell, find_cells, served_summaries
 from sampo_verl.arena.summary import MethodSummary, Spread, success_metric, summarise_methods
 from sampo_verl.metrics import VAL_SUCCESS, History, collapse_steps, read_metrics
-from sampo_verl.plots import TITLES, plot_metrics
+from sampo_verl.plots import TITLES, make_method_panels, plot_metrics, save_png
 from sampo_verl.stats import BOOTSTRAP_SAMPLES
 
 STABILITY = (
@@ -94,6 +95,10 @@ def _env_section(env: str, cells: Sequence[tuple[Cell, History]], out: Path, ser
     success_png = plot_metrics(runs, [metric], out / f"{env}_success.png", f"{env}: success rate", marks)
     stability_png = plot_metrics(runs, STABILITY, out / f"{env}_stability.png", f"{env}: stability", marks)
     summaries = summarise_methods(cells, metric)
+    panels = make_method_panels(
+        runs, metric, f"{env}: {TITLES[metric]}, one panel per method (ranking order)", marks, [s.method for s in summaries]
+    )
+    panels_png = save_png(panels, out / f"{env}_success_by_method.png")
     verdicts = findings_mod.judge_findings({s.method: s for s in summaries})
     tasks = max(s.tasks for s in summaries)
     seeds = sorted({len(s.seeds) for s in summaries})
@@ -111,6 +116,7 @@ def _env_section(env: str, cells: Sequence[tuple[Cell, History]], out: Path, ser
 <h2>{html.escape(env)}</h2>
 <p>Success metric: {source}. {scale} Dotted vertical lines: steps at which the collapse detector fired.</p>
 <figure>{_img(success_png, f"{env}: {TITLES[metric]} per method")}</figure>
+<figure>{_img(panels_png, f"{env}: {TITLES[metric]}, one panel per method with every seed")}</figure>
 <figure>{_img(stability_png, f"{env}: stability panel per method")}</figure>
 <h3>Ranking</h3>
 {_ranking_table(summaries)}

@@ -47,11 +47,13 @@ def test_figures_render_in_chromium(arena_dir, tmp_path, browser):
     images = browser.execute_script(
         "return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth, i.naturalHeight])"
     )
-    # 2 environments x (success, stability); natural sizes are the PNGs' pixel sizes
+    # 2 environments x (success, success by method, stability); natural sizes are the PNGs' pixel sizes
     assert [(alt, done, w, h) for alt, done, w, h in images] == [
         ("frozenlake: validation success rate per method", True, 500, 435),
+        ("frozenlake: validation success rate, one panel per method with every seed", True, 1400, 552),
         ("frozenlake: stability panel per method", True, 1500, 385),
         ("sokoban: training success rate per method", True, 500, 410),
+        ("sokoban: training success rate, one panel per method with every seed", True, 1050, 296),
         ("sokoban: stability panel per method", True, 1500, 705),
     ]
     assert browser.title == f"Arena report: {arena_dir.name}"

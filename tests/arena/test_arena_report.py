@@ -151,8 +151,10 @@ def test_figures_png_and_embedded(report):
     assert names == [
         "frozenlake_stability.png",
         "frozenlake_success.png",
+        "frozenlake_success_by_method.png",
         "sokoban_stability.png",
         "sokoban_success.png",
+        "sokoban_success_by_method.png",
     ]
     # width: 5 in per panel column (3 columns for 3+ stability metrics); height: 3.2 in per panel row + 0.4 in
     # header + 0.25 in per legend row (legend columns: width // 1.7 in), at 100 dpi
@@ -161,12 +163,15 @@ def test_figures_png_and_embedded(report):
         "sokoban_stability.png": (1500, 705),  # all 5 metrics logged: 3 x 2 panels; 8 legend columns: 1 row
         "frozenlake_success.png": (500, 435),  # 5 methods: 3 legend rows
         "frozenlake_stability.png": (1500, 385),  # only grad norm, entropy, format logged: 3 x 1 panels
+        # one 3.5 x 2.56 in panel per method, at most 4 columns, + 0.4 in header
+        "sokoban_success_by_method.png": (1050, 296),  # 3 methods: 3 x 1 panels
+        "frozenlake_success_by_method.png": (1400, 552),  # 5 methods: 4 x 2 panels
     }
     for name in names:
         data = (index.parent / name).read_bytes()
         assert data[:8] == PNG_SIGNATURE
         assert struct.unpack(">II", data[16:24]) == sizes[name]
-    assert len(parser.images) == 4 and all(src.startswith("data:image/png;base64,") for src in parser.images)
+    assert len(parser.images) == 6 and all(src.startswith("data:image/png;base64,") for src in parser.images)
 
 
 def test_figure_contents(arena_dir, tmp_path, monkeypatch):
