@@ -85,6 +85,11 @@ def expert_rows(seeds: range, env_name: str, **episode_options: Any) -> tuple[li
     return rows, kept
 
 
+def message_texts(path: str | os.PathLike) -> list[str]:
+    """The text of every message of an SFT parquet file (e.g. to train a tokenizer on)."""
+    return [m["content"] for messages in pd.read_parquet(path)["messages"] for m in messages if m["content"]]
+
+
 def write_sft_splits(
     out_dir: str,
     env_name: str,

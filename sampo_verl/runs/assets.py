@@ -3,7 +3,10 @@
 The tokenizer is a byte-level BPE trained with ``tokenizers`` on a given corpus (any text
 round-trips; transformers loads ``model_type=qwen2`` checkpoints with the byte-level Qwen2
 tokenizer class, so a word-level vocabulary would not survive loading), with ChatML special
-tokens and chat template. The model is a randomly initialised ``Qwen2ForCausalLM`` of
+tokens and chat template. Loading also swaps the pre-tokenizer for Qwen2's own split (one digit per
+pre-token, words, punctuation runs); with ``qwen2_split=True`` the BPE is trained under that same split, so
+every merge it learns still fires after loading (the default byte-level split keeps the tokenizers the
+existing testbeds were tuned with). The model is a randomly initialised ``Qwen2ForCausalLM`` of
 configurable size. Both are written with ``save_pretrained`` so verl loads the directory as
 ``actor_rollout_ref.model.path``.
 
@@ -22,8 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
 PAD_TOKEN = "<|endoftext|>"
 BOS_OF_TURN = "<|im_start|>"
@@ -61,12 +65,21 @@ def default_corpus() -> list[str]:
     return sentences * 4 + grid_rows + actions + numbers + [" ".join(roles)] * 4
 
 
-def build_tokenizer(corpus: Iterable[str], vocab_size: int = 512) -> PreTrainedTokenizerFast:
-    """Train a byte-level BPE (with ChatML specials and chat template) on ``corpus``."""
+def build_tokenizer(corpus: Iterable[str], vocab_size: int = 512, qwen2_split: bool = False) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE (with ChatML specials and chat template) on ``corpus``; ``qwen2_split``: under
+    the pre-tokenizer ``AutoTokenizer`` gives the saved tokenizer on loading (see the module docstring)."""
     if vocab_size < 256 + len(SPECIAL_TOKENS):
         raise ValueError(f"vocab_size={vocab_size} must be at least {256 + len(SPECIAL_TOKENS)} (bytes + specials)")
     bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if qwen2_split:
+        bpe.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
+        )
+    else:
+        bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -132,11 +145,12 @@ def build_assets(
     vocab_size: int = 512,
     size: ModelSize = ModelSize(),
     seed: int = 0,
+    qwen2_split: bool = False,
 ) -> Path:
     """Write tokenizer and model to ``out_dir`` (created if needed) and return it."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(default_corpus() if corpus is None else corpus, vocab_size)
+    tokenizer = build_tokenizer(default_corpus() if corpus is None else corpus, vocab_size, qwen2_split)
     tokenizer.save_pretrained(out)
     build_model(tokenizer, size, seed).save_pretrained(out)
     return out

@@ -70,3 +70,22 @@ def test_cli_writes_a_loadable_directory(tmp_path, capsys):
     )
     assert capsys.readouterr().out.strip() == str(tmp_path / "m")
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "m").config.hidden_size == 32
+
+
+def test_qwen2_split_tokenizer_encodes_the_same_after_loading(tmp_path):
+    """Loading swaps in Qwen2's pre-tokenizer: a BPE trained under it keeps its ids, the byte-level one does not."""
+    text = "What is the remainder when 401^2679 is divided by 17448? <code>print(pow(401, 2679, 17448))</code>"
+    corpus = [text] * 20 + ["go to the table", "the answer is 42"] * 5
+    encoded = {}
+    for split in (False, True):
+        out = build_assets(tmp_path / str(split), corpus=corpus, vocab_size=400, qwen2_split=split)
+        loaded = AutoTokenizer.from_pretrained(out)
+        encoded[split] = (build_tokenizer(corpus, 400, split).encode(text), loaded.encode(text))
+        assert loaded.decode(loaded.encode(text)) == text
+    before, after = encoded[True]
+    assert before == after
+    assert all(len(loaded_piece.strip()) <= 1 for loaded_piece in [
+        AutoTokenizer.from_pretrained(tmp_path / "True").decode([i]) for i in after
+    ] if loaded_piece.strip().isdigit())  # one digit per token
+    before, after = encoded[False]
+    assert before != after and len(after) > len(before)  # merges across the split never fire after loading
