@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sampo_verl.bc.dataset import PROMPT_LOSS_OVERRIDES
+from sampo_verl.bc.prompt_loss import PROMPT_LOSS_OVERRIDES
 from sampo_verl.bc.sft_data import DEFAULT_THOUGHT, message_texts
 from sampo_verl.runs.agent_run import AgentRunConfig, is_built, mark_built, prepare_model
 from sampo_verl.runs.assets import ModelSize
@@ -73,7 +73,7 @@ TESTBEDS: dict[str, Testbed] = {
     # the kinds whose programs copy the question's numbers (gcd/lcm, modular powers), level 1: answers take
     # ~16 tokens, programs ~30-35 (finding 1 needs turns of varying length: ~2x here; the generator's full
     # mix is not learnt by cloning at this scale). Prompts ~250 tokens with a tokenizer trained on the data.
-    # The loss on the prompts is what teaches copying numbers (bc/dataset.py: 0 -> 11 of 64 held-out
+    # The loss on the prompts is what teaches copying numbers (bc/prompt_loss.py: 0 -> 11 of 64 held-out
     # problems); lr 3e-3 with warm-up and cosine decay; no thought (it would repeat the program).
     # RL: the cloned policy is nearly deterministic (entropy ~0.05); at lr 5e-4 and temperature 0.7 GRPO
     # collapsed (held-out 0.18 -> 0.00 by step 20, gradient-norm spikes of 10+, broken formats); at 1e-4 and

@@ -6,7 +6,7 @@ the right program with the wrong numbers, 0 of 48 held-out problems solved). The
 copy events (the history repeats the question's numbers inside code), so putting every message's
 tokens under the loss teaches copying at no extra forward cost. Select it with::
 
-    data.custom_cls.path=pkg://sampo_verl.bc.dataset data.custom_cls.name=PromptLossSFTDataset
+    data.custom_cls.path=pkg://sampo_verl.bc.prompt_loss data.custom_cls.name=PromptLossSFTDataset
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
 
 PROMPT_LOSS_OVERRIDES = (
-    "data.custom_cls.path=pkg://sampo_verl.bc.dataset",
+    "data.custom_cls.path=pkg://sampo_verl.bc.prompt_loss",
     "data.custom_cls.name=PromptLossSFTDataset",
 )
 

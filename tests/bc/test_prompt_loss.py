@@ -5,7 +5,7 @@ from omegaconf import OmegaConf
 from verl.trainer.sft_trainer import create_sft_dataset
 from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
 
-from sampo_verl.bc.dataset import PROMPT_LOSS_OVERRIDES, PromptLossSFTDataset
+from sampo_verl.bc.prompt_loss import PROMPT_LOSS_OVERRIDES, PromptLossSFTDataset
 from sampo_verl.bc.sft_data import write_sft_splits
 from sampo_verl.runs.assets import build_tokenizer, default_corpus
 
