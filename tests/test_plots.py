@@ -89,4 +89,5 @@ def test_method_panels_one_per_method_in_the_given_order():
     np.testing.assert_allclose(gids(grpo, "others")[0].get_ydata(), [0.5, 0.9])  # sapo's mean in grey
     assert [line.get_xdata()[0] for line in gids(sapo, "event")] == [1] and not gids(grpo, "event")
     # colours follow runs' order (as in make_figure), not the panel order
-    assert gids(grpo, "curve")[0].get_color() == make_figure(runs, ["sampo/success_rate"]).axes[0].get_lines()[0].get_color()
+    overlaid = make_figure(runs, ["sampo/success_rate"]).axes[0]
+    assert gids(grpo, "curve")[0].get_color() == overlaid.get_lines()[0].get_color()

@@ -95,9 +95,9 @@ def _env_section(env: str, cells: Sequence[tuple[Cell, History]], out: Path, ser
     success_png = plot_metrics(runs, [metric], out / f"{env}_success.png", f"{env}: success rate", marks)
     stability_png = plot_metrics(runs, STABILITY, out / f"{env}_stability.png", f"{env}: stability", marks)
     summaries = summarise_methods(cells, metric)
-    panels = make_method_panels(
-        runs, metric, f"{env}: {TITLES[metric]}, one panel per method (ranking order)", marks, [s.method for s in summaries]
-    )
+    ranking = [s.method for s in summaries]
+    panels_title = f"{env}: {TITLES[metric]}, one panel per method (ranking order)"
+    panels = make_method_panels(runs, metric, panels_title, marks, ranking)
     panels_png = save_png(panels, out / f"{env}_success_by_method.png")
     verdicts = findings_mod.judge_findings({s.method: s for s in summaries})
     tasks = max(s.tasks for s in summaries)

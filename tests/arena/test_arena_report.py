@@ -134,10 +134,10 @@ def test_findings_verdicts(report):
     # order: 1, 2, mask, 3a, 3b, 4, 5a, 5b (no sampo cell: 5a and 5b are not tested)
     # sokoban: gspo drops [0, 0] below 0.1: stable; sapo drops [0.6, 0.6] above: collapsed (cispo not run) -> 2 held;
     # sapo_seqmask drops [0, 0.05]: stable -> mask held
-    assert verdicts["sokoban"] == [not_tested, "held", "held", not_tested, not_tested, not_tested, not_tested, not_tested]
+    assert verdicts["sokoban"] == [not_tested, "held", "held", *[not_tested] * 5]
     # frozenlake, paired per seed and task: 3a gigpo_filter - gigpo +0.2 (4 and 12 of 40 tasks better, none worse);
     # 3b lowest format, per seed: +0.3, +0.15; 4 gigpo - grpo (the higher rival): 8 of 40 tasks better in both seeds
-    assert verdicts["frozenlake"] == [not_tested, not_tested, not_tested, "held", "held", "held", not_tested, not_tested]
+    assert verdicts["frozenlake"] == [*[not_tested] * 3, "held", "held", "held", not_tested, not_tested]
     evidence = section_rows(text, "sokoban", "findings")[1][2]
     assert "sapo collapsed: best 0.850 [0.800, 0.900] final 0.250 [0.200, 0.300] drop 0.600 [0.600, 0.600]" in evidence
     assert "collapse steps 1.500 [1.000, 2.000]" in evidence and "not tested: cispo" in evidence

@@ -13,13 +13,13 @@ TOKENIZER = build_tokenizer(default_corpus(), vocab_size=512)
 
 
 def data_config(custom: bool):
-    overrides = dict(o.split("=", 1) for o in PROMPT_LOSS_OVERRIDES) if custom else {}
+    overrides = dict(o.removeprefix("data.custom_cls.").split("=", 1) for o in PROMPT_LOSS_OVERRIDES) if custom else {}
     return OmegaConf.create(
         {
             "pad_mode": "no_padding",
             "max_length": 4096,
             "truncation": "error",
-            "custom_cls": {"path": overrides.get("data.custom_cls.path"), "name": overrides.get("data.custom_cls.name")},
+            "custom_cls": {"path": overrides.get("path"), "name": overrides.get("name")},
         }
     )
 
