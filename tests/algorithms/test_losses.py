@@ -415,7 +415,9 @@ def test_property_scaling_advantages_scales_the_loss(seed, scale, name, agg):
     scaled, _, scaled_metrics = loss_and_grad(
         loss_fn, old_log_prob, log_prob, scale * advantages, response_mask, agg, config
     )
-    torch.testing.assert_close(scaled, scale * loss, rtol=1e-5, atol=1e-6)
+    # float32: the rounding error grows with the terms' size, which scales with `scale` (seen: 3e-6 at scale 29
+    # on a loss of -0.137, where its terms partly cancel)
+    torch.testing.assert_close(scaled, scale * loss, rtol=1e-5, atol=1e-6 * max(1.0, scale))
     assert scaled_metrics["actor/seq_mask_frac"] == metrics["actor/seq_mask_frac"]
 
 
