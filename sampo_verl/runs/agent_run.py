@@ -91,11 +91,10 @@ def prepare_data(data_dir: Path, config: AgentRunConfig) -> tuple[Path, Path]:
     return train, val
 
 
-def prepare_model(model_dir: Path, size: ModelSize = TINY_MODEL, **tokenizer: Any) -> Path:
-    """Build the tiny local tokenizer + model under ``model_dir`` unless it is there; ``tokenizer``:
-    ``corpus``, ``vocab_size``, ``qwen2_split`` of :func:`~sampo_verl.runs.assets.build_assets`."""
+def prepare_model(model_dir: Path, size: ModelSize = TINY_MODEL) -> Path:
+    """Build the tiny local tokenizer + model under ``model_dir`` unless it is there."""
     if not (model_dir / "config.json").exists():
-        build_assets(model_dir, size=size, **tokenizer)
+        build_assets(model_dir, size=size)
     return model_dir
 
 

@@ -22,8 +22,8 @@ from typing import Any
 
 from sampo_verl.bc.prompt_loss import PROMPT_LOSS_OVERRIDES
 from sampo_verl.bc.sft_data import DEFAULT_THOUGHT, message_texts
-from sampo_verl.runs.agent_run import AgentRunConfig, is_built, mark_built, prepare_model
-from sampo_verl.runs.assets import ModelSize
+from sampo_verl.runs.agent_run import AgentRunConfig, is_built, mark_built
+from sampo_verl.runs.assets import ModelSize, build_assets
 
 BC_DONE_FILE = "bc_done.json"  # in the behaviour-cloned model folder, once it is built
 
@@ -146,10 +146,9 @@ def bc_start(workdir: Path, tb: Testbed, timeout: float | None = None, log_file:
         thought=tb.bc_thought,
     )
     corpus = message_texts(data / "train.parquet") if tb.tokenizer_from_data else None
-    shutil.rmtree(workdir / "init_model", ignore_errors=True)  # built for other settings, if any
-    model = prepare_model(
-        workdir / "init_model", tb.model, corpus=corpus, vocab_size=tb.vocab_size, qwen2_split=tb.tokenizer_from_data
-    )
+    model = workdir / "init_model"
+    shutil.rmtree(model, ignore_errors=True)  # built for other settings, if any
+    build_assets(model, corpus, tb.vocab_size, tb.model, qwen2_split=tb.tokenizer_from_data)
     run_bc(
         model,
         data,

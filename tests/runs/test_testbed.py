@@ -38,7 +38,7 @@ def test_bc_start_is_reused_unless_its_own_settings_change(tmp_path, monkeypatch
     calls = []
     monkeypatch.setattr(sft_data, "write_sft_splits", lambda *a, **k: calls.append("data"))
     monkeypatch.setattr(bc, "run_bc", lambda model, data, out, **k: calls.append(("bc", k["steps"])))
-    monkeypatch.setattr("sampo_verl.runs.testbed.prepare_model", lambda path, size, **tokenizer: path)
+    monkeypatch.setattr("sampo_verl.runs.testbed.build_assets", lambda out, *a, **k: out)
     tb = cpu_testbed("frozenlake", bc_steps=3)
     (tmp_path / "bc").mkdir()
     mark_built(tmp_path / "bc" / BC_DONE_FILE, _fingerprint(tb))
