@@ -42,8 +42,10 @@ def expert_episode(
     max_turns: int | None = None,
     history_length: int = 2,
     thought: str = DEFAULT_THOUGHT,
+    last_turn_repeats: int = 1,
 ) -> list[dict[str, Any]] | None:
     """SFT rows (one per turn) of the expert's episode ``seed``; None if the expert does not win in time.
+    The last turn's row comes ``last_turn_repeats`` times (more weight on a turn that is rarer than the others).
 
     The prompt of every turn is built as :class:`sampo_verl.agent.loop.EnvAgentLoop` builds it (by an
     :class:`EpisodePrompt`); ``thought`` is the text inside ``<think>``, ``{action}`` replaced by the action.
@@ -68,6 +70,7 @@ def expert_episode(
             prompt.record(observation, action)
             observation, _, done, info = env.step(action)
             if done:
+                rows.extend([rows[-1]] * (last_turn_repeats - 1))
                 return rows if info.get("won", False) else None
         return None
     finally:
@@ -101,7 +104,7 @@ def write_sft_splits(
     """Write ``train.parquet`` and ``val.parquet``; return ``{split: (path, rows, episodes kept)}``.
 
     ``episode_options`` are those of :func:`expert_episode` (env_options, task, max_turns,
-    history_length, thought).
+    history_length, thought, last_turn_repeats).
     """
     if env_name not in ENV_REGISTRY:
         raise KeyError(f"--env {env_name!r} is not a registered environment; registered: {sorted(ENV_REGISTRY)}")

@@ -46,6 +46,7 @@ class Testbed:
     bc_batch_size: int = 16
     bc_thought: str = DEFAULT_THOUGHT  # the text inside the cloned turns' <think>
     bc_max_length: int = 1024  # verl's SFT data.max_length: prompt + response tokens of a cloned turn
+    bc_last_turn_repeats: int = 1  # rows of an episode's last turn in the cloning data
     bc_overrides: tuple[str, ...] = ()  # more verl SFT overrides (e.g. the learning-rate schedule)
     vocab_size: int = 512
     tokenizer_from_data: bool = False  # BPE trained on the cloning data under Qwen2's split (assets.build_tokenizer)
@@ -74,10 +75,11 @@ TESTBEDS: dict[str, Testbed] = {
     # ~16 tokens, programs ~30-35 (finding 1 needs turns of varying length: ~2x here; the generator's full
     # mix is not learnt by cloning at this scale). Prompts ~250 tokens with a tokenizer trained on the data.
     # The loss on the prompts is what teaches copying numbers (bc/prompt_loss.py: 0 -> 11 of 64 held-out
-    # problems); lr 3e-3 with warm-up and cosine decay; no thought (it would repeat the program).
-    # RL: the cloned policy is nearly deterministic (entropy ~0.05); at lr 5e-4 and temperature 0.7 GRPO
-    # collapsed (held-out 0.18 -> 0.00 by step 20, gradient-norm spikes of 10+, broken formats); at 1e-4 and
-    # 1.0 it is stable but flat over 20 steps (0.18 -> 0.19): most groups are all-right or all-wrong.
+    # problems); lr 3e-3 with warm-up and cosine decay; no thought (it would repeat the program). The answer
+    # turn (copy the program's output) comes 3 times: once, the programs were right but the answers
+    # miscopied (0.18 held-out); 3 times, 0.65 and a policy whose groups of 8 are mixed in ~56% of problems.
+    # RL: lr 3e-4 collapsed (0.65 -> 0.31 by step 10); at 1e-4 the gradient norm spikes (up to 66) but held-out
+    # success holds (0.65 -> 0.66 over 20 steps).
     "tir_math": Testbed(
         env="tir_math",
         env_options={"kinds": ["gcd_lcm", "modular"], "difficulty": [1]},
@@ -88,6 +90,7 @@ TESTBEDS: dict[str, Testbed] = {
         bc_lr=3e-3,
         bc_thought="",
         bc_max_length=512,
+        bc_last_turn_repeats=3,
         bc_overrides=(
             *PROMPT_LOSS_OVERRIDES,
             "optim.lr_warmup_steps_ratio=0.05",
@@ -144,6 +147,7 @@ def bc_start(workdir: Path, tb: Testbed, timeout: float | None = None, log_file:
         env_options=tb.env_options,
         max_turns=tb.max_turns,
         thought=tb.bc_thought,
+        last_turn_repeats=tb.bc_last_turn_repeats,
     )
     corpus = message_texts(data / "train.parquet") if tb.tokenizer_from_data else None
     model = workdir / "init_model"
@@ -193,7 +197,7 @@ def rl_config(tb: Testbed, method: str, seed: int, steps: int, test_freq: int, *
 _LATER_FIELDS = {
     f.name: f.default
     for f in dataclasses.fields(Testbed)
-    if f.name in ("bc_overrides", "vocab_size", "tokenizer_from_data")
+    if f.name in ("bc_overrides", "vocab_size", "tokenizer_from_data", "bc_last_turn_repeats")
 }
 
 

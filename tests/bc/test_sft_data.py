@@ -130,6 +130,13 @@ def test_episodes_the_expert_cannot_win_in_time_are_dropped():
     assert len(expert_episode("sokoban", long_seed, SOKOBAN, max_turns=3)) >= 3
 
 
+def test_the_last_turn_is_repeated_on_request():
+    options = {"kinds": ["gcd_lcm"], "difficulty": 1}
+    once = expert_episode("tir_math", 3, options, thought="")
+    thrice = expert_episode("tir_math", 3, options, thought="", last_turn_repeats=3)
+    assert len(once) == 2 and thrice == [*once, once[-1], once[-1]]
+
+
 def test_cli_writes_parquet_for_verls_sft_dataset(tmp_path, capsys):
     options = json.dumps({"size": 3, "hole_prob": 0.0})
     main(["--env", "frozenlake", "--episodes", "2", "--val-episodes", "1", "--out", str(tmp_path),

@@ -54,7 +54,7 @@ def cloned_turn_lengths(tb, out, episodes=300) -> list[tuple[int, int]]:
     tb = dataclasses.replace(tb, bc_episodes=min(tb.bc_episodes, episodes))
     written = sft_data.write_sft_splits(
         str(out), tb.env, tb.bc_episodes, 0, env_options=tb.env_options, max_turns=tb.max_turns,
-        thought=tb.bc_thought,
+        thought=tb.bc_thought, last_turn_repeats=tb.bc_last_turn_repeats,
     )  # fmt: skip
     path, rows, kept = written["train"]
     assert kept == tb.bc_episodes  # the expert wins every episode within the testbed's turns
@@ -87,13 +87,13 @@ def test_tir_math_testbed_clones_turns_of_varying_length(tmp_path):
     tb = cpu_testbed("tir_math")
     lengths = np.sort([r for _, r in cloned_turn_lengths(tb, tmp_path, episodes=200)])
     decile = len(lengths) // 10
-    assert len(lengths) == 2 * 200  # the expert runs one program, then answers
+    assert len(lengths) == (1 + tb.bc_last_turn_repeats) * 200  # the expert runs one program, then answers
     assert lengths[-decile:].mean() >= 2 * lengths[:decile].mean()
 
 
 def test_starts_built_before_the_tokenizer_and_override_settings_keep_their_fingerprint():
     fingerprint = _fingerprint(cpu_testbed("frozenlake"))
-    assert not {"bc_overrides", "vocab_size", "tokenizer_from_data"} & set(fingerprint)
+    assert not {"bc_overrides", "vocab_size", "tokenizer_from_data", "bc_last_turn_repeats"} & set(fingerprint)
     changed = _fingerprint(cpu_testbed("frozenlake", vocab_size=1024, bc_overrides=("optim.lr=1",)))
     assert (changed["vocab_size"], changed["bc_overrides"]) == (1024, ("optim.lr=1",))
     assert "tokenizer_from_data" not in changed
