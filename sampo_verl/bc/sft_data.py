@@ -50,6 +50,8 @@ def expert_episode(
     The prompt of every turn is built as :class:`sampo_verl.agent.loop.EnvAgentLoop` builds it (by an
     :class:`EpisodePrompt`); ``thought`` is the text inside ``<think>``, ``{action}`` replaced by the action.
     """
+    if last_turn_repeats < 1:
+        raise ValueError(f"last_turn_repeats must be >= 1, got {last_turn_repeats}")
     max_turns = max_turns or env_class(env_name).default_max_turns
     env = make_env(env_name, **(env_options or {}))
     try:
@@ -70,8 +72,7 @@ def expert_episode(
             prompt.record(observation, action)
             observation, _, done, info = env.step(action)
             if done:
-                rows.extend([rows[-1]] * (last_turn_repeats - 1))
-                return rows if info.get("won", False) else None
+                return rows + [rows[-1]] * (last_turn_repeats - 1) if info.get("won", False) else None
         return None
     finally:
         env.close()

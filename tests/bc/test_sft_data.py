@@ -135,6 +135,8 @@ def test_the_last_turn_is_repeated_on_request():
     once = expert_episode("tir_math", 3, options, thought="")
     thrice = expert_episode("tir_math", 3, options, thought="", last_turn_repeats=3)
     assert len(once) == 2 and thrice == [*once, once[-1], once[-1]]
+    with pytest.raises(ValueError, match="last_turn_repeats"):
+        expert_episode("tir_math", 3, options, thought="", last_turn_repeats=0)
 
 
 def test_cli_writes_parquet_for_verls_sft_dataset(tmp_path, capsys):
