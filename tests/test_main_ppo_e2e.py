@@ -87,6 +87,9 @@ def test_preset_trains_two_steps(method, shared, tmp_path):
             assert 0.0 <= metrics[rate] <= 1.0
         assert 1 <= metrics["sampo/episode_length"] <= MAX_TURNS
         assert metrics["collapse/num_events"] >= 0
+        # verl's padding rows are spread over the mini-batches: each optimiser step gets an even share
+        assert 0 < metrics["sampo/mini_batch_samples_min"] <= metrics["sampo/mini_batch_samples_max"]
+        assert metrics["sampo/mini_batch_samples_max"] - metrics["sampo/mini_batch_samples_min"] <= 1
         # every loss reports the sequence diagnostics; only masking methods can drop samples
         assert 0.0 <= metrics["actor/seq_neg_adv_low_ratio_frac"] <= 1.0
         assert metrics["actor/seq_ratio_min"] <= metrics["actor/seq_ratio_mean"] <= metrics["actor/seq_ratio_max"]

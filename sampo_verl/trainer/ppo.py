@@ -10,6 +10,8 @@ Registered as ``trainer.v1.trainer_mode=sampo``. Everything not listed here is v
 - Dynamic filtering: ``SampoReplayBuffer`` (:mod:`.replay_buffer`) replaces verl's sync replay buffer when
   ``algorithm.filter_groups.enable=true`` (criteria ``reward`` or ``advantage``, cold start,
   a limit on refill rounds, then a top-up with signal-free groups).
+- ``_balance_batch``: after verl's balancing, its padding rows are spread evenly over the actor's
+  mini-batches instead of filling the last one (:mod:`.mini_batches`); ``sampo/mini_batch_samples_{min,max}``.
 - ``_compute_old_log_prob``: with ``sampo.old_log_prob.from_rollout=true`` the rollout's log-probs are the
   old policy's, without a second forward (:mod:`.old_log_prob`).
 - ``_val_metrics_update``: each validation's per-task outcomes go to ``sampo.validation.outcomes_file``
@@ -36,6 +38,7 @@ from sampo_verl.agent.turns import turn_metrics
 from sampo_verl.algorithms import advantages
 from sampo_verl.algorithms.diagnostics import CollapseDetector, collapse_options
 from sampo_verl.algorithms.filtering import filter_options
+from sampo_verl.trainer.mini_batches import mini_batch_sample_counts, spread_padding
 from sampo_verl.trainer.old_log_prob import (
     ENTROPY_METRIC,
     UPDATE_ENTROPY_METRIC,
@@ -74,6 +77,23 @@ class SampoTrainer(PPOTrainerSync):
         if self.old_log_probs_from_rollout:  # the policy's entropy is then measured in the update's forward
             with open_dict(self.config):
                 self.config.actor_rollout_ref.actor.calculate_entropy = True
+
+    # ------------------------------------------------------------------ mini-batches
+    def _balance_batch(self, batch, metrics, logging_prefix="global_seqlen", keep_minibatch=False):
+        batch = super()._balance_batch(batch, metrics, logging_prefix=logging_prefix, keep_minibatch=keep_minibatch)
+        actor = self.config.actor_rollout_ref
+        mini_batch_size = actor.actor.ppo_mini_batch_size * actor.rollout.n
+        if len(batch) % mini_batch_size:  # no actor update this step (critic warm-up): verl padded for the critic
+            return batch
+        dp_size = max(self.actor_rollout_wg._dispatch_info["actor"]) + 1  # filled in by verl's _balance_batch
+        padding = ~real_rows(batch.tags)
+        if padding.any():
+            batch.reorder(spread_padding(padding, dp_size, mini_batch_size).tolist())
+            padding = ~real_rows(batch.tags)
+        counts = mini_batch_sample_counts(padding, dp_size, mini_batch_size)
+        metrics["sampo/mini_batch_samples_min"] = int(counts.min())
+        metrics["sampo/mini_batch_samples_max"] = int(counts.max())
+        return batch
 
     # ------------------------------------------------------------------ old policy
     def _compute_old_log_prob(self, batch, metrics: dict):
