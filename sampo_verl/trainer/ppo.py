@@ -88,8 +88,9 @@ class SampoTrainer(PPOTrainerSync):
         dp_size = max(self.actor_rollout_wg._dispatch_info["actor"]) + 1  # filled in by verl's _balance_batch
         padding = ~real_rows(batch.tags)
         if padding.any():
-            batch.reorder(spread_padding(padding, dp_size, mini_batch_size).tolist())
-            padding = ~real_rows(batch.tags)
+            order = spread_padding(padding, dp_size, mini_batch_size)
+            batch.reorder(order.tolist())
+            padding = padding[order]
         counts = mini_batch_sample_counts(padding, dp_size, mini_batch_size)
         metrics["sampo/mini_batch_samples_min"] = int(counts.min())
         metrics["sampo/mini_batch_samples_max"] = int(counts.max())
