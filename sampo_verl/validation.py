@@ -19,6 +19,7 @@ from sampo_verl.algorithms.advantages import MULTI_TURN_ESTIMATORS
 from sampo_verl.algorithms.diagnostics import collapse_options
 from sampo_verl.algorithms.filtering import filter_options
 from sampo_verl.algorithms.losses import SEQ_MASK_LOSSES
+from sampo_verl.cpu.vllm_checks import vllm_rollout_errors
 from sampo_verl.envs import ENV_REGISTRY
 from sampo_verl.trainer.old_log_prob import config_errors as old_log_prob_errors
 from sampo_verl.trainer.old_log_prob import old_log_prob_options
@@ -123,12 +124,16 @@ def validate_sampo_config(config: Any) -> None:
 
 
 def validate_sampo_inputs(config: Any) -> None:
-    """Raise ValueError when what the config points at is not there: a local model path, the train/val
-    files, or an environment those files name that no imported module registered."""
+    """Raise ValueError when what the config points at is not there or cannot run: a local model path,
+    the train/val files, an environment those files name that no imported module registered, the vLLM
+    engine (installed; on CPU, a head size it serves)."""
     errors = []
     model_path = str(config.actor_rollout_ref.model.path)
     if _looks_local(model_path) and not os.path.exists(os.path.expanduser(model_path)):
         errors.append(f"actor_rollout_ref.model.path={model_path} does not exist")
+    elif _looks_local(model_path) and not os.path.isdir(os.path.expanduser(model_path)):
+        errors.append(f"actor_rollout_ref.model.path={model_path} is a file, not a model folder (config.json, weights)")
+    errors += vllm_rollout_errors(config)
     if config.actor_rollout_ref.rollout.agent.default_agent_loop == AGENT_NAME:
         errors += _environment_errors(config)
     _raise(errors)
@@ -156,6 +161,17 @@ def _looks_local(path: str) -> bool:
     return path.startswith(("/", "./", "../", "~")) or os.path.exists(path)
 
 
+def _task_rows(path: str) -> tuple[list[Any], str]:
+    """The ``extra_info`` column of a task parquet file, or what is wrong with the file."""
+    try:
+        columns = pq.read_schema(path).names
+        if "extra_info" not in columns:
+            return [], f"has no extra_info column (columns: {columns})"
+        return pq.read_table(path, columns=["extra_info"]).column(0).to_pylist(), ""
+    except (OSError, ValueError) as error:  # pyarrow's errors derive from these
+        return [], f"is not a readable parquet file ({error})"
+
+
 def _environment_errors(config: Any) -> list[str]:
     """Every environment the train/val files name must be registered (importing verl imported the
     modules of ``VERL_USE_EXTERNAL_MODULES`` in this process, as it does in every worker)."""
@@ -167,7 +183,18 @@ def _environment_errors(config: Any) -> list[str]:
             if not os.path.exists(path):
                 errors.append(f"{flag}: {path} does not exist")
                 continue
-            names = {row.get("env") for row in pq.read_table(path, columns=["extra_info"]).column(0).to_pylist() if row}
+            rows, problem = _task_rows(path)
+            if problem:
+                errors.append(f"{flag}: {path} {problem}")
+                continue
+            without = sum(1 for row in rows if not isinstance(row, dict) or row.get("env") is None)
+            if without:
+                errors.append(
+                    f"{flag}: {path}: {without} of {len(rows)} rows have no extra_info.env (the environment agent "
+                    "loop's task rows name their environment; write them with python -m sampo_verl.dataset)"
+                )
+                continue
+            names = {row["env"] for row in rows}
             unknown = sorted(str(name) for name in names - set(ENV_REGISTRY))
             if unknown:
                 errors.append(

@@ -193,10 +193,18 @@ def test_inputs_that_are_not_there_fail_before_ray(tmp_path):
     frame.to_parquet(tmp_path / "chess.parquet")
     ok = [f"data.train_files={train}", f"data.val_files={val}", f"actor_rollout_ref.model.path={tmp_path}"]
     validate_sampo_inputs(make(*ok))
+    frame.assign(extra_info=[None, {"seed": 1}]).to_parquet(tmp_path / "no_env.parquet")
+    frame.drop(columns=["extra_info"]).to_parquet(tmp_path / "no_column.parquet")
+    (tmp_path / "text.parquet").write_text("not parquet")
+    (tmp_path / "weights.bin").write_bytes(b"")
     cases = [
         ("actor_rollout_ref.model.path=/nonexistent/model", "model.path=/nonexistent/model does not exist"),
+        (f"actor_rollout_ref.model.path={tmp_path / 'weights.bin'}", "weights.bin is a file, not a model folder"),
         (f"data.train_files={tmp_path / 'missing.parquet'}", "missing.parquet does not exist"),
         (f"data.train_files={tmp_path / 'chess.parquet'}", "environment(s) ['chess'] that are not registered"),
+        (f"data.train_files={tmp_path / 'no_env.parquet'}", "no_env.parquet: 2 of 2 rows have no extra_info.env"),
+        (f"data.train_files={tmp_path / 'no_column.parquet'}", "no_column.parquet has no extra_info column"),
+        (f"data.val_files={tmp_path / 'text.parquet'}", "text.parquet is not a readable parquet file"),
     ]
     for override, message in cases:
         with pytest.raises(ValueError, match=re.escape(message)):

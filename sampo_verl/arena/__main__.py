@@ -16,6 +16,7 @@ from pathlib import Path
 from sampo_verl.arena.layout import find_cells
 from sampo_verl.arena.report import build_report
 from sampo_verl.arena.runner import CPU_SAVE_FREQ, CPU_TEST_FREQ, ArenaSpec, cell_commands, parse_starts, run_arena
+from sampo_verl.runs.agent_run import CPU_PRESETS, AgentRunConfig
 
 RUN_EPILOG = """\
 Resumable: rerun the same command after a kill or a failure. Finished cells (done.json) are skipped,
@@ -92,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
         "an overrunning cell is stopped and counted failed (default: none)",
     )
     run.add_argument(
+        "--engine",
+        choices=sorted(CPU_PRESETS),
+        default=AgentRunConfig.engine,
+        help=f"rollout engine of the CPU cells (default: {AgentRunConfig.engine}; vllm: vLLM's CPU build)",
+    )
+    run.add_argument(
         "--verbose", action="store_true", help="show verl's output live (default: verl.log in each cell's folder)"
     )
     run.add_argument(
@@ -138,6 +145,7 @@ def _run(args: argparse.Namespace) -> int:
             recipe=args.recipe,
             timeout=args.timeout,
             overrides=tuple(args.overrides),
+            engine=args.engine,
             verbose=args.verbose,
         )
         if args.print_commands and spec.recipe is None:

@@ -62,7 +62,7 @@ from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
 from sampo_verl.arena.layout import METRICS_FILE, Cell, cell_dir, mark_done
 from sampo_verl.main_ppo import CONFIG_DIR
 from sampo_verl.metrics import read_metrics
-from sampo_verl.runs.agent_run import CHECKPOINT_DIR, run_agent
+from sampo_verl.runs.agent_run import CHECKPOINT_DIR, AgentRunConfig, run_agent
 from sampo_verl.runs.guard import LOCK_FILE, last_alive
 from sampo_verl.runs.launch import VERL_LOG, child_env, format_duration, run_process, wait_for_release
 from sampo_verl.runs.progress import StepProgress, rl_progress
@@ -110,6 +110,7 @@ class ArenaSpec:
     recipe: Path | None = None
     timeout: float | None = None
     overrides: tuple[str, ...] = ()
+    engine: str = AgentRunConfig.engine  # the CPU cells' rollout engine (hf | vllm); recipes choose their own
     verbose: bool = False  # verl's output live on the console instead of each folder's verl.log
 
     def log_file(self, folder: Path) -> Path | None:
@@ -346,6 +347,7 @@ def _launch(spec: ArenaSpec, cell: Cell, start: str, metrics_file: Path) -> None
             spec.steps,
             spec.test_freq or CPU_TEST_FREQ,
             save_freq=spec.save_freq or CPU_SAVE_FREQ,
+            engine=spec.engine,
         )
         overrides = [KEEP_LAST_CHECKPOINT, *spec.overrides]
         data_dir = shared_dir(spec.out, cell.env) / "rl_data"

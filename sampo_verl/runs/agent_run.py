@@ -32,6 +32,7 @@ TASKS_FILE = "tasks.json"  # the settings the task files were written with
 CHECKPOINT_DIR = "ckpt"  # verl's checkpoints of a run (trainer.default_local_dir): <workdir>/ckpt
 # random tiny model with varied greedy outputs (sampo_verl.assets: the default std repeats one token)
 TINY_MODEL = ModelSize(hidden=64, init_std=0.3)
+CPU_PRESETS = {"hf": "cpu", "vllm": "cpu_vllm"}  # rollout engine -> the preset that selects it
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class AgentRunConfig:
     val_before_train: bool = False
     save_freq: int = -1
     filter_cold_start_steps: int | None = None  # None: the preset's (the release's 15 for filtering presets)
+    engine: str = "hf"  # rollout engine: "hf" (preset=cpu) or "vllm" (preset=cpu_vllm)
 
 
 def is_built(marker: Path, settings: Mapping[str, Any]) -> bool:
@@ -103,7 +105,7 @@ def agent_overrides(workdir: Path, model_dir: Path, data_dir: Path, config: Agen
     train, val = prepare_data(data_dir, config)
     micro = 8
     overrides = [
-        "preset=cpu",
+        f"preset={CPU_PRESETS[config.engine]}",
         f"method={config.method}",
         f"data.train_files={train}",
         f"data.val_files={val}",

@@ -88,6 +88,11 @@ def test_tir_math_and_webshop_cells_train_on_their_cpu_testbeds(tmp_path, start_
     assert sorted((c.env, c.method) for c in configs) == [
         (env, method) for env in ("tir_math", "webshop") for method in ("grpo", "grpo_seqmean")
     ]
+    assert {config.engine for config in configs} == {"hf"}  # the default rollout engine of CPU cells
+    configs.clear()
+    argv[4] = "grpo"  # the --methods value
+    assert main([*argv, "--out", str(tmp_path / "vllm"), "--init-model", str(start_model), "--engine", "vllm"]) == 0
+    assert len(configs) == 2 and {config.engine for config in configs} == {"vllm"}
     for config in configs:
         tb = testbed.cpu_testbed(config.env)
         assert (config.env_options, config.max_turns) == (tb.env_options, tb.max_turns)
