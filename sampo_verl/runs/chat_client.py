@@ -3,7 +3,9 @@
 :class:`ChatModel` is the ``generate`` of :func:`sampo_verl.agent.loop.play_episode` for any server
 that speaks OpenAI's chat-completions API (vLLM, SGLang, hosted APIs, ``python -m sampo_verl.serve``),
 through the official ``openai`` client: the prompts, history window, parser and environments are
-those of training; only the model's side differs. Requests time out after ``request_timeout_s``;
+those of training; only the model's side differs. A request times out ``request_timeout_s`` after it
+was sent, however slowly the server keeps answering, and a reply is kept up to ``MAX_CHARS_PER_TOKEN`` x
+``max_tokens`` characters (a longer one is cut and counted: ``truncated_replies``);
 rate limits (429), server errors (5xx), timeouts and dropped connections are retried with
 exponential backoff (a ``Retry-After`` header is honoured); anything else (a 4xx, a reply that
 is not a chat completion) fails at once. A request that still fails raises
@@ -28,6 +30,7 @@ from sampo_verl.agent.loop import Generation, GenerationFailed
 
 RETRIED = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError, openai.APIConnectionError)
 NO_KEY = "EMPTY"  # what local servers (vLLM, SGLang, sampo_verl.serve) accept when no key is set
+MAX_CHARS_PER_TOKEN = 32  # a reply of max_tokens tokens is at most this many characters a token
 
 
 @dataclass(frozen=True)
@@ -62,9 +65,10 @@ class ChatModel:
     def __init__(self, settings: ChatSettings):
         settings.check()
         self.settings = settings
+        self._key = os.environ.get(settings.api_key_env) or NO_KEY
         self.client = openai.AsyncOpenAI(
             base_url=settings.base_url,
-            api_key=os.environ.get(settings.api_key_env) or NO_KEY,
+            api_key=self._key,
             timeout=settings.request_timeout_s,
             max_retries=0,  # retried here, with the counts kept
         )
@@ -77,12 +81,16 @@ class ChatModel:
         for attempt in range(s.retries + 1):
             self.counts["requests"] += 1
             try:
-                reply = await self.client.chat.completions.create(
-                    model=s.model, messages=messages, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens
-                )
+                reply = await asyncio.wait_for(
+                    self.client.chat.completions.create(
+                        model=s.model, messages=messages, temperature=s.temperature, top_p=s.top_p,
+                        max_tokens=s.max_tokens,
+                    ),
+                    s.request_timeout_s,
+                )  # fmt: skip
                 text = reply.choices[0].message.content or ""
                 usage = reply.usage
-            except RETRIED as error:
+            except (*RETRIED, TimeoutError) as error:
                 if attempt == s.retries:
                     self.counts["failed_requests"] += 1
                     raise GenerationFailed(f"{type(error).__name__} after {attempt + 1} attempt(s)") from error
@@ -91,7 +99,11 @@ class ChatModel:
                 continue
             except (openai.APIError, ValueError, TypeError, AttributeError, IndexError) as error:
                 self.counts["failed_requests"] += 1
-                raise GenerationFailed(f"{type(error).__name__}: not a chat completion ({_short(error)})") from error
+                reason = _short(error).replace(self._key, "<api key>")  # a server may echo the request's headers
+                raise GenerationFailed(f"{type(error).__name__}: not a chat completion ({reason})") from None
+            if len(text) > MAX_CHARS_PER_TOKEN * s.max_tokens:
+                self.counts["truncated_replies"] += 1
+                text = text[: MAX_CHARS_PER_TOKEN * s.max_tokens]
             prompt_tokens = getattr(usage, "prompt_tokens", 0) or 0
             completion_tokens = getattr(usage, "completion_tokens", 0) or 0
             self.counts["prompt_tokens"] += prompt_tokens

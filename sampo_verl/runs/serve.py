@@ -7,8 +7,10 @@ rendering, as the agent loop does), generates with the package's batching HF ser
 (:class:`sampo_verl.cpu.hf_server.HFServer`, the ``hf`` rollout's engine: concurrent requests share
 a batch) and answers in the OpenAI format
 with token usage; ``GET /v1/models`` lists the one model. Sampling: ``temperature`` (0 = greedy,
-default 1 as in OpenAI's API), ``top_p``, ``max_tokens`` / ``max_completion_tokens``; ``n`` must
-be 1. It listens on loopback by default; it has no authentication, so do not expose it.
+as is anything below 1e-5, as in vLLM, so that dividing by it cannot overflow; default 1 as in
+OpenAI's API), ``top_p``, ``max_tokens`` / ``max_completion_tokens``; ``n`` must be 1. A request that
+breaks these rules gets 422 (with NaN or infinities too), and no request can fail another: the prompt
+is rendered off the event loop. It listens on loopback by default; it has no authentication, so do not expose it.
 A checkpoint served here is evaluated exactly like an API model:
 ``python -m sampo_verl.evaluate --base-url http://127.0.0.1:8000/v1 --model NAME --env ...``.
 """
@@ -16,6 +18,7 @@ A checkpoint served here is evaluated exactly like an API model:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import time
 import uuid
 from pathlib import Path
@@ -25,6 +28,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 DEFAULT_MAX_TOKENS = 256
+GREEDY_BELOW = 1e-5  # temperatures under this sample greedily (vLLM's threshold)
 
 
 class ChatMessage(BaseModel):
@@ -35,8 +39,8 @@ class ChatMessage(BaseModel):
 class ChatRequest(BaseModel):
     model: str | None = None
     messages: list[ChatMessage] = Field(min_length=1)
-    temperature: float = Field(1.0, ge=0.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    temperature: float = Field(1.0, ge=0.0, allow_inf_nan=False)
+    top_p: float = Field(1.0, gt=0.0, le=1.0, allow_inf_nan=False)
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     n: int = Field(1, ge=1, le=1)
@@ -73,6 +77,7 @@ def build_app(
 ) -> Any:
     """The FastAPI application serving ``model`` under ``name`` (default: the folder's name)."""
     from fastapi import FastAPI
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
     from transformers import AutoTokenizer
     from verl.utils.tokenizer.chat_template import apply_chat_template
@@ -86,6 +91,12 @@ def build_app(
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": {"message": message, "type": "invalid_request_error"}}, status_code=status)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Any, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own answer echoes the values, and a NaN one cannot be written as JSON (a 500)
+        where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return error(422, where)
+
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": name, "object": "model", "owned_by": "sampo_verl"}]}
@@ -93,15 +104,18 @@ def build_app(
     @app.post("/v1/chat/completions")
     async def chat(request: ChatRequest) -> Any:
         messages = [m.model_dump() for m in request.messages]
-        # verl's own rendering, as the agent loop's token builder does it
-        prompt_ids = normalize_token_ids(apply_chat_template(tokenizer, messages, tokenize=True))
+        # verl's own rendering, as the agent loop's token builder does it; a long prompt takes seconds
+        prompt_ids = await asyncio.to_thread(
+            lambda: normalize_token_ids(apply_chat_template(tokenizer, messages, tokenize=True))
+        )
         room = rollout["max_model_len"] - len(prompt_ids)
         if room < 1:
             return error(
                 400, f"the prompt has {len(prompt_ids)} tokens; the model's context is {rollout['max_model_len']}"
             )
         max_tokens = min(request.max_completion_tokens or request.max_tokens or DEFAULT_MAX_TOKENS, room)
-        params = {"temperature": request.temperature, "top_p": request.top_p, "max_tokens": max_tokens}
+        temperature = request.temperature if request.temperature >= GREEDY_BELOW else 0.0
+        params = {"temperature": temperature, "top_p": request.top_p, "max_tokens": max_tokens}
         output = await server.generate(prompt_ids=prompt_ids, sampling_params=params, request_id=uuid.uuid4().hex)
         ids = list(output.token_ids)
         return {

@@ -11,15 +11,17 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from sampo_verl.agent.prompts import format_response
-from sampo_verl.runs.chat_client import ChatSettings
+from sampo_verl.runs.chat_client import MAX_CHARS_PER_TOKEN, ChatSettings
 from sampo_verl.runs.evaluate import play_episodes, play_served, summarise, wilson_interval
 
 LAKE = {"size": 3, "hole_prob": 0.3}
@@ -91,9 +93,20 @@ class FakeAPI:
                 return JSONResponse({"error": {"message": "slow down"}}, status_code=429, headers={"retry-after": "0"})
             if self.behaviour == "timeout":
                 await asyncio.sleep(3)
+            if self.behaviour == "401_echoing_the_key":
+                return JSONResponse({"error": {"message": f"bad key: {request.headers.get('authorization')}"}}, 401)
+            if self.behaviour == "trickle":  # a byte at a time, each well within the read timeout, for 20 s
+
+                async def drip():
+                    for _ in range(60):
+                        await asyncio.sleep(0.3)
+                        yield b" "
+
+                return StreamingResponse(drip(), media_type="application/json")
             if self.behaviour == "malformed":
                 return PlainTextResponse("{not json", media_type="application/json")
-            reply = {"role": "assistant", "content": format_response("", "right")}
+            content = format_response("", "right") + ("x" * 5_000_000 if self.behaviour == "huge" else "")
+            reply = {"role": "assistant", "content": content}
             return {
                 "id": "x", "object": "chat.completion", "created": 0, "model": "fake",
                 "choices": [{"index": 0, "message": reply, "finish_reason": "stop"}],
@@ -127,7 +140,7 @@ def test_rate_limits_are_retried_and_the_episodes_play_on():
     assert result.prompt_tokens == 10 * sum(len(r["turns"]) for r in records)
 
 
-@pytest.mark.parametrize("behaviour, retries", [("timeout", 1), ("malformed", 3)])
+@pytest.mark.parametrize("behaviour, retries", [("timeout", 1), ("trickle", 1), ("malformed", 3)])
 def test_a_request_that_keeps_failing_ends_its_episode_failed_and_counted(behaviour, retries):
     fake = FakeAPI(behaviour)
     with fake as url:
@@ -138,14 +151,24 @@ def test_a_request_that_keeps_failing_ends_its_episode_failed_and_counted(behavi
     assert result.episodes == 4 and result.failed_request_rate == 1.0 and result.success_rate == 0.0
     assert all(r["turns"] == [] and r["episode_length"] == 0 for r in records)
     # a timeout is retried (1 + retries attempts per episode); a reply that is not a completion is not
-    assert fake.requests == 4 * (1 + retries if behaviour == "timeout" else 1)
+    assert fake.requests == 4 * (1 + retries if behaviour in ("timeout", "trickle") else 1)
     assert time.monotonic() - began < 30
 
 
-def test_the_api_key_is_used_but_never_printed_or_written(tmp_path):
+def test_a_huge_reply_is_cut_to_what_max_tokens_allows():
+    fake = FakeAPI("huge")
+    with fake as url:
+        api = settings(url, max_tokens=16)
+        records = asyncio.run(play_served(api, "frozenlake", SEEDS[:1], env_options=LAKE, max_turns=2))
+    replies = [t["reply"] for r in records for t in r["turns"]]
+    assert replies and all(len(reply) == MAX_CHARS_PER_TOKEN * 16 for reply in replies)
+
+
+@pytest.mark.parametrize("behaviour", ["ok", "401_echoing_the_key"])
+def test_the_api_key_is_used_but_never_printed_or_written(tmp_path, behaviour):
     secret = "sk-test-" + os.urandom(8).hex()
     out = tmp_path / "eval"
-    fake = FakeAPI("ok")
+    fake = FakeAPI(behaviour)
     with fake as url:
         done = subprocess.run(
             [sys.executable, "-m", "sampo_verl.evaluate", "--base-url", url, "--model", "fake", "--env", "frozenlake",
@@ -156,6 +179,8 @@ def test_the_api_key_is_used_but_never_printed_or_written(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert fake.keys == {f"Bearer {secret}"}  # the server got the key
     assert secret not in done.stdout + done.stderr
+    if behaviour != "ok":  # the server's refusal is reported, without the key it echoed
+        assert "AuthenticationError" in done.stderr and "bad key: Bearer <api key>" in done.stderr
     files = list(out.rglob("*"))
     assert {f.name for f in files} == {"summary.json", "episodes.jsonl"}
     assert all(secret not in f.read_text() for f in files)
@@ -175,3 +200,51 @@ def test_the_server_refuses_what_it_cannot_do(served):
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=30)
     assert refused.value.code == 422
+
+
+def test_sampling_values_that_would_break_the_batch_are_refused_or_greedy(served):
+    """NaN/infinite values get 422 (not a 500 the error body cannot be written in); a temperature too small
+    to divide by samples greedily, and the request batched beside it is served as usual."""
+
+    def ask(body: str) -> tuple[int, dict]:
+        headers = {"Content-Type": "application/json"}
+        request = urllib.request.Request(f"{served}/chat/completions", body.encode(), headers)
+        try:
+            with urllib.request.urlopen(request, timeout=120) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as refused:
+            return refused.code, json.loads(refused.read())
+
+    messages = '"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4'
+    for value in ("NaN", "Infinity", "-1"):
+        status, body = ask(f'{{{messages}, "temperature": {value}}}')
+        assert status == 422 and "temperature" in body["error"]["message"], (value, body)
+    with ThreadPoolExecutor(2) as pool:
+        tiny, usual = pool.map(ask, [f'{{{messages}, "temperature": 1e-40}}', f'{{{messages}, "temperature": 1.0}}'])
+    greedy = ask(f'{{{messages}, "temperature": 0}}')
+    assert tiny[0] == usual[0] == 200
+    assert tiny[1]["choices"][0]["message"] == greedy[1]["choices"][0]["message"]
+
+
+def test_a_huge_prompt_does_not_hold_the_other_requests(served):
+    """Rendering and tokenising a 10 MB prompt takes seconds; it runs off the event loop, so a small
+    request sent after it is answered first (the huge one is then refused: it exceeds the context)."""
+    done: list[str] = []
+
+    def ask(name: str, content: str) -> int:
+        body = json.dumps({"messages": [{"role": "user", "content": content}], "max_tokens": 2}).encode()
+        request = urllib.request.Request(f"{served}/chat/completions", body, {"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=300) as answer:
+                status = answer.status
+        except urllib.error.HTTPError as refused:
+            status = refused.code
+        done.append(name)
+        return status
+
+    with ThreadPoolExecutor(2) as pool:
+        huge = pool.submit(ask, "huge", "word " * 2_000_000)
+        time.sleep(0.5)
+        small = pool.submit(ask, "small", "hi")
+        assert (small.result(), huge.result()) == (200, 400)
+    assert done == ["small", "huge"]
