@@ -4,7 +4,8 @@
                                         [hydra overrides for every run ...]
 
 Runs the testbed's RL job (``sampo_verl.runs.testbed``: its model size, groups, group size, turns and
-response length, from the random tiny model, no validation) once per engine in this invocation, with
+response length, from the random tiny model with heads of 32, which vLLM's CPU attention needs, no
+validation) once per engine in this invocation, with
 today's defaults: ``hf`` (``preset=cpu``, the HF rollout server) and ``vllm`` (``preset=cpu_vllm``, verl's
 vLLM server on vLLM's CPU build). Both runs share the model and the task files.
 
@@ -38,9 +39,11 @@ import torch
 
 from sampo_verl.metrics import History
 from sampo_verl.runs.agent_run import CPU_PRESETS, prepare_model, run_agent
+from sampo_verl.runs.assets import ModelSize
 from sampo_verl.runs.testbed import cpu_testbed, rl_config
 
 TRAINER_PHASES = ["old_log_prob", "ref", "update_actor"]
+HEAD_SIZE = 32  # the smallest attention head vLLM's CPU backend serves
 
 
 def run_steps(
@@ -91,6 +94,13 @@ def bare_model_seconds(
     return one_pass(backward=False), one_pass(backward=True)
 
 
+def servable_size(size: ModelSize) -> ModelSize:
+    """The testbed's model with heads of 32 (as many as its width allows), which vLLM's CPU attention serves:
+    both engines run the same model."""
+    heads = max(size.hidden // HEAD_SIZE, 1)
+    return dataclasses.replace(size, heads=heads, kv_heads=max(heads // 2, 1))
+
+
 def engine_list(text: str) -> list[str]:
     engines = text.split(",")
     if unknown := set(engines) - set(CPU_PRESETS):
@@ -107,7 +117,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1800)
     args, overrides = parser.parse_known_args()
     with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
-        model = prepare_model(Path(tmp) / "model", cpu_testbed(args.env).model)
+        model = prepare_model(Path(tmp) / "model", servable_size(cpu_testbed(args.env).model))
         histories = {
             name: run_steps(Path(tmp) / name, model, Path(tmp) / "data", name, args, overrides) for name in args.engines
         }
