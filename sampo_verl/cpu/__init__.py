@@ -20,11 +20,11 @@ The config side is the Hydra preset ``sampo_verl/conf/preset/cpu.yaml``: ``prese
 with verl's vLLM server instead of the ``hf`` one.
 """
 
-# The platform must be registered before any verl module resolves the platform singleton
-# (verl.workers.engine.fsdp.transformer_impl does at import time), hence first.
 import importlib.util
 import os
 
+# The platform must be registered before any verl module resolves the platform singleton
+# (verl.workers.engine.fsdp.transformer_impl does at import time), hence first.
 from . import platform  # noqa: F401, I001
 from sampo_verl.patches import (
     cpu_causal_right_padding,

@@ -44,8 +44,8 @@ def vllm_rollout_errors(config: Any) -> list[str]:
     if config.trainer.get("device", None) != "cpu":
         return []
     model_path = os.path.expanduser(str(config.actor_rollout_ref.model.path))
-    head_size, supported = model_head_size(model_path), cpu_head_sizes()
-    if head_size is not None and head_size not in supported:
+    head_size = model_head_size(model_path)
+    if head_size is not None and head_size not in (supported := cpu_head_sizes()):
         return [
             f"actor_rollout_ref.model.path={model_path}: attention head size {head_size}, which vLLM's CPU "
             f"backend cannot serve (it serves {supported}); use a model with one of those head sizes or "

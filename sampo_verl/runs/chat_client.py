@@ -101,9 +101,10 @@ class ChatModel:
                 self.counts["failed_requests"] += 1
                 reason = _short(error).replace(self._key, "<api key>")  # a server may echo the request's headers
                 raise GenerationFailed(f"{type(error).__name__}: not a chat completion ({reason})") from None
-            if len(text) > MAX_CHARS_PER_TOKEN * s.max_tokens:
+            cap = MAX_CHARS_PER_TOKEN * s.max_tokens
+            if len(text) > cap:
                 self.counts["truncated_replies"] += 1
-                text = text[: MAX_CHARS_PER_TOKEN * s.max_tokens]
+                text = text[:cap]
             prompt_tokens = getattr(usage, "prompt_tokens", 0) or 0
             completion_tokens = getattr(usage, "completion_tokens", 0) or 0
             self.counts["prompt_tokens"] += prompt_tokens
