@@ -165,6 +165,8 @@ def main(argv: list[str] | None = None) -> Summary:
     parser.add_argument("--seed", type=int, default=0, help="RL seed (data order and sampling)")
     parser.add_argument("--hidden", type=int, default=None, help="model width (default: the testbed's)")
     parser.add_argument("--layers", type=int, default=None, help="model depth (default: the testbed's)")
+    parser.add_argument("--heads", type=int, default=None, help="attention heads (default: the testbed's)")
+    parser.add_argument("--kv-heads", type=int, default=None, help="key/value heads (default: the testbed's)")
     parser.add_argument("--bc-episodes", type=int, default=None, help="expert episodes (default: the testbed's)")
     parser.add_argument("--bc-steps", type=int, default=None, help="behaviour-cloning steps (default: the testbed's)")
     parser.add_argument("--val-tasks", type=int, default=None, help="held-out tasks (default: the testbed's)")
@@ -194,7 +196,16 @@ def main(argv: list[str] | None = None) -> Summary:
         )
         if value is not None
     }
-    size = {k: v for k, v in (("hidden", args.hidden), ("layers", args.layers)) if v is not None}
+    size = {
+        name: value
+        for name, value in (
+            ("hidden", args.hidden),
+            ("layers", args.layers),
+            ("heads", args.heads),
+            ("kv_heads", args.kv_heads),
+        )
+        if value is not None
+    }
     if size:
         changes["model"] = dataclasses.replace(tb.model, **size)
     tb = cpu_testbed(args.env, **changes)

@@ -1,12 +1,15 @@
 """Run untrusted Python code (an LLM's tool call) in a sandboxed process.
 
 ``run_python(code, timeout_s)`` runs ``code`` in a fresh interpreter and returns its stdout, stderr,
-exit code and whether it timed out. Every call gets:
+exit code and whether it timed out; it never raises for what the code is or does (a NUL byte, a lone
+surrogate or megabytes of code come back as the interpreter's ``SyntaxError``: the code reaches it on
+stdin, never on the command line). Every call gets:
 
 - its own network namespace (no network, not even the host's loopback), its own PID namespace (the
-  whole process tree dies with the call) and, with bubblewrap, a read-only view of the file system
-  with private ``/tmp`` and ``/dev``;
-- a fresh temporary working directory (``HOME`` too), removed afterwards;
+  whole process tree dies with the call) and its own mount namespace: the file system is read-only
+  except for private, size-capped tmpfs mounts (:attr:`Limits.tmpfs_bytes` each) at ``/tmp``, which
+  holds the call's working directory (also ``HOME``), and ``/dev/shm`` (and ``/var/tmp`` under
+  ``unshare``); they vanish with the call, so nothing it wrote outlives it;
 - a cleared environment (``PATH``, ``HOME``, ``LANG`` only) and ``python -I`` (no ``PYTHON*`` variables,
   no user site);
 - resource limits (:class:`Limits`: CPU seconds, address space, processes, file size, open files);
@@ -17,10 +20,11 @@ exit code and whether it timed out. Every call gets:
   (beyond it the program is stopped and ``truncated`` is set).
 
 Mechanisms (``mode``): ``bwrap`` (bubblewrap, Debian's ``bubblewrap`` package), ``unshare``
-(util-linux; network and PID namespaces, but the file system stays writable where the uid may write),
-``auto`` (the first of these that works here, probed once) and ``unsandboxed`` (limits, timeout,
-working directory and cleared environment only: the code can reach the network and the file
-system). ``auto`` never falls back to ``unsandboxed``: where neither mechanism works it raises
+(util-linux; as root, the same namespaces and mounts as ``bwrap``; not as root, the mounts that a user
+namespace may not change stay writable where the user may write), ``auto`` (the first of these that
+works here, probed once) and ``unsandboxed`` (limits, timeout, a working directory in the host's temp
+folder and a cleared environment only: the code can reach the network and the file system). ``auto``
+never falls back to ``unsandboxed``: where neither mechanism works it raises
 :class:`SandboxUnavailable`; opt in by name (``mode="unsandboxed"`` or ``SAMPO_SANDBOX=unsandboxed``).
 
 The interpreter is ``SAMPO_SANDBOX_PYTHON`` or the first of this Python's base interpreter and
@@ -40,6 +44,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -53,6 +58,7 @@ SLOTS = 256  # concurrent calls per process
 MAX_OUTPUT_BYTES = 1 << 20
 KILL_WAIT_S = 5.0
 READ_CHUNK = 1 << 16
+WORKDIR_PREFIX = "sampo_sandbox_"
 
 
 class SandboxUnavailable(RuntimeError):
@@ -67,6 +73,7 @@ class Limits:
     processes: int = 32
     file_bytes: int = 16 << 20
     open_files: int = 64
+    tmpfs_bytes: int = 64 << 20  # each private tmpfs (/tmp with the working directory, /dev/shm, /var/tmp)
     cpu_grace_s: int = 1  # CPU seconds allowed beyond the wall timeout
 
 
@@ -180,24 +187,41 @@ def sandbox_python() -> str:
     )
 
 
-def _wrapper(mode: str, workdir: str, uid: int | None) -> list[str]:
+# mounts the unshare mode makes as root inside its mount namespace, then runs the rest as the call:
+# every mount read-only, a capped private tmpfs at each writable temp folder, the working directory
+_UNSHARE_MOUNTS = """set -e
+size=$1 workdir=$2 owner=$3
+shift 3
+awk '{print $2}' /proc/self/mounts | while read -r point; do mount -o remount,bind,ro "$point" 2>/dev/null || true; done
+for folder in /tmp /var/tmp /dev/shm; do mount -t tmpfs -o "size=$size,mode=1777,nosuid,nodev" sandbox "$folder"; done
+mkdir "$workdir"
+[ -z "$owner" ] || chown "$owner:$owner" "$workdir"
+cd "$workdir"
+unset OLDPWD
+exec "$@"
+"""
+
+
+def _wrapper(mode: str, workdir: str, uid: int | None, limits: Limits) -> list[str]:
     """The command that runs the interpreter in ``mode``'s sandbox as ``uid`` (None: as we are).
     ``setpriv`` drops the privileges (``Popen(user=...)`` would also make Python fork, not vfork);
-    ``unshare`` needs root for the namespaces, so it drops them inside."""
+    ``unshare`` needs root for the namespaces and mounts, so it drops them inside, after mounting."""
     owner = [] if uid is None else ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
+    size = str(limits.tmpfs_bytes)
     if mode == "bwrap":
         return [
             *owner, "bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--ro-bind", "/", "/",
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run",
-            "--bind", workdir, workdir, "--chdir", workdir, "--clearenv",
-            "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "HOME", workdir,
+            "--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
+            "--size", size, "--tmpfs", "/tmp", "--tmpfs", "/run", "--dir", workdir, "--chdir", workdir,
+            "--clearenv", "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "HOME", workdir,
             "--setenv", "LANG", "C.UTF-8", "--",
         ]  # fmt: skip
     if mode == "unshare":
-        namespaces = ["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount-proc"]
+        namespaces = ["unshare", "--net", "--pid", "--mount", "--fork", "--kill-child", "--mount-proc"]
         if uid is None:
-            return [*namespaces[:1], "--map-root-user", *namespaces[1:], "--"]
-        return [*namespaces, "--", *owner]
+            namespaces.insert(1, "--map-root-user")
+        mounts = ["sh", "-c", _UNSHARE_MOUNTS, "sh", size, workdir, "" if uid is None else str(uid)]
+        return [*namespaces, "--", *mounts, *owner]
     return owner
 
 
@@ -311,21 +335,25 @@ def _run(code: str, timeout_s: float, mode: str, limits: Limits, max_output_byte
     # the limit counts the uid's processes, so it comes on top of those already there (unreaped
     # zombies of earlier calls; without a uid of our own, every process of the user)
     processes = limits.processes + len(_processes_of(os.getuid() if uid is None else uid, zombies=True))
-    workdir = tempfile.mkdtemp(prefix="sampo_sandbox_")
+    on_host = mode == "unsandboxed"  # else the working directory lives in the call's own /tmp
+    workdir = tempfile.mkdtemp(prefix=WORKDIR_PREFIX) if on_host else f"/tmp/{WORKDIR_PREFIX}{uuid.uuid4().hex[:8]}"
+    source = tempfile.TemporaryFile()
     started = time.monotonic()
     try:
-        if uid is not None:
+        if uid is not None and on_host:
             os.chown(workdir, uid, uid)
         cpu_s = int(timeout_s) + 1 + limits.cpu_grace_s
-        interpreter = [sandbox_python(), "-I", "-c", code]
-        command = [*_prlimit(limits, cpu_s, processes), *_wrapper(mode, workdir, uid), *interpreter]
+        interpreter = [sandbox_python(), "-I", "-"]  # the program from stdin, whatever its size or bytes
+        command = [*_prlimit(limits, cpu_s, processes), *_wrapper(mode, workdir, uid, limits), *interpreter]
         environment = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "LANG": "C.UTF-8"}
+        source.write(code.encode("utf-8", "surrogatepass"))
+        source.seek(0)
         process = subprocess.Popen(
             command,
-            stdin=subprocess.DEVNULL,
+            stdin=source,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            cwd=workdir,
+            cwd=workdir if on_host else "/",
             env=environment,
             start_new_session=True,
         )
@@ -338,7 +366,9 @@ def _run(code: str, timeout_s: float, mode: str, limits: Limits, max_output_byte
     finally:
         if uid is not None:
             _UIDS.release(uid)
-        shutil.rmtree(workdir, ignore_errors=True)
+        source.close()
+        if on_host:
+            shutil.rmtree(workdir, ignore_errors=True)
     return SandboxResult(
         stdout=stdout[:max_output_bytes].decode("utf-8", "replace"),
         stderr=stderr[:max_output_bytes].decode("utf-8", "replace"),

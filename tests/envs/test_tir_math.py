@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from sampo_verl.agent.loop import EnvAgentLoop, EpisodeSpec
 from sampo_verl.agent.prompts import format_response
 from sampo_verl.envs import make_env
+from sampo_verl.envs.base import INVALID_ACTION
 from sampo_verl.envs.recipe import shell_assignments
 from sampo_verl.envs.tir_math import (
     TirMathEnv,
@@ -269,6 +270,15 @@ def test_errors_timeouts_and_long_outputs_are_reported_within_bounds():
     observation = env.step("<code>print('x' * 100000)</code>")[0]
     assert "(output truncated)" in observation and len(observation) <= 500
     assert env.step("<code>x = 1</code>")[0] == "Output: (nothing printed)"
+
+
+@pytest.mark.parametrize("code", ["print('a\x00b')", "print('\ud800')"], ids=["nul", "surrogate"])
+def test_code_python_cannot_read_is_a_tool_result_not_an_environment_fault(code):
+    env = make_env("tir_math")
+    env.reset(0)
+    observation, reward, done, info = env.step(f"<code>{code}</code>")
+    assert "SyntaxError" in observation and "exit code 1" in observation and (reward, done) == (0.0, False)
+    assert INVALID_ACTION not in info  # a tool result, and env.step did not raise (that is an env_error)
 
 
 def expert_wins(seeds: range) -> int:

@@ -1,6 +1,7 @@
 """The sandbox: what code can and cannot do inside it, and that nothing of a call outlives it."""
 
 import os
+import shutil
 import socket
 import threading
 import uuid
@@ -17,24 +18,25 @@ ALL_MODES = [*MECHANISMS, "unsandboxed"]
 pytestmark = pytest.mark.skipif(not MECHANISMS, reason="neither bubblewrap nor unshare works here")
 
 
-def leftovers(marker: str) -> list[int]:
-    """Live processes whose command line holds ``marker`` (a call's code is its interpreter's argument)."""
+def leftovers() -> list[int]:
+    """Live processes of a call: every one of them has the call's working directory as ``HOME``."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit() and int(entry) != os.getpid():
             try:
-                if marker.encode() in Path(f"/proc/{entry}/cmdline").read_bytes() and alive(int(entry)):
-                    found.append(int(entry))
+                variables = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
             except OSError:
-                pass
+                continue
+            home = any(v.startswith(b"HOME=") and sandbox.WORKDIR_PREFIX.encode() in v for v in variables)
+            if home and alive(int(entry)):
+                found.append(int(entry))
     return found
 
 
 def contained(code: str, mode: str, **options) -> sandbox.SandboxResult:
-    """Run ``code`` tagged with a unique marker; assert that no process of it is left afterwards."""
-    marker = f"marker_{uuid.uuid4().hex}"
-    result = run_python(f"# {marker}\n{code}", mode=mode, **options)
-    assert leftovers(marker) == [], f"processes left behind by {mode}"
+    """Run ``code``; assert that no process of it is left afterwards."""
+    result = run_python(code, mode=mode, **options)
+    assert leftovers() == [], f"processes left behind by {mode}"
     assert result.mode == mode
     return result
 
@@ -96,6 +98,77 @@ def test_bubblewrap_shows_a_read_only_file_system_with_a_private_tmp():
     result = contained(code, "bwrap")
     assert result.stdout.split() == ["True", str(30)]  # EROFS outside; /tmp is the call's own
     assert not os.path.exists(name)
+
+
+@pytest.mark.parametrize("mode", ALL_MODES)
+@pytest.mark.parametrize(
+    "code, error",
+    [
+        ("print('a\x00b')", "SyntaxError"),  # a NUL byte
+        ("print('\ud800')", "SyntaxError: Non-UTF-8 code"),  # a lone surrogate
+        ("x = 0\n" + "x += 1\n" * 40_000 + "print(x)", None),  # 280 KiB: over the limit of one argument
+    ],
+    ids=["nul", "surrogate", "large"],
+)
+def test_code_python_cannot_read_or_any_size_of_code_gives_a_result(mode, code, error):
+    result = contained(code, mode)
+    if error is None:
+        assert result.exit_code == 0 and result.stdout == "40000\n"
+    else:
+        assert result.exit_code == 1 and error in result.stderr and not result.timed_out
+
+
+@pytest.mark.parametrize("mode", MECHANISMS)
+def test_temporary_file_systems_are_capped_and_vanish_with_the_call(mode):
+    """Files in tmpfs are memory the address-space limit does not see: each tmpfs the call can write is
+    its own, capped at ``tmpfs_bytes``, and gone after the call (host /dev/shm and /tmp gain nothing)."""
+    code = (
+        "import os\n"
+        "for folder in ('/tmp', '/dev/shm', '.'):\n"
+        "    written = 0\n"
+        "    try:\n"
+        "        for i in range(64):\n"
+        "            with open(os.path.join(folder, f'f{i}'), 'wb') as f:\n"
+        "                f.write(b'x' * (1 << 20))\n"
+        "            written += 1 << 20\n"
+        "    except OSError as error:\n"
+        "        print(folder, written, error.errno)\n"
+        "    for name in os.listdir(folder):\n"
+        "        if name.startswith('f'):\n"
+        "            os.remove(os.path.join(folder, name))\n"
+    )
+    before = {folder: set(os.listdir(folder)) for folder in ("/dev/shm", "/tmp")}
+    result = contained(code, mode, limits=Limits(tmpfs_bytes=8 << 20))
+    lines = [line.split() for line in result.stdout.splitlines()]
+    assert [folder for folder, *_ in lines] == ["/tmp", "/dev/shm", "."], result.stderr
+    assert all(int(written) <= 8 << 20 and errno == "28" for _, written, errno in lines)  # ENOSPC at the cap
+    assert all(set(os.listdir(folder)) <= names for folder, names in before.items())
+
+
+@pytest.mark.parametrize("mode", MECHANISMS)
+def test_world_writable_folders_of_other_services_stay_untouched(mode):
+    """A folder anyone may write (e.g. a Ray session's sockets) is read-only to the call."""
+    if mode == "unshare" and os.geteuid() != 0:
+        pytest.skip("unshare without root keeps the user's own write access (module docstring)")
+    folder = Path(__file__).parent / f".world_writable_{uuid.uuid4().hex}"
+    folder.mkdir()
+    try:
+        folder.chmod(0o777)
+        (folder / "socket").write_text("service")
+        code = (
+            "import os\n"
+            "for act in (lambda: os.remove('{0}/socket'), lambda: os.rename('{0}/socket', '{0}/moved'),\n"
+            "            lambda: open('{0}/new', 'w')):\n"
+            "    try:\n"
+            "        act()\n"
+            "        print('done')\n"
+            "    except OSError as error:\n"
+            "        print(error.errno)\n"
+        ).format(folder)
+        assert contained(code, mode).stdout.split() == ["30"] * 3  # EROFS
+        assert sorted(os.listdir(folder)) == ["socket"] and (folder / "socket").read_text() == "service"
+    finally:
+        shutil.rmtree(folder)
 
 
 @pytest.mark.parametrize("mode", MECHANISMS)
