@@ -29,6 +29,7 @@ setup(
         "math-verify==0.9.0",  # TIR-Math answer checking
         "bm25s==0.3.11",  # WebShop search
         "rapidfuzz==3.14.6",  # WebShop's fuzzy attribute and option matching
+        "pydantic>=2",  # WebShop file schemas
     ],
     # vLLM loads these in each of its processes (the engine core included); inert off the CPU platform
     entry_points={

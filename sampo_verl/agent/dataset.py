@@ -95,7 +95,7 @@ def task_seeds(parquet_file: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m sampo_verl.dataset", description=__doc__.split("\n")[0])
     parser.add_argument("--env", required=True, help=f"registered environment: {sorted(ENV_REGISTRY)}")
     parser.add_argument("--train", type=int, default=256, help="number of training tasks (seeds)")
     parser.add_argument("--val", type=int, default=64, help="number of validation tasks (seeds)")
@@ -105,17 +105,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--task", default="{}", help="JSON dict passed to reset(seed, task)")
     parser.add_argument("--max-turns", type=int, default=None, help="per-row turn limit (default: the loop's)")
     args = parser.parse_args(argv)
-    val_options = None if args.val_env_options is None else json.loads(args.val_env_options)
-    train, val = write_splits(
-        args.out,
-        args.env,
-        args.train,
-        args.val,
-        json.loads(args.env_options),
-        json.loads(args.task),
-        args.max_turns,
-        val_options,
-    )
+
+    def json_object(flag: str, text: str | None) -> dict | None:
+        try:
+            value = None if text is None else json.loads(text)
+        except json.JSONDecodeError as error:
+            parser.error(f"{flag} is not a JSON object ({error}): {text!r}")
+        if value is not None and not isinstance(value, dict):
+            parser.error(f"{flag} is not a JSON object: {text!r}")
+        return value
+
+    env_options = json_object("--env-options", args.env_options)
+    val_options = json_object("--val-env-options", args.val_env_options)
+    task = json_object("--task", args.task)
+    try:
+        train, val = write_splits(
+            args.out, args.env, args.train, args.val, env_options, task, args.max_turns, val_options
+        )
+    except ValueError as error:  # a bad environment option or data file: its message names it
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
     print(f"wrote {train} ({args.train} rows) and {val} ({args.val} rows)")
 
 

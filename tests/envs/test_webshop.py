@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sampo_verl.agent.dataset import main as dataset_main
 from sampo_verl.agent.loop import EnvAgentLoop
 from sampo_verl.agent.prompts import format_response
 from sampo_verl.envs import make_env
@@ -17,6 +18,7 @@ from sampo_verl.envs.webshop_catalog import (
     DEPARTMENTS,
     Goal,
     Product,
+    WebShopFileError,
     generate_catalog,
     load_catalog,
     read_webshop_files,
@@ -307,6 +309,61 @@ def test_webshop_files_are_read_as_webshop_reads_them(tmp_path):
     ]
     with pytest.raises(ValueError, match="needs attributes_path or human_goals_path"):
         read_webshop_files(products_path)
+
+
+def _item(**fields) -> dict:
+    return {"asin": "B01AAAAAAA", "name": "Hoodie", "query": "hoodie", "pricing": "$20.00", **fields}
+
+
+GOOD_ATTRIBUTES = {"B01AAAAAAA": {"attributes": ["cotton"], "instruction": "a hoodie", "instruction_attributes": ["cotton"]}}
+MALFORMED = {  # (which file, its content) -> (where the message points, what it says)
+    "truncated": (("products", '[{"asin": "B01AAAAAAA", "na'), ("", "not valid JSON")),
+    "empty": (("products", "  \n"), ("", "is empty")),
+    "not utf-8": (("products", b"\xff\xfe[]"), ("", "cannot read")),
+    "not a list": (("products", {"asin": "B01AAAAAAA"}), ("the top", "valid list")),
+    "pricing a list": (("products", [_item(pricing=["$20"])]), ("[0].pricing", "valid string")),
+    "pricing two dots": (("products", [_item(pricing="$1.2.3")]), ("[0].pricing", "'$a' or '$a$b'")),
+    "name a number": (("products", [_item(), _item(asin="B01BBBBBBB", name=7)]), ("[1].name", "valid string")),
+    "option without value": (
+        ("products", [_item(customization_options={"Color": [{"image": None}]})]),
+        ("[0].customization_options.Color[0].value", "Field required"),
+    ),
+    "no valid asin": (("products", [_item(asin="nan")]), ("", "no product with a valid asin")),
+    "attributes a string": (("attributes", {"B01AAAAAAA": {"attributes": "cotton"}}), (".B01AAAAAAA.attributes", "valid list")),  # noqa: E501
+    "human goal without text": (("human goals", {"B01AAAAAAA": [{"instruction_attributes": ["x"]}]}), (".B01AAAAAAA[0].instruction", "Field required")),  # noqa: E501
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED)
+def test_malformed_webshop_files_are_refused_naming_the_file_and_the_field(tmp_path, case):
+    (bad_file, content), (where, says) = MALFORMED[case]
+    files = {"products": [_item()], "attributes": GOOD_ATTRIBUTES, "human goals": {}}
+    paths = {}
+    for name, data in {**files, bad_file: content}.items():
+        paths[name] = tmp_path / f"{name.replace(' ', '_')}.json"
+        if isinstance(data, bytes):
+            paths[name].write_bytes(data)
+        else:
+            paths[name].write_text(data if isinstance(data, str) else json.dumps(data))
+    with pytest.raises(WebShopFileError) as refused:
+        read_webshop_files(str(paths["products"]), str(paths["attributes"]), str(paths["human goals"]))
+    message = str(refused.value)
+    assert f"the {bad_file} file {paths[bad_file]}" in message and says in message
+    assert where == "" or f"at {where}:" in message
+
+
+def test_a_missing_webshop_file_is_named_and_the_dataset_command_says_it_in_one_line(tmp_path, capsys):
+    products = str(tmp_path / "nowhere.json")
+    with pytest.raises(WebShopFileError, match=f"cannot read the products file {products}"):
+        read_webshop_files(products, attributes_path=products)
+    options = json.dumps({"products_path": products, "attributes_path": products})
+    with pytest.raises(SystemExit) as stopped:
+        dataset_main(["--env", "webshop", "--out", str(tmp_path / "data"), "--env-options", options])
+    error = capsys.readouterr().err.strip()
+    assert stopped.value.code == 2 and "\n" not in error and f"cannot read the products file {products}" in error
+    with pytest.raises(SystemExit) as stopped:
+        dataset_main(["--env", "webshop", "--out", str(tmp_path / "data"), "--env-options", "{products_path:"])
+    assert stopped.value.code == 2 and "--env-options is not a JSON object" in capsys.readouterr().err
 
 
 def test_the_environment_plays_webshop_files_within_a_goal_range(tmp_path):
