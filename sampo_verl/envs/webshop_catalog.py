@@ -386,7 +386,8 @@ def read_webshop_files(
         try:
             price, tag = _pricing(item.pricing, rng)
         except ValueError as error:
-            raise WebShopFileError(f"webshop: the products file {products_path}: at [{index}].pricing: {error}") from None
+            where = f"the products file {products_path}: at [{index}].pricing"
+            raise WebShopFileError(f"webshop: {where}: {error}") from None
         bullets = item.small_description or []
         products.append(
             Product(

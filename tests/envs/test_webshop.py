@@ -315,7 +315,9 @@ def _item(**fields) -> dict:
     return {"asin": "B01AAAAAAA", "name": "Hoodie", "query": "hoodie", "pricing": "$20.00", **fields}
 
 
-GOOD_ATTRIBUTES = {"B01AAAAAAA": {"attributes": ["cotton"], "instruction": "a hoodie", "instruction_attributes": ["cotton"]}}
+GOOD_ATTRIBUTES = {
+    "B01AAAAAAA": {"attributes": ["cotton"], "instruction": "a hoodie", "instruction_attributes": ["cotton"]}
+}
 MALFORMED = {  # (which file, its content) -> (where the message points, what it says)
     "truncated": (("products", '[{"asin": "B01AAAAAAA", "na'), ("", "not valid JSON")),
     "empty": (("products", "  \n"), ("", "is empty")),
