@@ -22,6 +22,7 @@ import math
 from collections.abc import Mapping, Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,28 +34,49 @@ TRAIN_SUCCESS = "sampo/success_rate"
 COLLAPSE = "collapse/any"
 
 
-def read_metrics(path: str | Path) -> dict[int, dict[str, float]]:
+def read_jsonl(path: str | Path, skipped: list[str] | None = None) -> list[tuple[int, Any]]:
+    """The JSON values of a JSONL file's lines with their line numbers. Blank lines are ignored; a line
+    that is not UTF-8 or not JSON (e.g. the torn last line of a killed run) is left out and, when
+    ``skipped`` is given, noted there with the file and line number."""
+    records = []
+    for number, raw in enumerate(Path(path).read_bytes().splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            records.append((number, json.loads(raw.decode("utf-8"))))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            why = "not UTF-8" if isinstance(error, UnicodeDecodeError) else "not JSON"
+            skip(skipped, f"{path}: line {number} is {why} (a torn line?)")
+    return records
+
+
+def skip(skipped: list[str] | None, note: str) -> None:
+    """Note what a reader left out, where the caller collects such notes."""
+    if skipped is not None:
+        skipped.append(note)
+
+
+def read_metrics(path: str | Path, skipped: list[str] | None = None) -> dict[int, dict[str, float]]:
     """Read a file-logger JSONL file into step -> metrics, sorted by step.
 
-    Blank lines, lines that are not a JSON object with an integer ``step`` (e.g. the truncated last
-    line of a killed run) and values that are not finite numbers are skipped.
+    Lines that are not a JSON object with an integer ``step`` and a ``data`` object (noted in
+    ``skipped``, see :func:`read_jsonl`) and values that are not finite numbers are left out.
     """
     history: dict[int, dict[str, float]] = {}
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if not isinstance(record, dict) or not isinstance(record.get("data"), dict):
-            continue
-        step = record.get("step")
-        if isinstance(step, bool) or not isinstance(step, (int, float)) or step != int(step):
+    for number, record in read_jsonl(path, skipped):
+        step = record.get("step") if isinstance(record, dict) else None
+        if not isinstance(record.get("data") if isinstance(record, dict) else None, dict) or not _is_step(step):
+            skip(skipped, f"{path}: line {number} is not a metrics record ({{'step': int, 'data': {{...}}}})")
             continue
         merged = history.setdefault(int(step), {})
         for key, value in record["data"].items():
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
                 merged[key] = float(value)
     return dict(sorted(history.items()))
+
+
+def _is_step(step: Any) -> bool:
+    return isinstance(step, (int, float)) and not isinstance(step, bool) and math.isfinite(step) and step == int(step)
 
 
 def metric_series(history: History, metric: str) -> tuple[np.ndarray, np.ndarray]:

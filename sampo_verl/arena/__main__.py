@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -171,11 +172,14 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
+    skipped: list[str] = []
     try:
-        index = build_report(args.dir, args.out)
+        index = build_report(args.dir, args.out, skipped)
     except FileNotFoundError as err:
         raise SystemExit(f"arena report: {err}") from None
-    print(f"report written to {index}")
+    for note in skipped:
+        print(f"arena report: left out: {note}", file=sys.stderr)
+    print(f"report written to {index}" + (f" ({len(skipped)} item(s) left out, listed there)" if skipped else ""))
     return 0
 
 

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sampo_verl.metrics import skip
+
 METRICS_FILE = "metrics.jsonl"
 DONE_FILE = "done.json"
 REPORT_DIR = "report"
@@ -52,11 +54,21 @@ class Cell:
     def done_path(self) -> Path:
         return self.path / DONE_FILE
 
-    def done(self) -> dict[str, Any] | None:
-        """The finished marker's contents, or ``None`` while the cell is unfinished."""
+    @property
+    def name(self) -> str:
+        return f"{self.env}/{self.method}/seed{self.seed}"
+
+    def done(self, skipped: list[str] | None = None) -> dict[str, Any] | None:
+        """The finished marker's contents, or ``None`` while the cell is unfinished; a marker that is not a
+        JSON object counts as unfinished (``mark_done`` writes it atomically) and is noted in ``skipped``."""
         if not self.done_path.is_file():
             return None
-        return json.loads(self.done_path.read_text(encoding="utf-8"))
+        marker = _json_object(self.done_path)
+        if marker is None or not _numbers(marker, "wall_time_s", "steps"):
+            marker_form = "{'wall_time_s': s, 'steps': n}"
+            skip(skipped, f"{self.done_path}: not a marker {marker_form}; the cell counts as unfinished")
+            return None
+        return marker
 
 
 def cell_dir(root: str | Path, env: str, method: str, seed: int) -> Path:
@@ -73,12 +85,29 @@ def mark_done(path: str | Path, wall_time_s: float, steps: int) -> Path:
     return done
 
 
-def served_summaries(root: str | Path, env: str) -> list[dict[str, Any]]:
-    """The evaluation summaries under ``root/<env>/_served/*/summary.json``, by folder name."""
+def served_summaries(root: str | Path, env: str, skipped: list[str] | None = None) -> list[dict[str, Any]]:
+    """The evaluation summaries under ``root/<env>/_served/*/summary.json``, by folder name (one that
+    is not a JSON object is left out and noted in ``skipped``)."""
     summaries = []
     for path in sorted(Path(root, env, SERVED_DIR).glob("*/summary.json")):
-        summaries.append({"name": path.parent.name, **json.loads(path.read_text(encoding="utf-8"))})
+        summary = _json_object(path)
+        if summary is None or not _numbers(summary, "success_rate", "episodes"):
+            skip(skipped, f"{path}: not an evaluation summary (success_rate, episodes); the served model is left out")
+        else:
+            summaries.append({"name": path.parent.name, **summary})
     return summaries
+
+
+def _numbers(record: dict[str, Any], *keys: str) -> bool:
+    return all(isinstance(record.get(key), (int, float)) and not isinstance(record.get(key), bool) for key in keys)
+
+
+def _json_object(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def find_cells(root: str | Path) -> list[Cell]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from sampo_verl.arena import findings as findings_mod
 from sampo_verl.arena.layout import REPORT_DIR, Cell, find_cells, served_summaries
 from sampo_verl.arena.summary import MethodSummary, Spread, success_metric, summarise_methods
-from sampo_verl.metrics import VAL_SUCCESS, History, collapse_steps, read_metrics
+from sampo_verl.metrics import VAL_SUCCESS, History, collapse_steps, read_metrics, skip
 from sampo_verl.plots import TITLES, make_method_panels, plot_metrics, save_png
 from sampo_verl.stats import BOOTSTRAP_SAMPLES
 
@@ -58,33 +58,48 @@ img { max-width: 100%; }
 """
 
 
-def load_results(root: str | Path) -> dict[str, list[tuple[Cell, History]]]:
-    """Every cell with its metric history, grouped by environment (cells in method-matrix order)."""
+def load_results(root: str | Path, skipped: list[str] | None = None) -> dict[str, list[tuple[Cell, History]]]:
+    """Every cell with its metric history, grouped by environment (cells in method-matrix order); lines
+    the reader left out, and cells whose metrics cannot be read, are noted in ``skipped``."""
     by_env: dict[str, list[tuple[Cell, History]]] = {}
     for cell in sorted(find_cells(root), key=lambda c: (c.env, _method_rank(c.method), c.seed)):
-        by_env.setdefault(cell.env, []).append((cell, read_metrics(cell.metrics_path)))
+        try:
+            history = read_metrics(cell.metrics_path, skipped)
+        except OSError as error:
+            skip(skipped, f"{cell.name}: cannot read {cell.metrics_path.name} ({error}); the cell is left out")
+            continue
+        by_env.setdefault(cell.env, []).append((cell, history))
     return by_env
 
 
-def build_report(root: str | Path, out: str | Path | None = None) -> Path:
+def build_report(root: str | Path, out: str | Path | None = None, skipped: list[str] | None = None) -> Path:
     """Write the report for results folder ``root`` into ``out`` (default ``root/report``).
 
-    Returns the path of ``index.html``; raises ``FileNotFoundError`` when ``root`` holds no cell.
+    Returns the path of ``index.html``; raises ``FileNotFoundError`` when ``root`` holds no cell. What
+    was left out (each line, file or cell the readers could not use, with why) is listed on the page and
+    added to ``skipped``.
     """
     root = Path(root)
     out = Path(out) if out is not None else root / REPORT_DIR
-    results = load_results(root)
+    notes: list[str] = []
+    results = load_results(root, notes)
     if not results:
         raise FileNotFoundError(f"no arena cells under {root} (expected {root}/<env>/<method>/seed<k>/metrics.jsonl)")
-    sections = [_env_section(env, cells, out, served_summaries(root, env)) for env, cells in results.items()]
+    sections = [
+        _env_section(env, cells, out, served_summaries(root, env, notes), notes) for env, cells in results.items()
+    ]
     cells = [cell for env_cells in results.values() for cell, _ in env_cells]
-    page = _page(root, cells, sections)
+    notes = list(dict.fromkeys(notes))  # a file read twice is noted once
     index = out / "index.html"
-    index.write_text(page, encoding="utf-8")
+    index.write_text(_page(root, cells, sections, notes), encoding="utf-8")
+    if skipped is not None:
+        skipped.extend(notes)
     return index
 
 
-def _env_section(env: str, cells: Sequence[tuple[Cell, History]], out: Path, served: Sequence[dict]) -> str:
+def _env_section(
+    env: str, cells: Sequence[tuple[Cell, History]], out: Path, served: Sequence[dict], skipped: list[str]
+) -> str:
     metric = success_metric([history for _, history in cells])
     runs: dict[str, list[History]] = {}
     events: dict[str, set[int]] = {}
@@ -94,7 +109,7 @@ def _env_section(env: str, cells: Sequence[tuple[Cell, History]], out: Path, ser
     marks = {method: sorted(steps) for method, steps in events.items()}
     success_png = plot_metrics(runs, [metric], out / f"{env}_success.png", f"{env}: success rate", marks)
     stability_png = plot_metrics(runs, STABILITY, out / f"{env}_stability.png", f"{env}: stability", marks)
-    summaries = summarise_methods(cells, metric)
+    summaries = summarise_methods(cells, metric, skipped=skipped)
     ranking = [s.method for s in summaries]
     panels_title = f"{env}: {TITLES[metric]}, one panel per method (ranking order)"
     panels = make_method_panels(runs, metric, panels_title, marks, ranking)
@@ -159,18 +174,25 @@ def _served_table(served: Sequence[dict]) -> str:
         return ""
     rows = []
     for s in served:
-        low, high = s.get("success_ci95", (math.nan, math.nan))
+        interval = s.get("success_ci95")
+        low, high = interval if isinstance(interval, list) and len(interval) == 2 else (None, None)
         rows.append(
             f'<tr data-served="{html.escape(s["name"])}"><td>{html.escape(str(s.get("model", s["name"])))}</td>'
-            f"<td>{s['success_rate']:.3f} [{low:.3f}, {high:.3f}]</td><td>{s['episodes']}</td>"
-            f"<td>{s.get('invalid_action_rate', math.nan):.3f}</td>"
-            f"<td>{s.get('failed_request_rate', 0.0):.3f}</td></tr>"
+            f"<td>{_number(s['success_rate'])} [{_number(low)}, {_number(high)}]</td><td>{s['episodes']}</td>"
+            f"<td>{_number(s.get('invalid_action_rate'))}</td>"
+            f"<td>{_number(s.get('failed_request_rate', 0.0))}</td></tr>"
         )
     head = (
         "<tr><th>served model (reference)</th><th>success [95% interval]</th><th>episodes</th>"
         "<th>invalid-action rate</th><th>failed requests</th></tr>"
     )
     return f'<h3>Served models</h3>\n<table class="served">\n{head}\n' + "\n".join(rows) + "\n</table>"
+
+
+def _number(value: object) -> str:
+    """A rate with three decimals, '–' for anything that is not a finite number."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return f"{value:.3f}" if ok else "–"
 
 
 def _findings_table(verdicts: Sequence[findings_mod.Finding]) -> str:
@@ -183,18 +205,34 @@ def _findings_table(verdicts: Sequence[findings_mod.Finding]) -> str:
     return f'<table class="findings">\n{head}\n' + "\n".join(rows) + "\n</table>"
 
 
-def _page(root: Path, cells: Sequence[Cell], sections: Sequence[str]) -> str:
+def _skipped_section(skipped: Sequence[str]) -> str:
+    if not skipped:
+        return ""
+    items = "\n".join(f"<li>{html.escape(note)}</li>" for note in skipped)
+    return f"""
+<section id="skipped">
+<h2>Left out ({len(skipped)})</h2>
+<p>What the report could not use, and why; the numbers above are computed without it.</p>
+<ul>
+{items}
+</ul>
+</section>"""
+
+
+def _page(root: Path, cells: Sequence[Cell], sections: Sequence[str], skipped: Sequence[str]) -> str:
     done = [cell.done() for cell in cells]
     finished = [d for d in done if d is not None]
-    wall = sum(float(d.get("wall_time_s", 0.0)) for d in finished)
+    wall = sum(float(d["wall_time_s"]) for d in finished)
     generated = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Arena report: {html.escape(root.name)}</title>
 <style>{STYLE}</style></head><body>
 <h1>Arena report: {html.escape(str(root))}</h1>
 <p>{len(cells)} cells, {len(finished)} finished, {len(cells) - len(finished)} unfinished;
-wall time of the finished cells {wall:.0f} s. Generated {generated}.</p>
+wall time of the finished cells {wall:.0f} s. Generated {generated}.{
+    f' <a href="#skipped">{len(skipped)} item(s) left out</a>.' if skipped else ""}</p>
 {"".join(sections)}
+{_skipped_section(skipped)}
 <section id="definitions">
 <h2>How the numbers are computed</h2>
 <ul>

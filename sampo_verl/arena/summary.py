@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sampo_verl.arena.layout import Cell
-from sampo_verl.metrics import TRAIN_SUCCESS, VAL_SUCCESS, History, collapse_steps, metric_series
+from sampo_verl.metrics import TRAIN_SUCCESS, VAL_SUCCESS, History, collapse_steps, metric_series, skip
 from sampo_verl.stats import Interval, bootstrap_mean
 from sampo_verl.trainer.val_outcomes import OUTCOMES_FILE, ValOutcomes, read_val_outcomes
 
@@ -178,9 +178,9 @@ def success_metric(histories: Sequence[History]) -> str:
     return VAL_SUCCESS if histories and all((steps > 0).any() for steps in validated) else TRAIN_SUCCESS
 
 
-def cell_outcomes(cell: Cell) -> dict[int, ValOutcomes]:
+def cell_outcomes(cell: Cell, skipped: list[str] | None = None) -> dict[int, ValOutcomes]:
     """step -> the cell's per-task validation outcomes ({} when it recorded none)."""
-    return read_val_outcomes(cell.path / OUTCOMES_FILE)
+    return read_val_outcomes(cell.path / OUTCOMES_FILE, skipped)
 
 
 def task_list(outcomes: Sequence[dict[int, ValOutcomes]]) -> list[int]:
@@ -199,12 +199,14 @@ def _per_task(cell: Cell, outcomes: dict[int, ValOutcomes], tasks: Sequence[int]
 
 def seed_stats(
     cell: Cell, history: History, metric: str, outcomes: dict[int, ValOutcomes] | None = None,
-    tasks: Sequence[int] = (),
+    tasks: Sequence[int] = (), skipped: list[str] | None = None,
 ) -> SeedStats:  # fmt: skip
     """The numbers of one cell for success metric ``metric`` (per task: on validation success only)."""
-    _, success = metric_series(history, metric)
+    steps, success = metric_series(history, metric)
+    if metric == VAL_SUCCESS and outcomes:
+        success, outcomes = _common_validations(cell, steps, success, outcomes, skipped)
     _, valid_format = metric_series(history, FORMAT_VALID)
-    done = cell.done()
+    done = cell.done(skipped)
     per_task = _per_task(cell, outcomes or {}, tasks) if metric == VAL_SUCCESS else {}
     return SeedStats(
         seed=cell.seed,
@@ -213,9 +215,21 @@ def seed_stats(
         best=float(success.max()) if success.size else math.nan,
         collapses=len(collapse_steps(history)),
         format_min=float(valid_format.min()) if valid_format.size else math.nan,
-        wall_time_s=float(done.get("wall_time_s", math.nan)) if done else math.nan,
+        wall_time_s=float(done["wall_time_s"]) if done else math.nan,
         **per_task,
     )
+
+
+def _common_validations(
+    cell: Cell, steps: np.ndarray, success: np.ndarray, outcomes: dict[int, ValOutcomes], skipped: list[str] | None
+) -> tuple[np.ndarray, dict[int, ValOutcomes]]:
+    """The validations that both the metrics and the outcomes recorded, so that the ranking (metrics) and
+    the per-task table (outcomes) read the same steps; any other is noted in ``skipped``."""
+    logged = set(steps.tolist())
+    for step in sorted(logged ^ outcomes.keys()):
+        has, lacks = ("metrics.jsonl", OUTCOMES_FILE) if step in logged else (OUTCOMES_FILE, "metrics.jsonl")
+        skip(skipped, f"{cell.name}: the validation of step {step} is in {has} but not in {lacks}; left out of both")
+    return success[np.isin(steps, list(outcomes))], {step: o for step, o in outcomes.items() if step in logged}
 
 
 def summarise_methods(
@@ -223,15 +237,16 @@ def summarise_methods(
     metric: str,
     tasks: Sequence[int] | None = None,
     outcomes: Sequence[dict[int, ValOutcomes]] | None = None,
+    skipped: list[str] | None = None,
 ) -> list[MethodSummary]:
     """Group one environment's cells by method and rank the methods (best first); per-task values on
     ``tasks`` (default: every task the cells validated), from ``outcomes`` (one per cell, default: read
-    from the cell folders)."""
-    outcomes = [cell_outcomes(cell) for cell, _ in cells] if outcomes is None else outcomes
+    from the cell folders); what the readers left out is noted in ``skipped``."""
+    outcomes = [cell_outcomes(cell, skipped) for cell, _ in cells] if outcomes is None else outcomes
     tasks = task_list(outcomes) if tasks is None else tasks
     by_method: dict[str, list[SeedStats]] = {}
     for (cell, history), recorded in zip(cells, outcomes, strict=True):
-        by_method.setdefault(cell.method, []).append(seed_stats(cell, history, metric, recorded, tasks))
+        by_method.setdefault(cell.method, []).append(seed_stats(cell, history, metric, recorded, tasks, skipped))
     summaries = [MethodSummary(m, tuple(sorted(s, key=lambda x: x.seed))) for m, s in by_method.items()]
     return sorted(summaries, key=_rank_key)
 

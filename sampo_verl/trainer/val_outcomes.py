@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from sampo_verl.agent.turns import EPISODE_LENGTH, TASK_SEED, VAL_ACC
+from sampo_verl.metrics import read_jsonl, skip
 from sampo_verl.options import read_options, section_of
 
 OUTCOMES_FILE = "val_outcomes.jsonl"  # the name the package's runs (quickstart, arena cells) give the file
@@ -111,16 +112,36 @@ def append_outcomes(path: str | Path, record: ValOutcomes) -> None:
         out.write(json.dumps(asdict(record)) + "\n")
 
 
-def read_val_outcomes(path: str | Path) -> dict[int, ValOutcomes]:
-    """step -> that step's validation (the last one written for the step); {} when there is no file."""
+def read_val_outcomes(path: str | Path, skipped: list[str] | None = None) -> dict[int, ValOutcomes]:
+    """step -> that step's validation (the last one written for the step); {} when there is no file.
+    Lines that are not a validation record are left out and noted in ``skipped`` (:func:`read_jsonl`)."""
     path = Path(path)
     if not path.exists():
         return {}
     records: dict[int, ValOutcomes] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = ValOutcomes(**json.loads(line))
-        except json.JSONDecodeError:  # blank, or the last line of a run killed while writing it
+    for number, line in read_jsonl(path, skipped):
+        record = _outcomes(line)
+        if record is None:
+            skip(skipped, f"{path}: line {number} is not a validation record")
             continue
         records[record.step] = record
     return dict(sorted(records.items()))
+
+
+def _outcomes(value: Any) -> ValOutcomes | None:
+    """``value`` as a record when it has the fields, types and equal list lengths of one, else None."""
+    try:
+        record = ValOutcomes(**value)
+    except TypeError:  # not a mapping, a field missing or unknown
+        return None
+    lists = (record.data_source, record.task_seed, record.acc)
+    number = (int, float)
+    well_formed = (
+        isinstance(record.step, int)
+        and isinstance(record.missing, int)
+        and all(isinstance(values, list) for values in (*lists, record.episode_length))
+        and len({len(values) for values in lists}) == 1
+        and all(isinstance(seed, int) for seed in record.task_seed)
+        and all(isinstance(acc, number) and not isinstance(acc, bool) for acc in record.acc)
+    )
+    return record if well_formed else None

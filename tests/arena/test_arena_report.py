@@ -248,3 +248,50 @@ def test_per_task_outcomes_of_a_resumed_cell(tmp_path):
     assert seed.final_tasks == (0.0, 1.0, 1.0, 0.0)  # the resumed attempt's step 4
     assert seed.best_tasks == (1.0, 1.0, 0.0, 0.0)  # steps 2 and 4 tie at 0.5: the earlier one
     assert summary.tasks == 4
+
+
+def test_a_damaged_results_folder_still_gives_a_report_that_lists_what_it_left_out(arena_dir, tmp_path, capsys):
+    """A marker that is not JSON, records that are JSON but not records, a line cut inside a UTF-8
+    character, a torn last metrics line (its validation still in the outcomes), a broken served summary."""
+    import shutil
+
+    from sampo_verl.trainer.val_outcomes import OUTCOMES_FILE
+
+    root = tmp_path / "results"
+    shutil.copytree(arena_dir, root)
+    lake = root / "frozenlake"
+    (lake / "grpo" / "seed0" / "done.json").write_text("{not json")
+    with open(lake / "gigpo" / "seed0" / OUTCOMES_FILE, "ab") as outcomes:
+        outcomes.write(b'[1, 2]\n{"step": 9, "acc": "x"}\n' + '{"step": 9, "data_source": ["é'.encode()[:-1])
+    metrics = lake / "gigpo_filter" / "seed1" / "metrics.jsonl"
+    text = metrics.read_bytes()
+    metrics.write_bytes(text[: len(text) - len(text.rstrip(b"\n").rsplit(b"\n", 1)[1]) // 2 - 1])  # step 4 torn
+    served = root / "sokoban" / "_served" / "broken"
+    served.mkdir(parents=True)
+    (served / "summary.json").write_text('{"model": "x", "success_rate": "high"}')
+
+    assert main(["report", str(root), "--out", str(tmp_path / "r")]) == 0
+    printed = capsys.readouterr()
+    expected = [
+        f"{lake}/grpo/seed0/done.json: not a marker",
+        f"{lake}/gigpo/seed0/{OUTCOMES_FILE}: line 4 is not a validation record",
+        f"{lake}/gigpo/seed0/{OUTCOMES_FILE}: line 5 is not a validation record",
+        f"{lake}/gigpo/seed0/{OUTCOMES_FILE}: line 6 is not UTF-8",
+        f"{metrics}: line 5 is not JSON",
+        f"frozenlake/gigpo_filter/seed1: the validation of step 4 is in {OUTCOMES_FILE} but not in metrics.jsonl",
+        f"{served}/summary.json: not an evaluation summary",
+        f"{root}/sokoban/sapo_seqmask/seed1/metrics.jsonl: line 6 is not JSON",  # the fixture's torn line
+    ]
+    notes = [line.removeprefix("arena report: left out: ") for line in printed.err.splitlines()]
+    assert len(notes) == len(expected) and all(any(n.startswith(e) for n in notes) for e in expected)
+    assert f"({len(expected)} item(s) left out, listed there)" in printed.out
+    page = (tmp_path / "r" / "index.html").read_text(encoding="utf-8")
+    listed = page[page.index('<section id="skipped">') : page.index('<section id="definitions">')]
+    assert f"Left out ({len(expected)})" in listed and listed.count("<li>") == len(expected)
+    # the unreadable marker counts as unfinished; the torn cell ranks and tabulates from the same validations
+    rows = {row[1]: row for row in section_rows(page, "frozenlake", "ranking")}
+    assert rows["grpo"][2] == "1/2"
+    summaries = {s.method: s for s in summarise_methods(load_results(root)["frozenlake"], VAL_SUCCESS)}
+    torn = summaries["gigpo_filter"].seeds[1]
+    assert torn.final == 0.5 and sum(torn.final_tasks) / len(torn.final_tasks) == 0.5  # step 2 in both
+    assert summaries["gigpo"].seeds[0].final_tasks == tuple(float(k < 24) for k in range(40))  # step 4, 0.6
