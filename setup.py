@@ -33,6 +33,8 @@ setup(
     ],
     # vLLM loads these in each of its processes (the engine core included); inert off the CPU platform
     entry_points={
+        "console_scripts": ["sampo-verl = sampo_verl.cli:main"],
+        "verl.plugins": ["sampo_verl = sampo_verl.plugin"],  # verl imports it wherever verl is imported
         "vllm.general_plugins": ["sampo_verl_cpu = sampo_verl.patches.vllm_cpu_keep_linear_weights:apply"],
     },
     extras_require={

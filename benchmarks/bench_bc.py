@@ -6,7 +6,7 @@ runs :mod:`sampo_verl.bc.train` and evaluates the initial and the cloned model o
 loss curve ends and both success rates.
 
     python benchmarks/bench_bc.py WORKDIR [--env frozenlake] [--env-options '{"size": 3}'] [--max-turns 6]
-        (environment defaults: the CPU testbed's, sampo_verl.testbed)
+        (environment defaults: the CPU testbed's, sampo_verl.runs.testbed)
         [--episodes 150] [--epochs 3 | --steps N] [--batch-size 16] [--eval-episodes 100] [--hidden 64] [--layers 2]
 """
 

@@ -3,7 +3,7 @@
     python benchmarks/quickstart_learning.py [--seeds 5 | --seeds 0,3,7] [--out runs/quickstart_learning] \
         [quickstart flags...]
 
-Runs ``python -m sampo_verl.quickstart`` once per RL seed (the behaviour-cloned start is built once
+Runs ``sampo-verl quickstart`` once per RL seed (the behaviour-cloned start is built once
 and shared: same ``--out`` folder, cached by :func:`sampo_verl.runs.testbed.bc_start`; the held-out
 tasks are the same for every seed). Prints, per seed, greedy success on the held-out tasks before
 and after RL with the paired 95% interval of the change over the tasks, then the mean change over

@@ -12,7 +12,7 @@
 #   NNODES          1
 #   NGPUS_PER_NODE  8
 #   ROLLOUT_TP      1                           vLLM tensor parallel size per replica
-#   DATA_DIR        $HOME/data/sampo_verl/<env> train/val parquet, written by python -m sampo_verl.dataset when missing
+#   DATA_DIR        $HOME/data/sampo_verl/<env> train/val parquet, written by sampo-verl dataset when missing
 #                                               (<env> = alfworld_official with ALFWORLD_DATA)
 #   ALFWORLD_DATA   unset                       official games root (alfworld-download); unset: offline games
 #   TOTAL_STEPS     150                         training steps; the train split holds one task per step and slot
@@ -102,7 +102,7 @@ overrides=(
 )
 
 if [ -n "${SAMPO_DRY_RUN:-}" ]; then
-    echo "$ python3 -m sampo_verl.dataset"
+    echo "$ python3 -m sampo_verl dataset"
     printf '%s\n' "${data_args[@]}"
     echo "$ python3 -m sampo_verl.main_ppo"
     printf '%s\n' "${overrides[@]}"
@@ -111,6 +111,6 @@ fi
 
 set -x
 if [ ! -f "$DATA_DIR/train.parquet" ] || [ ! -f "$DATA_DIR/val.parquet" ]; then
-    python3 -m sampo_verl.dataset "${data_args[@]}"
+    python3 -m sampo_verl dataset "${data_args[@]}"
 fi
 python3 -m sampo_verl.main_ppo "${overrides[@]}"

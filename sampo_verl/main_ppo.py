@@ -31,7 +31,7 @@ def run(config: DictConfig) -> None:
     from verl.utils.config import validate_config
     from verl.utils.device import auto_set_device
 
-    import sampo_verl  # noqa: F401  (registers losses, estimators, agent loop, trainer in this process)
+    import sampo_verl.plugin  # noqa: F401  (registers losses, estimators, agent loop, trainer; fails loudly)
     from sampo_verl.patches import ray_loopback_node
     from sampo_verl.validation import validate_sampo_config, validate_sampo_inputs
 

@@ -191,7 +191,7 @@ def _environment_errors(config: Any) -> list[str]:
             if without:
                 errors.append(
                     f"{flag}: {path}: {without} of {len(rows)} rows have no extra_info.env (the environment agent "
-                    "loop's task rows name their environment; write them with python -m sampo_verl.dataset)"
+                    "loop's task rows name their environment; write them with sampo-verl dataset)"
                 )
                 continue
             names = {row["env"] for row in rows}

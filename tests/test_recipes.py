@@ -44,7 +44,7 @@ MAX_TURNS = {"sokoban": 15, "frozenlake": 15, "alfworld": 50, "tir_math": 5, "we
 BATCH_SIZE = {"sokoban": 32, "frozenlake": 32, "alfworld": 16, "tir_math": 512, "webshop": 16}
 GROUP_SIZE = {"tir_math": 5}  # the release; else the testbed's 8
 RESPONSE_LENGTH = {"tir_math": 4096}  # else 512
-DATA_MODULE, TRAIN_MODULE = "sampo_verl.dataset", "sampo_verl.main_ppo"
+DATA_MODULE, TRAIN_MODULE = "sampo_verl dataset", "sampo_verl.main_ppo"
 
 
 def dry_run(script: str, *args: str, home: Path, **env: str) -> dict[str, list[str]]:

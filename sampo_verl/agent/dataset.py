@@ -5,7 +5,7 @@ The prompt column holds a short placeholder message: ``sampo_env_agent`` builds 
 prompt itself from the environment (:mod:`sampo_verl.agent.prompts`). Train and validation seeds never
 overlap (validation seeds start at ``VAL_SEED_OFFSET``).
 
-    python -m sampo_verl.dataset --env sokoban --train 256 --val 64 --out data/sokoban \
+    sampo-verl dataset --env sokoban --train 256 --val 64 --out data/sokoban \
         --env-options '{"dim_room": [6, 6], "num_boxes": 1}'
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from sampo_verl.envs import ENV_REGISTRY, make_env
+from sampo_verl.envs import ENV_REGISTRY, import_external_modules, make_env
 
 AGENT_NAME = "sampo_env_agent"
 VAL_SEED_OFFSET = 1_000_000
@@ -95,7 +95,7 @@ def task_seeds(parquet_file: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m sampo_verl.dataset", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="sampo-verl dataset", description=__doc__.split("\n")[0])
     parser.add_argument("--env", required=True, help=f"registered environment: {sorted(ENV_REGISTRY)}")
     parser.add_argument("--train", type=int, default=256, help="number of training tasks (seeds)")
     parser.add_argument("--val", type=int, default=64, help="number of validation tasks (seeds)")
@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--task", default="{}", help="JSON dict passed to reset(seed, task)")
     parser.add_argument("--max-turns", type=int, default=None, help="per-row turn limit (default: the loop's)")
     args = parser.parse_args(argv)
+    import_external_modules()  # a user's environments
 
     def json_object(flag: str, text: str | None) -> dict | None:
         try:
@@ -122,8 +123,9 @@ def main(argv: list[str] | None = None) -> None:
         train, val = write_splits(
             args.out, args.env, args.train, args.val, env_options, task, args.max_turns, val_options
         )
-    except ValueError as error:  # a bad environment option or data file: its message names it
-        parser.exit(2, f"{parser.prog}: error: {error}\n")
+    except (KeyError, ValueError) as error:  # an unknown environment, a bad option or data file: named
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        parser.exit(2, f"{parser.prog}: error: {message}\n")
     print(f"wrote {train} ({args.train} rows) and {val} ({args.val} rows)")
 
 

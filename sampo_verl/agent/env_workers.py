@@ -12,13 +12,14 @@ A call waits its turn on the worker (queueing does not count against the timeout
 other environments it hosted (their next call fails: "restarted"). A worker is
 ``python -m sampo_verl.agent.env_workers FD`` talking over a socket pair (not ``multiprocessing``,
 whose spawn and forkserver modes re-import the parent's ``__main__``: a Ray worker's, pytest's);
-it starts in a few seconds (it imports the package, and so the user's
-``VERL_USE_EXTERNAL_MODULES``), exits when the socket closes, and within a second of this process
-dying even when a call hangs.
+it imports the module that registered each environment it builds (a user's own too), neither torch
+nor verl, and starts in under a second (``benchmarks/bench_envs.py``); it exits when the socket
+closes, and within a second of this process dying even when a call hangs.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import subprocess
@@ -29,8 +30,10 @@ import uuid
 from multiprocessing.connection import Connection
 from typing import Any
 
+from sampo_verl.envs import env_class
+
 ORPHAN_POLL_S = 1.0
-WORKER_START_S = 300.0  # importing the package (and verl) on a loaded machine
+WORKER_START_S = 300.0  # a generous bound on a loaded machine
 READY = "ready"
 _POOLS: dict[int, "EnvWorkerPool"] = {}
 _POOLS_LOCK = threading.Lock()
@@ -57,7 +60,8 @@ def _serve(conn: Connection) -> None:
             return
         try:
             if op == "make":
-                name, options = args
+                module, name, options = args
+                importlib.import_module(module)  # registers the environment (a user's module too)
                 envs[key] = make_env(name, **options)
                 result = None
             elif op == "close":
@@ -185,7 +189,8 @@ class RemoteEnv:
         self.pool, self.worker, self.timeout = pool, pool.pick(), timeout
         self.key, self.closed = uuid.uuid4().hex, False
         try:
-            _, self.generation = self.worker.call("make", self.key, (name, options), timeout, None)
+            module = env_class(name).__module__
+            _, self.generation = self.worker.call("make", self.key, (module, name, options), timeout, None)
         except BaseException:
             self._release()
             raise

@@ -1,4 +1,4 @@
-"""``python -m sampo_verl.arena``: the arena's command line.
+"""``sampo-verl arena``: the arena's command line.
 
 Subcommands: ``run`` trains the method matrix into a results folder (:mod:`sampo_verl.arena.runner`),
 ``report DIR`` builds the report from it (:mod:`sampo_verl.arena.report`), ``compare DIR_A DIR_B``
@@ -26,7 +26,7 @@ the others continue from their latest checkpoint (DIR/<env>/<method>/seed<k>/ckp
 GPU: --recipe recipes/common.sh --init-model [ENV=]BC_CHECKPOINT runs each cell through the GPU
 launcher, one after another in this process; with --print-commands it prints one `arena run` command
 per unfinished cell instead, to submit as separate jobs (same DIR on a shared file system), e.g.
-  python -m sampo_verl.arena run ... --print-commands | while read -r cmd; do sbatch --gpus=8 --wrap "$cmd"; done
+  sampo-verl arena run ... --print-commands | while read -r cmd; do sbatch --gpus=8 --wrap "$cmd"; done
 """
 
 
@@ -40,7 +40,7 @@ def _names(text: str) -> tuple[str, ...]:
 def build_parser() -> argparse.ArgumentParser:
     """The ``arena`` argument parser with one sub-parser per subcommand."""
     parser = argparse.ArgumentParser(
-        prog="python -m sampo_verl.arena", description="The ARLArena method matrix and its stability report."
+        prog="sampo-verl arena", description="The ARLArena method matrix and its stability report."
     )
     commands = parser.add_subparsers(dest="command", required=True)
 

@@ -9,7 +9,7 @@
         done.json                written last, once the cell finished: {"wall_time_s": float, "steps": int}
         ...                      anything else the runner keeps there (checkpoints, logs)
       <env>/_served/<name>/      a served model evaluated on the environment, shown as a reference row:
-        summary.json             ``python -m sampo_verl.evaluate --base-url ... --out DIR/<env>/_served/<name>``
+        summary.json             ``sampo-verl evaluate --base-url ... --out DIR/<env>/_served/<name>``
       report/                    written by ``arena report DIR``: index.html and the PNG figures
 
 ``<env>`` is the environment name (``sokoban``, ``frozenlake``, ...), ``<method>`` the method

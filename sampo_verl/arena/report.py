@@ -169,7 +169,7 @@ def _ranking_table(summaries: Sequence[MethodSummary]) -> str:
 
 
 def _served_table(served: Sequence[dict]) -> str:
-    """Served models evaluated on the environment (``sampo_verl.evaluate --base-url``), as reference rows."""
+    """Served models evaluated on the environment (``sampo-verl evaluate --base-url``), as reference rows."""
     if not served:
         return ""
     rows = []

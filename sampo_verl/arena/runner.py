@@ -1,4 +1,4 @@
-"""``python -m sampo_verl.arena run``: every (environment, method, seed) cell through the real trainer.
+"""``sampo-verl arena run``: every (environment, method, seed) cell through the real trainer.
 
 Each cell is one ``sampo_verl.main_ppo`` run written as :mod:`sampo_verl.arena.layout` describes;
 the runner also keeps in the cell folder::
@@ -265,7 +265,7 @@ def run_arena(spec: ArenaSpec, echo: Echo = _echo) -> ArenaProgress:
             echo(f"[arena] {name}: {steps} steps, {trained} over {len(attempts)} attempt(s) | {progress.status()}")
     failed = f": {', '.join(progress.failures)} (rerun the same command to retry them)" if progress.failures else ""
     echo(f"[arena] {progress.finished}/{progress.total} cells done, {len(progress.failures)} failed{failed}")
-    echo(f"[arena] report: python -m sampo_verl.arena report {spec.out}")
+    echo(f"[arena] report: sampo-verl arena report {spec.out}")
     return progress
 
 
@@ -441,7 +441,7 @@ def merge_attempts(path: Path) -> dict[int, dict[str, float]]:
 
 
 def cell_commands(spec: ArenaSpec) -> list[str]:
-    """One ``python -m sampo_verl.arena run`` command per unfinished cell: one scheduler job each."""
+    """One ``sampo-verl arena run`` command per unfinished cell: one scheduler job each."""
     common = ["--steps", str(spec.steps), "--out", str(spec.out)]
     for flag, value in (("--test-freq", spec.test_freq), ("--save-freq", spec.save_freq), ("--timeout", spec.timeout)):
         if value is not None:
@@ -454,7 +454,7 @@ def cell_commands(spec: ArenaSpec) -> list[str]:
             continue
         start = ["--init-model", spec.starts[cell.env]] if cell.env in spec.starts else []
         which = ["--envs", cell.env, "--methods", cell.method, "--seed", str(cell.seed)]
-        argv = ["python", "-m", "sampo_verl.arena", "run", *which, *common, *start, *spec.overrides]
+        argv = ["sampo-verl", "arena", "run", *which, *common, *start, *spec.overrides]
         commands.append(shlex.join(argv))
     return commands
 

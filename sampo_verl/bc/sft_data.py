@@ -14,7 +14,7 @@ Only episodes the expert wins within ``max_turns`` are kept. Training episodes u
 ``seed .. seed+episodes-1``; validation episodes use held-out seeds from
 ``sampo_verl.agent.dataset.VAL_SEED_OFFSET + seed`` on (the seeds of the RL validation split)::
 
-    python -m sampo_verl.sft_data --env sokoban --episodes 100 --val-episodes 20 --out data/sokoban_sft \
+    sampo-verl sft-data --env sokoban --episodes 100 --val-episodes 20 --out data/sokoban_sft \
         --env-options '{"dim_room": [5, 5], "search_depth": 4}' --max-turns 5
 """
 
@@ -29,7 +29,7 @@ import pandas as pd
 
 from sampo_verl.agent.dataset import VAL_SEED_OFFSET
 from sampo_verl.agent.prompts import EpisodePrompt, format_response
-from sampo_verl.envs import ENV_REGISTRY, env_class, make_env
+from sampo_verl.envs import ENV_REGISTRY, env_class, import_external_modules, make_env
 
 DEFAULT_THOUGHT = "{action}"  # short: the tags already cost ~20 tokens of the RL response budget
 
@@ -131,7 +131,7 @@ def write_sft_splits(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m sampo_verl.sft_data", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="sampo-verl sft-data", description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", required=True, help=f"registered environment: {sorted(ENV_REGISTRY)}")
     parser.add_argument("--episodes", type=int, default=100, help="training episodes (seeds seed..seed+N-1)")
     parser.add_argument("--val-episodes", type=int, default=20, help="validation episodes on held-out seeds")
@@ -143,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--history-length", type=int, default=2, help="past turns shown (the agent loop's option)")
     parser.add_argument("--thought", default=DEFAULT_THOUGHT, help="text inside <think>; {action} is replaced")
     args = parser.parse_args(argv)
+    import_external_modules()  # a user's environments
     written = write_sft_splits(
         args.out,
         args.env,

@@ -1,9 +1,8 @@
 """Behaviour cloning through verl's own SFT trainer (``verl.trainer.sft_trainer``), ending in an HF model dir.
 
 Launches ``torchrun -m verl.trainer.sft_trainer`` (one process per accelerator; one process on
-CPU) on the expert data of :mod:`sampo_verl.bc.sft_data` with ``sampo_verl`` added to
-``VERL_USE_EXTERNAL_MODULES`` (:func:`sampo_verl.runs.launch.child_env`), so every process loads the
-CPU backend. Without an accelerator (or with
+CPU) on the expert data of :mod:`sampo_verl.bc.sft_data`; every process that imports verl loads
+:mod:`sampo_verl.plugin`, so the CPU backend where no accelerator is present. Without an accelerator (or with
 ``--cpu``) the Hydra preset ``sampo_verl/conf/preset/sft_cpu.yaml`` is added; on GPUs verl's
 defaults are used unchanged. verl saves only the HF weights of the last step
 (``checkpoint.save_contents=[hf_model]``); they are moved to ``--out``, which then loads with
@@ -11,7 +10,7 @@ defaults are used unchanged. verl saves only the HF weights of the last step
 (``actor_rollout_ref.model.path=<out>``). ``<out>/sft_metrics.jsonl`` holds verl's logged metrics
 (``train/loss``, ``val/loss``, ...) and ``<out>/sft_logs`` the Hydra config of the run::
 
-    python -m sampo_verl.bc --model MODEL_DIR --data DATA_DIR --out CKPT_DIR [--epochs 3 | --steps N]
+    sampo-verl bc --model MODEL_DIR --data DATA_DIR --out CKPT_DIR [--epochs 3 | --steps N]
         [--lr LR] [--batch-size 32] [verl sft overrides ...]
 """
 
@@ -147,10 +146,10 @@ def run_bc(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m sampo_verl.bc", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="initial HF model directory (e.g. from sampo_verl.assets)")
+    parser = argparse.ArgumentParser(prog="sampo-verl bc", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="initial HF model directory (e.g. from sampo-verl assets)")
     parser.add_argument(
-        "--data", required=True, help="directory with train.parquet [val.parquet] (sampo_verl.sft_data)"
+        "--data", required=True, help="directory with train.parquet [val.parquet] (sampo-verl sft-data)"
     )
     parser.add_argument("--out", required=True, help="output HF model directory")
     parser.add_argument("--epochs", type=int, default=3, help="passes over the training data")

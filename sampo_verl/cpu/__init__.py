@@ -1,7 +1,7 @@
 """CPU backend: verl's own trainer end to end without an accelerator.
 
-Importing this package (``sampo_verl`` does, in every Ray process through
-``VERL_USE_EXTERNAL_MODULES=sampo_verl``) registers:
+Importing this package (:mod:`sampo_verl.plugin` does, in every process that imports verl, where the
+CPU platform is in use: :mod:`sampo_verl.accelerators`) registers:
 
 - the ``cpu`` platform (:mod:`.platform`), chosen by ``VERL_PLATFORM=cpu`` or when no
   accelerator is present;

@@ -14,7 +14,6 @@ platforms in order and this one reports itself available only when no other regi
 
 from __future__ import annotations
 
-import glob
 import types
 from contextlib import contextmanager
 from typing import Any
@@ -22,17 +21,9 @@ from typing import Any
 import torch
 from verl.plugin.platform import PlatformBase, PlatformRegistry
 
+from sampo_verl import accelerators
+
 PLATFORM_NAME = "cpu"
-
-# Device nodes of accelerator drivers (NVIDIA, AMD ROCm, Huawei Ascend). They are visible in every
-# process of a host with the driver, including CPU-only Ray actors whose torch sees no device.
-ACCELERATOR_DEVICE_NODES = ("/dev/nvidia[0-9]*", "/dev/kfd", "/dev/davinci[0-9]*")
-
-
-def host_has_accelerator_devices() -> bool:
-    """Whether the host exposes accelerator device nodes."""
-    return any(glob.glob(pattern) for pattern in ACCELERATOR_DEVICE_NODES)
-
 
 class CpuDeviceModule(types.ModuleType):
     """``torch.cpu`` plus the ``torch.cuda``-style calls verl makes on ``get_torch_device()``.
@@ -144,7 +135,7 @@ class CPUPlatform(PlatformBase):
         accelerator device nodes is never taken for CPU-only, so a CPU-only Ray actor on a GPU
         host without ``nvidia-smi`` keeps verl's own fallback (``nvidia``).
         """
-        if host_has_accelerator_devices():
+        if accelerators.host_has_accelerator_devices():
             return False
         for name in PlatformRegistry.registered_names():
             other_cls = PlatformRegistry.get(name)

@@ -31,6 +31,8 @@ run it with). Register it with::
 
 from __future__ import annotations
 
+import importlib
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
@@ -59,6 +61,13 @@ def env_class(name: str) -> type["TextEnv"]:
     if name not in ENV_REGISTRY:
         raise KeyError(f"unknown environment {name!r} (extra_info.env); registered: {sorted(ENV_REGISTRY)}")
     return ENV_REGISTRY[name]
+
+
+def import_external_modules() -> None:
+    """Import the modules listed in ``VERL_USE_EXTERNAL_MODULES`` (comma-separated), where users register
+    their own environments; verl does the same in every process that imports it."""
+    for module in filter(None, (m.strip() for m in os.environ.get("VERL_USE_EXTERNAL_MODULES", "").split(","))):
+        importlib.import_module(module)
 
 
 def make_env(name: str, **options: Any) -> "TextEnv":

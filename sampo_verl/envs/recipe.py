@@ -3,8 +3,8 @@
     eval "$(python3 -m sampo_verl.envs.recipe sokoban sampo)"   # max_turns=15 batch_size=32 ...
 
 The values come from the environment class (``default_max_turns``, :meth:`TextEnv.recipe_settings`),
-so a new environment needs no edit of the recipes. A user's own environments are found too: importing
-verl (which ``sampo_verl`` does) imports the modules named in ``VERL_USE_EXTERNAL_MODULES``.
+so a new environment needs no edit of the recipes. A user's own environments are found too: the modules
+named in ``VERL_USE_EXTERNAL_MODULES`` are imported first, as verl imports them.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import json
 import shlex
 import sys
 
-from sampo_verl.envs.base import ENV_REGISTRY, env_class
+from sampo_verl.envs.base import ENV_REGISTRY, env_class, import_external_modules
 
 
 def shell_assignments(env: str, method: str = "") -> str:
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("env", help="registered environment name")
     parser.add_argument("method", nargs="?", default="", help="method preset (for its per-environment overrides)")
     args = parser.parse_args(argv)
+    import_external_modules()
     if args.env not in ENV_REGISTRY:
         print(f"unknown ENV '{args.env}': registered environments are {sorted(ENV_REGISTRY)}", file=sys.stderr)
         return 2

@@ -4,7 +4,7 @@ Environment tasks (:mod:`sampo_verl.agent.dataset`), a local model directory (th
 :mod:`sampo_verl.runs.assets` or a behaviour-cloned checkpoint), the ``cpu`` preset and a method preset.
 The end-to-end tests, the quickstart and the arena's CPU cells all run through here::
 
-    python -m sampo_verl.cpu.agent_run WORKDIR [--env sokoban] [--method sampo] [--steps 2] [overrides ...]
+    python -m sampo_verl.runs.agent_run WORKDIR [--env sokoban] [--method sampo] [--steps 2] [overrides ...]
 
 The trailing Hydra overrides go to ``sampo_verl.main_ppo``, whose config has the package's keys, so
 they take no ``+`` (e.g. ``sampo.collapse.stop_on_collapse=true algorithm.gigpo.step_weight=0.5``).
@@ -30,7 +30,7 @@ from sampo_verl.trainer.val_outcomes import OUTCOMES_FILE
 
 TASKS_FILE = "tasks.json"  # the settings the task files were written with
 CHECKPOINT_DIR = "ckpt"  # verl's checkpoints of a run (trainer.default_local_dir): <workdir>/ckpt
-# random tiny model with varied greedy outputs (sampo_verl.assets: the default std repeats one token)
+# random tiny model with varied greedy outputs (sampo-verl assets: the default std repeats one token)
 TINY_MODEL = ModelSize(hidden=64, init_std=0.3)
 CPU_PRESETS = {"hf": "cpu", "vllm": "cpu_vllm"}  # rollout engine -> the preset that selects it
 
@@ -178,7 +178,7 @@ def run_agent(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m sampo_verl.cpu.agent_run", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m sampo_verl.runs.agent_run", description=__doc__.split("\n\n")[0])
     parser.add_argument("workdir", type=Path)
     parser.add_argument("--model", type=Path, default=None, help="model directory (default: build the tiny model)")
     for spec in dataclasses.fields(AgentRunConfig):

@@ -12,7 +12,7 @@ configurable size. Both are written with ``save_pretrained`` so verl loads the d
 
 CLI::
 
-    python -m sampo_verl.assets OUT_DIR [--hidden 64] [--layers 2] [--heads 2] [--kv-heads 1]
+    sampo-verl assets OUT_DIR [--hidden 64] [--layers 2] [--heads 2] [--kv-heads 1]
                                         [--init-std 0.02] [--vocab-size 512] [--corpus-file FILE] [--seed 0]
 """
 
@@ -160,7 +160,7 @@ def build_assets(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m sampo_verl.assets", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="sampo-verl assets", description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir")
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--layers", type=int, default=2)

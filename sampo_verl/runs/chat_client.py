@@ -1,7 +1,7 @@
 """A served model as the agent: an OpenAI-compatible chat-completions endpoint behind the agent loop.
 
 :class:`ChatModel` is the ``generate`` of :func:`sampo_verl.agent.loop.play_episode` for any server
-that speaks OpenAI's chat-completions API (vLLM, SGLang, hosted APIs, ``python -m sampo_verl.serve``),
+that speaks OpenAI's chat-completions API (vLLM, SGLang, hosted APIs, ``sampo-verl serve``),
 through the official ``openai`` client: the prompts, history window, parser and environments are
 those of training; only the model's side differs. A request times out ``request_timeout_s`` after it
 was sent, however slowly the server keeps answering, and a reply is kept up to ``MAX_CHARS_PER_TOKEN`` x
@@ -29,7 +29,7 @@ import openai
 from sampo_verl.agent.loop import Generation, GenerationFailed
 
 RETRIED = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError, openai.APIConnectionError)
-NO_KEY = "EMPTY"  # what local servers (vLLM, SGLang, sampo_verl.serve) accept when no key is set
+NO_KEY = "EMPTY"  # what local servers (vLLM, SGLang, sampo-verl serve) accept when no key is set
 MAX_CHARS_PER_TOKEN = 32  # a reply of max_tokens tokens is at most this many characters a token
 
 

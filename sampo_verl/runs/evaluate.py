@@ -7,7 +7,7 @@ window, parsing, invalid-action handling and success flag as in RL). The model i
   (:class:`sampo_verl.cpu.hf_server.HFServer`, the ``hf`` rollout's engine), in this process,
   through :class:`sampo_verl.agent.loop.EnvAgentLoop` itself; or
 - a served model (``--base-url URL --model NAME``): any OpenAI-compatible chat-completions
-  endpoint (vLLM, SGLang, a hosted API, ``python -m sampo_verl.serve``) through the ``openai``
+  endpoint (vLLM, SGLang, a hosted API, ``sampo-verl serve``) through the ``openai``
   client (:mod:`sampo_verl.runs.chat_client`), the key read from ``--api-key-env``.
 
 Episodes run concurrently. Decoding is greedy by default. Default seeds are the held-out validation
@@ -17,9 +17,9 @@ rates, turns, tokens, wall time) is printed as JSON; ``--out DIR`` also writes `
 and ``DIR/episodes.jsonl`` (every episode's transcript: prompt messages, replies, parsed actions,
 rewards)::
 
-    python -m sampo_verl.evaluate --model CKPT_DIR --env sokoban --episodes 50 \\
+    sampo-verl evaluate --model CKPT_DIR --env sokoban --episodes 50 \\
         --env-options '{"dim_room": [5, 5], "search_depth": 4}' --max-turns 5
-    python -m sampo_verl.evaluate --base-url http://127.0.0.1:8000/v1 --model Qwen3-4B --env frozenlake \\
+    sampo-verl evaluate --base-url http://127.0.0.1:8000/v1 --model Qwen3-4B --env frozenlake \\
         --episodes 256 --out runs/eval_qwen
 """
 
@@ -206,7 +206,7 @@ def write_results(out: Path, result: EvalResult, records: list[dict[str, Any]], 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m sampo_verl.evaluate", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="sampo-verl evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="HF model directory, or with --base-url the served model's name")
     parser.add_argument("--base-url", default=None, help="an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
     parser.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")

@@ -1,6 +1,6 @@
 """The CPU quickstart: behaviour cloning, then RL through ``sampo_verl.main_ppo``, with a report.
 
-    python -m sampo_verl.quickstart [--env sokoban] [--method sampo] [--steps N] [--seed 0] [--out DIR] [--verbose]
+    sampo-verl quickstart [--env sokoban] [--method sampo] [--steps N] [--seed 0] [--out DIR] [--verbose]
 
 On the CPU testbed of :mod:`sampo_verl.runs.testbed`: builds the tiny local model and tokenizer, clones
 the environment's expert with verl's SFT trainer, then trains the method with verl's PPO trainer
@@ -157,7 +157,7 @@ def write_report(report: Path, rl_metrics: Path, bc_metrics: Path, summary: Summ
 
 
 def main(argv: list[str] | None = None) -> Summary:
-    parser = argparse.ArgumentParser(prog="python -m sampo_verl.quickstart", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="sampo-verl quickstart", description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", default="frozenlake", choices=sorted(TESTBEDS))
     parser.add_argument("--method", default="sampo", help="method preset (sampo_verl/conf/method)")
     parser.add_argument("--steps", type=int, default=12, help="RL training steps")

@@ -1,6 +1,6 @@
 """An OpenAI-compatible chat-completions server for a local HF checkpoint (CPU or GPU)::
 
-    python -m sampo_verl.serve --model CKPT_DIR [--host 127.0.0.1] [--port 8000]
+    sampo-verl serve --model CKPT_DIR [--host 127.0.0.1] [--port 8000]
 
 ``POST /v1/chat/completions`` applies the checkpoint's chat template to ``messages`` (with verl's
 rendering, as the agent loop does), generates with the package's batching HF server
@@ -12,7 +12,7 @@ OpenAI's API), ``top_p``, ``max_tokens`` / ``max_completion_tokens``; ``n`` must
 breaks these rules gets 422 (with NaN or infinities too), and no request can fail another: the prompt
 is rendered off the event loop. It listens on loopback by default; it has no authentication, so do not expose it.
 A checkpoint served here is evaluated exactly like an API model:
-``python -m sampo_verl.evaluate --base-url http://127.0.0.1:8000/v1 --model NAME --env ...``.
+``sampo-verl evaluate --base-url http://127.0.0.1:8000/v1 --model NAME --env ...``.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def build_app(
     name = name or Path(model).name
     tokenizer = AutoTokenizer.from_pretrained(str(model))
     server, rollout = local_server(model, DEFAULT_MAX_TOKENS, max_num_seqs, seed, device)
-    app = FastAPI(title=f"sampo_verl.serve: {name}")
+    app = FastAPI(title=f"sampo-verl serve: {name}")
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": {"message": message, "type": "invalid_request_error"}}, status_code=status)
@@ -139,7 +139,7 @@ def build_app(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m sampo_verl.serve", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="sampo-verl serve", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, type=Path, help="HF model directory")
     parser.add_argument("--name", default=None, help="model name clients ask for (default: the folder's name)")
     parser.add_argument("--host", default="127.0.0.1", help="listen address (default loopback: no authentication)")

@@ -3,7 +3,7 @@
 Builds the tiny local model (:mod:`sampo_verl.runs.assets`), a toy "say the word" dataset and a
 toy reward, and runs ``python -m verl.trainer.main_ppo`` (v1 trainer) with the cpu preset::
 
-    python -m sampo_verl.cpu.toy_run WORKDIR [--steps 2] [verl overrides ...]
+    python -m sampo_verl.runs.toy_run WORKDIR [--steps 2] [verl overrides ...]
 
 The trailing overrides go to verl's own config: a key it lacks (the package's ``sampo.*``,
 ``algorithm.gigpo.*``, ...) needs a leading ``+``. Metrics go to the console and, through verl's
@@ -97,7 +97,7 @@ def toy_grpo_overrides(workdir: Path, model_dir: Path, total_steps: int, save_fr
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m sampo_verl.cpu.toy_run", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m sampo_verl.runs.toy_run", description=__doc__.split("\n\n")[0])
     parser.add_argument("workdir", type=Path)
     parser.add_argument("--steps", type=int, default=2)
     args, extra_overrides = parser.parse_known_args(argv)

@@ -59,8 +59,12 @@ def test_validation_can_use_other_env_options(tmp_path):
     assert EpisodeSpec.from_row(val.iloc[1].to_dict()).env_options == {"size": 8}
 
 
-def test_bad_arguments_name_the_flag(tmp_path):
-    with pytest.raises(KeyError, match="--env"):
-        main(["--env", "chess", "--out", str(tmp_path)])
-    with pytest.raises(ValueError, match="dim_room"):
-        main(["--env", "sokoban", "--out", str(tmp_path), "--env-options", '{"dim_room": [2, 2]}'])
+def test_bad_arguments_name_the_flag_in_one_line(tmp_path, capsys):
+    for argv, says in (
+        (["--env", "chess"], "--env"),
+        (["--env", "sokoban", "--env-options", '{"dim_room": [2, 2]}'], "dim_room must be at least"),
+    ):
+        with pytest.raises(SystemExit) as stopped:
+            main([*argv, "--out", str(tmp_path)])
+        error = capsys.readouterr().err
+        assert stopped.value.code == 2 and says in error and error.count("\n") == 1

@@ -173,7 +173,7 @@ print("reason", outputs[-1].extra_fields["env_error_reason"], flush=True)
 
 
 def test_a_standalone_run_with_a_hung_environment_exits():
-    """``asyncio.run`` (as ``sampo_verl.evaluate`` uses it) returns and the interpreter exits."""
+    """``asyncio.run`` (as ``sampo-verl evaluate`` uses it) returns and the interpreter exits."""
     began = time.monotonic()
     done = subprocess.run([sys.executable, "-c", HUNG_EVALUATION], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]

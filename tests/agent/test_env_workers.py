@@ -13,20 +13,12 @@ import pytest
 
 from sampo_verl.agent import env_calls
 from sampo_verl.agent.prompts import format_response
-from sampo_verl.testing import faulty_env  # noqa: F401  (registers "faulty" here; workers import it by name)
+from sampo_verl.testing import faulty_env  # noqa: F401  (registers "faulty" here; workers import its module)
 from sampo_verl.testing.scripted_server import ScriptedServer
 from processes import alive, wait_for
 from test_loop import TOKENIZER, make_loop, scripted, trainer_config
 
 RIGHT = scripted([format_response("", "right")])
-FAULTY_MODULE = "sampo_verl.testing.faulty_env"
-
-
-@pytest.fixture(autouse=True)
-def workers_know_the_faulty_env(monkeypatch):
-    """Worker processes import VERL_USE_EXTERNAL_MODULES (through verl), as Ray workers do."""
-    modules = os.environ.get("VERL_USE_EXTERNAL_MODULES", "")
-    monkeypatch.setenv("VERL_USE_EXTERNAL_MODULES", ",".join(filter(None, [modules, FAULTY_MODULE])))
 
 
 def run_episodes(extra_infos: list[dict], policy=RIGHT, **loop_options) -> list:
@@ -80,6 +72,7 @@ def test_the_timeout_counts_from_when_the_call_runs_not_from_when_it_queued():
 
 ORPHAN = """
 import os, sys, time
+import sampo_verl.testing.faulty_env
 from sampo_verl.agent.env_workers import RemoteEnv, worker_pool
 env = RemoteEnv(worker_pool(1), "faulty", {"fault": "hang", "fail_at": 1}, None)
 env.reset(3)
@@ -89,8 +82,7 @@ env.step("right")  # hangs in the worker
 
 
 def test_a_worker_leaves_when_the_agent_loop_process_is_killed():
-    env = {**os.environ, "VERL_USE_EXTERNAL_MODULES": FAULTY_MODULE}
-    parent = subprocess.Popen([sys.executable, "-c", ORPHAN], stdout=subprocess.PIPE, text=True, env=env)
+    parent = subprocess.Popen([sys.executable, "-c", ORPHAN], stdout=subprocess.PIPE, text=True)
     worker = int(parent.stdout.readline())
     time.sleep(0.5)
     os.kill(parent.pid, signal.SIGKILL)
@@ -111,3 +103,28 @@ def test_the_pool_shares_the_cores_among_verls_agent_loop_workers(monkeypatch):
 
 async def _build(config):
     return make_loop(ScriptedServer(TOKENIZER, RIGHT), config)
+
+
+def test_a_worker_imports_only_the_environments_module_not_torch_verl_or_ray():
+    """What a fresh worker process loads to host an environment: its module, nothing heavy."""
+    code = (
+        "import sys\n"
+        "import sampo_verl.testing.faulty_env\n"
+        "from sampo_verl.agent.env_workers import RemoteEnv, worker_pool\n"
+        "env = RemoteEnv(worker_pool(1), 'faulty', {}, 30)\n"
+        "env.reset(3)\n"
+        "print(env.worker.process.pid, flush=True)\n"
+        "sys.stdin.readline()\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
+    try:
+        worker = int(parent.stdout.readline())
+        maps = open(f"/proc/{worker}/maps").read()
+        assert "torch" not in maps and "/ray/" not in maps and "_raylet" not in maps
+    finally:
+        parent.communicate("\n", timeout=30)
+
+
+def test_importing_the_environments_loads_neither_torch_verl_nor_ray():
+    code = "import sys, sampo_verl.envs; print(sorted({'torch', 'verl', 'ray'} & set(sys.modules)))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"

@@ -350,7 +350,7 @@ def test_print_commands_gives_one_arena_run_per_unfinished_cell(tmp_path, capsys
     cells = set()
     for command in commands:
         words = shlex.split(command)
-        assert words[:4] == ["python", "-m", "sampo_verl.arena", "run"]
+        assert words[:3] == ["sampo-verl", "arena", "run"]
         args = build_parser().parse_args(words[3:])
         (env,), (method,) = args.envs, args.methods
         cells.add((env, method, args.seed))

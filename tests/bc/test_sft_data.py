@@ -18,7 +18,7 @@ from sampo_verl.agent.prompts import format_response
 from sampo_verl.testing.scripted_server import ScriptedServer
 from sampo_verl.bc.sft_data import DEFAULT_THOUGHT, expert_episode, main, write_sft_splits
 
-TOKENIZER = build_tokenizer(default_corpus(), vocab_size=512)  # the tiny model's tokenizer (sampo_verl.assets)
+TOKENIZER = build_tokenizer(default_corpus(), vocab_size=512)  # the tiny model's tokenizer (sampo-verl assets)
 SFT_DATA_CONFIG = OmegaConf.create({"pad_mode": "no_padding", "max_length": 4096, "truncation": "error"})
 NEEDS_ALFWORLD = pytest.mark.skipif(importlib.util.find_spec("alfworld") is None, reason="alfworld not installed")
 SOKOBAN = {"dim_room": [6, 6], "search_depth": 10}

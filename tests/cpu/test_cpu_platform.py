@@ -6,7 +6,7 @@ from verl.plugin.platform import PlatformRegistry, platform_cuda, platform_manag
 from verl.workers.engine.base import EngineRegistry
 from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead, FSDPEngineWithValueHead
 
-from sampo_verl.cpu import platform as cpu_platform
+from sampo_verl import accelerators
 from sampo_verl.cpu.platform import CPUPlatform, cpu_device_module
 
 
@@ -16,7 +16,7 @@ def no_nvidia_smi(monkeypatch):
     monkeypatch.setattr(platform_cuda.shutil, "which", lambda cmd: None)
     monkeypatch.setattr(platform_cuda.os.path, "isfile", lambda path: False)
     monkeypatch.delenv("VERL_PLATFORM", raising=False)
-    monkeypatch.setattr(cpu_platform, "ACCELERATOR_DEVICE_NODES", ())
+    monkeypatch.setattr(accelerators, "ACCELERATOR_DEVICE_NODES", ())
 
 
 def test_registered_under_cpu():
@@ -39,7 +39,7 @@ def test_not_selected_in_cpu_only_actor_of_an_accelerator_host(monkeypatch, no_n
     # e.g. a Ray actor without GPUs (CUDA_VISIBLE_DEVICES="") on a GPU host lacking nvidia-smi
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     (tmp_path / "nvidia0").touch()
-    monkeypatch.setattr(cpu_platform, "ACCELERATOR_DEVICE_NODES", (str(tmp_path / "nvidia[0-9]*"),))
+    monkeypatch.setattr(accelerators, "ACCELERATOR_DEVICE_NODES", (str(tmp_path / "nvidia[0-9]*"),))
     assert platform_manager._detect_platform_name() == "nvidia"  # verl's own fallback, unchanged
 
 

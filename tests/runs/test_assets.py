@@ -1,4 +1,4 @@
-"""sampo_verl.assets: a local byte-level tokenizer + Qwen2 that transformers and verl load."""
+"""sampo-verl assets: a local byte-level tokenizer + Qwen2 that transformers and verl load."""
 
 import pytest
 import torch

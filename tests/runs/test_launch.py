@@ -112,7 +112,7 @@ def test_kill_9_of_a_real_training_run_leaves_no_process_behind(tmp_path):
     """The toy GRPO run of verl's trainer (driver, Ray's GCS, raylet and workers), killed in its first step."""
     marker = f"SAMPO_KILL_TEST={os.getpid()}_{time.time_ns()}"
     env = {**os.environ, marker.split("=")[0]: marker.split("=")[1]}
-    command = [sys.executable, "-m", "sampo_verl.cpu.toy_run", str(tmp_path), "--steps", "50"]
+    command = [sys.executable, "-m", "sampo_verl.runs.toy_run", str(tmp_path), "--steps", "50"]
     launcher = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL)
     try:
         assert wait_for(lambda: len(processes_with(marker)) > 5, 240), "Ray never started"

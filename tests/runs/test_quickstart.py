@@ -150,7 +150,7 @@ def test_smoke_run_plots_are_pngs_with_the_expected_curves(smoke):
 
 def test_smoke_run_records_every_held_out_task_as_one_by_one_evaluation_plays_it(smoke):
     """verl's batched validation (256 episodes at once in the quickstart) against the same episodes
-    played alone, greedy, by ``sampo_verl.evaluate``'s local path: the same outcome for every task."""
+    played alone, greedy, by ``sampo-verl evaluate``'s local path: the same outcome for every task."""
     out, summary, _ = smoke
     assert summary.task_seeds == [VAL_SEED_OFFSET + i for i in range(8)]
     history = read_metrics(out / "report" / "metrics.jsonl")

@@ -1,5 +1,5 @@
-"""Served models as agents: ``sampo_verl.serve`` for a local checkpoint, the OpenAI client path of
-``sampo_verl.evaluate``, and what happens when the server misbehaves."""
+"""Served models as agents: ``sampo-verl serve`` for a local checkpoint, the OpenAI client path of
+``sampo-verl evaluate``, and what happens when the server misbehaves."""
 
 from __future__ import annotations
 
@@ -47,10 +47,10 @@ def wait_until_up(url: str, seconds: float = 120) -> None:
 
 @pytest.fixture(scope="module")
 def served(tiny_model_dir):
-    """``python -m sampo_verl.serve`` on loopback with the tiny model: its base URL."""
+    """``sampo-verl serve`` on loopback with the tiny model: its base URL."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sampo_verl.serve", "--model", str(tiny_model_dir), "--port", str(port)],
+        [sys.executable, "-m", "sampo_verl", "serve", "--model", str(tiny_model_dir), "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -171,9 +171,9 @@ def test_the_api_key_is_used_but_never_printed_or_written(tmp_path, behaviour):
     fake = FakeAPI(behaviour)
     with fake as url:
         done = subprocess.run(
-            [sys.executable, "-m", "sampo_verl.evaluate", "--base-url", url, "--model", "fake", "--env", "frozenlake",
-             "--episodes", "3", "--env-options", json.dumps(LAKE), "--max-turns", "2", "--api-key-env", "MY_KEY",
-             "--out", str(out)],
+            [sys.executable, "-m", "sampo_verl", "evaluate", "--base-url", url, "--model", "fake",
+             "--env", "frozenlake", "--episodes", "3", "--env-options", json.dumps(LAKE), "--max-turns", "2",
+             "--api-key-env", "MY_KEY", "--out", str(out)],
             capture_output=True, text=True, timeout=180, env={**os.environ, "MY_KEY": secret},
         )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]

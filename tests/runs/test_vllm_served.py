@@ -1,4 +1,4 @@
-"""``sampo_verl.evaluate --base-url`` against vLLM's own OpenAI-compatible server (CPU build) plays the
+"""``sampo-verl evaluate --base-url`` against vLLM's own OpenAI-compatible server (CPU build) plays the
 held-out episodes exactly as the in-process evaluation (``--model DIR``: the HF generation server).
 
 The tiny random model (conftest's ``tiny_model_dir``: init std 0.3, head size 32, the smallest vLLM's CPU
@@ -134,7 +134,7 @@ def test_evaluate_through_vllm_serve_plays_exactly_as_in_process(vllm_server, ti
     base_url = vllm_server.wait_until_up()
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"} | LOCAL  # vLLM asks for no key
     done = subprocess.run(
-        [sys.executable, "-m", "sampo_verl.evaluate", "--base-url", base_url, "--model", NAME, *common,
+        [sys.executable, "-m", "sampo_verl", "evaluate", "--base-url", base_url, "--model", NAME, *common,
          "--out", str(tmp_path / "served")],
         capture_output=True, text=True, timeout=300, env=env,
     )  # fmt: skip
