@@ -5,7 +5,10 @@ episode ends; WebShop's search page: three words of the instruction), WebShop's 
 and 10k products, then episodes/s of ``sampo_env_agent`` driven by a scripted server (random valid
 moves, no model) at concurrency 1 and 32 in the same run, with and without a simulated server
 latency, and their ratio; then ALFWorld episodes/s at concurrency 1, 32 and 128 in worker processes
-(sampo_verl.agent.env_workers) against one in-process episode at a time, with the env errors.
+(sampo_verl.agent.env_workers) against one in-process episode at a time, with the env errors; then
+what an environment worker process costs to start (median seconds from launch to its first environment
+built, peak RSS) against, in the same run, a process that imports the registrations and verl (what
+every worker imported before the package stopped importing verl on import).
 
     python benchmarks/bench_envs.py [--quick]
 """
@@ -17,7 +20,10 @@ import asyncio
 import contextlib
 import importlib.util
 import io
+import math
 import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -25,7 +31,7 @@ from omegaconf import OmegaConf
 from verl.experimental.agent_loop.agent_loop import DictConfigWrap
 from verl.utils.dataset.rl_dataset import RLHFDataset
 
-from sampo_verl.agent.env_workers import default_workers
+from sampo_verl.agent.env_workers import EnvWorkerPool, RemoteEnv, default_workers
 from sampo_verl.agent.loop import EnvAgentLoop, EpisodeSpec
 from sampo_verl.envs import make_env
 from sampo_verl.envs.alfworld import ALFWorldEnv  # the engine is imported on its first reset only
@@ -169,6 +175,53 @@ def alfworld_concurrency(scale: float) -> None:
         )
 
 
+def peak_rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return math.nan
+
+
+def worker_start(name: str, options: dict, starts: int) -> tuple[float, float]:
+    """Median seconds from launching a worker process to its first ``name`` environment built; peak RSS (MB)."""
+    times, peaks = [], []
+    for _ in range(starts):
+        pool = EnvWorkerPool(1)
+        start = time.perf_counter()
+        env = RemoteEnv(pool, name, options, None)
+        times.append(time.perf_counter() - start)
+        peaks.append(peak_rss_mb(env.worker.process.pid))
+        env.close()
+        pool.stop()
+    return float(np.median(times)), max(peaks)
+
+
+def import_cost(module: str, starts: int) -> tuple[float, float]:
+    """Median seconds of ``python -c 'import module'`` and its peak RSS (MB): the baseline of worker_start."""
+    code = f"import resource, {module}; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    times, peaks = [], []
+    for _ in range(starts):
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        times.append(time.perf_counter() - start)
+        peaks.append(float(done.stdout))
+    return float(np.median(times)), max(peaks)
+
+
+def worker_costs(scale: float) -> None:
+    starts = max(3, int(10 * scale))
+    base_s, base_mb = import_cost("sampo_verl.plugin", starts)
+    print(f"baseline: a process importing sampo_verl.plugin (and verl): {base_s:.2f} s, {base_mb:.0f} MB peak")
+    for name, options in [("frozenlake", {"size": 4}), ("webshop", {"num_products": 2000})] + (
+        [("alfworld", {"cache_dir": ALFWORLD_CACHE})] if importlib.util.find_spec("alfworld") else []
+    ):
+        seconds, peak = worker_start(name, options, starts)
+        print(
+            f"env worker start, {name}: {seconds:.2f} s to the first environment ({seconds / base_s:.2f}x baseline), "
+            f"{peak:.0f} MB peak ({peak / base_mb:.2f}x)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
@@ -195,6 +248,7 @@ def main() -> None:
         )
     if importlib.util.find_spec("alfworld"):
         alfworld_concurrency(scale)
+    worker_costs(scale)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ COMMANDS = {  # name -> (module whose main(argv) runs it, what it does)
     "bc": ("sampo_verl.bc.train", "behaviour cloning with verl's SFT trainer"),
     "sft-data": ("sampo_verl.bc.sft_data", "expert episodes of an environment as verl SFT data"),
     "dataset": ("sampo_verl.agent.dataset", "task files (one row per episode seed) for the agent loop"),
+    "math-tasks": ("sampo_verl.agent.math_tasks", "TIR-Math task files from parquet files in verl's math format"),
     "assets": ("sampo_verl.runs.assets", "a tiny model and tokenizer built locally (tests, CPU runs)"),
 }
 

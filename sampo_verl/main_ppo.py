@@ -9,14 +9,12 @@ here, before Ray starts, naming the flags (:mod:`sampo_verl.validation`).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-from sampo_verl.runs.launch import EXTERNAL_MODULES_ENV, with_sampo_module
-
-CONFIG_DIR = Path(__file__).resolve().parent / "conf"
+from sampo_verl.conf import CONFIG_DIR
+from sampo_verl.processes.launch import EXTERNAL_MODULES_ENV, with_sampo_module
 
 
 def export_external_module() -> None:

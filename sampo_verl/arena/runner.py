@@ -12,7 +12,7 @@ the runner also keeps in the cell folder::
     runs.jsonl                    one line per attempt: start step, wall time, error or null
     error.log                     traceback and output tail of the latest failed attempt
     verl.log                      verl's console output of every attempt (``--verbose``: shown live instead)
-    .trainer.lock                 held by the running trainer's guard (sampo_verl.runs.guard)
+    .trainer.lock                 held by the running trainer's guard (sampo_verl.processes.guard)
 
 and, per environment, ``DIR/<env>/_start/``: what every CPU cell of that environment shares, the
 behaviour-cloned start (:func:`sampo_verl.runs.testbed.bc_start`: ``bc/``, ``init_model/``, ``sft_data/``,
@@ -60,12 +60,12 @@ from pathlib import Path
 from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
 
 from sampo_verl.arena.layout import METRICS_FILE, Cell, cell_dir, mark_done
-from sampo_verl.main_ppo import CONFIG_DIR
+from sampo_verl.conf import CONFIG_DIR
 from sampo_verl.metrics import read_metrics
 from sampo_verl.runs.agent_run import CHECKPOINT_DIR, AgentRunConfig, run_agent
-from sampo_verl.runs.guard import LOCK_FILE, last_alive
-from sampo_verl.runs.launch import VERL_LOG, child_env, format_duration, run_process, wait_for_release
-from sampo_verl.runs.progress import StepProgress, rl_progress
+from sampo_verl.processes.guard import LOCK_FILE, last_alive
+from sampo_verl.processes.launch import VERL_LOG, child_env, format_duration, run_process, wait_for_release
+from sampo_verl.processes.progress import StepProgress, rl_progress
 from sampo_verl.runs.testbed import bc_start, cpu_testbed, rl_config
 from sampo_verl.trainer.val_outcomes import OUTCOMES_FILE
 
@@ -373,7 +373,7 @@ def record_killed_attempts(path: Path) -> int:
     """Record in ``runs.jsonl`` the attempts whose runner was killed before it could; returns how many.
 
     Such an attempt left its ``.started`` file; it ran until the guard last touched the folder's lock
-    file (:func:`sampo_verl.runs.guard.last_alive`, at most a heartbeat early) or its metrics file
+    file (:func:`sampo_verl.processes.guard.last_alive`, at most a heartbeat early) or its metrics file
     was last written, whichever is later.
     """
     killed = sorted((path / ATTEMPTS_DIR).glob(f"from_step*{STARTED_SUFFIX}"))

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from sampo_verl.cpu.overrides import CONFIG_DIR
-from sampo_verl.runs.launch import VERL_LOG, child_env, run_process
-from sampo_verl.runs.progress import StepProgress, bc_progress
+from sampo_verl.conf import CONFIG_DIR
+from sampo_verl.processes.launch import VERL_LOG, child_env, run_process
+from sampo_verl.processes.progress import StepProgress, bc_progress
 
 SFT_CPU_PRESET = "+preset@_global_=sft_cpu"
 SFT_METRICS_FILE = "sft_metrics.jsonl"

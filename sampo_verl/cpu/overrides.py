@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sampo_verl.main_ppo import CONFIG_DIR
+from sampo_verl.conf import CONFIG_DIR
 
 PRESET_OVERRIDE = "+preset@_global_=cpu"
 

@@ -25,7 +25,7 @@ from typing import Any
 from sampo_verl.agent.dataset import write_splits
 from sampo_verl.metrics import History
 from sampo_verl.runs.assets import ModelSize, build_assets
-from sampo_verl.runs.launch import run_main_ppo
+from sampo_verl.processes.launch import run_main_ppo
 from sampo_verl.trainer.val_outcomes import OUTCOMES_FILE
 
 TASKS_FILE = "tasks.json"  # the settings the task files were written with

@@ -31,8 +31,8 @@ from sampo_verl.bc.train import SFT_METRICS_FILE
 from sampo_verl.metrics import TRAIN_SUCCESS, VAL_SUCCESS, History, collapse_steps, metric_series, read_metrics
 from sampo_verl.plots import plot_metrics
 from sampo_verl.runs.agent_run import add_engine_flag, run_agent
-from sampo_verl.runs.launch import VERL_LOG, format_duration
-from sampo_verl.runs.progress import StepProgress, bc_progress, rl_progress
+from sampo_verl.processes.launch import VERL_LOG, format_duration
+from sampo_verl.processes.progress import StepProgress, bc_progress, rl_progress
 from sampo_verl.runs.testbed import TESTBEDS, bc_start, cpu_testbed, rl_config
 from sampo_verl.stats import Interval, bootstrap_mean
 from sampo_verl.trainer.val_outcomes import OUTCOMES_FILE, ValOutcomes, read_val_outcomes

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sampo_verl.cpu.overrides import cpu_overrides
 from sampo_verl.runs.assets import ModelSize, build_assets
-from sampo_verl.runs.launch import run_main_ppo
+from sampo_verl.processes.launch import run_main_ppo
 
 WORDS = ["north", "south", "east", "west", "key", "door", "box", "lamp"]
 TOY_MODEL = ModelSize(init_std=0.3)  # peaked, varied outputs from the random model

@@ -15,7 +15,7 @@ from sampo_verl.agent import env_calls
 from sampo_verl.agent.prompts import format_response
 from sampo_verl.testing import faulty_env  # noqa: F401  (registers "faulty" here; workers import its module)
 from sampo_verl.testing.scripted_server import ScriptedServer
-from processes import alive, wait_for
+from process_state import alive, wait_for
 from test_loop import TOKENIZER, make_loop, scripted, trainer_config
 
 RIGHT = scripted([format_response("", "right")])

@@ -23,14 +23,14 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from processes import state, wait_for
+from process_state import state, wait_for
 from sampo_verl.runs import testbed
 from sampo_verl.arena import runner
 from sampo_verl.arena.__main__ import build_parser, main
 from sampo_verl.arena.layout import cell_dir, find_cells, mark_done
 from sampo_verl.arena.report import build_report, load_results
 from sampo_verl.arena.summary import success_metric, summarise_methods
-from sampo_verl.runs.launch import format_duration
+from sampo_verl.processes.launch import format_duration
 from sampo_verl.main_ppo import CONFIG_DIR
 from sampo_verl.metrics import read_metrics
 

@@ -21,7 +21,7 @@ from sampo_verl.cpu import vllm_checks
 from sampo_verl.patches import vllm_cpu_distribution, vllm_weight_sync_timeout
 from sampo_verl.runs.agent_run import AgentRunConfig, run_agent
 from sampo_verl.runs.assets import ModelSize, build_assets
-from sampo_verl.runs.launch import run_main_ppo
+from sampo_verl.processes.launch import run_main_ppo
 from test_recipes import TRAIN_MODULE, dry_run
 
 vllm = pytest.importorskip("vllm")

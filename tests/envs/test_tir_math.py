@@ -15,15 +15,8 @@ from sampo_verl.agent.prompts import format_response
 from sampo_verl.envs import make_env
 from sampo_verl.envs.base import INVALID_ACTION
 from sampo_verl.envs.recipe import shell_assignments
-from sampo_verl.envs.tir_math import (
-    TirMathEnv,
-    ToolAction,
-    answers_match,
-    main,
-    parse_tool_action,
-    tasks_from_verl_math,
-    write_math_splits,
-)
+from sampo_verl.agent.math_tasks import main, tasks_from_verl_math, write_math_splits
+from sampo_verl.envs.tir_math import TirMathEnv, ToolAction, answers_match, parse_tool_action
 from sampo_verl.envs.tir_math_gen import problem
 from sampo_verl.runs.assets import build_tokenizer, default_corpus
 from sampo_verl.testing.scripted_server import ScriptedServer

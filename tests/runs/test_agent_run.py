@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from sampo_verl.runs.agent_run import AgentRunConfig, agent_overrides, prepare_data, run_agent
-from sampo_verl.runs.launch import EXTERNAL_MODULES_ENV, child_env, with_sampo_module
+from sampo_verl.processes.launch import EXTERNAL_MODULES_ENV, child_env, with_sampo_module
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sampo_verl.runs.launch import run_main_ppo
+from sampo_verl.processes.launch import run_main_ppo
 from sampo_verl.runs.toy_run import prepare, toy_grpo_overrides
 
 

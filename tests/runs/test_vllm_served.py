@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from processes import wait_for
+from process_state import wait_for
 
 from sampo_verl.agent.dataset import VAL_SEED_OFFSET
 from sampo_verl.runs import evaluate

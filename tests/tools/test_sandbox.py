@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from processes import alive
+from process_state import alive
 from sampo_verl.tools import sandbox
 from sampo_verl.tools.sandbox import Limits, SandboxPool, SandboxUnavailable, run_python
 

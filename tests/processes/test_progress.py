@@ -6,7 +6,7 @@ import json
 import time
 
 from sampo_verl.metrics import TRAIN_SUCCESS
-from sampo_verl.runs.progress import StepProgress, bc_progress, rl_progress
+from sampo_verl.processes.progress import StepProgress, bc_progress, rl_progress
 
 
 def history_fixture() -> dict[int, dict[str, float]]:

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from processes import alive, wait_for
-from sampo_verl.runs import guard, launch
+from process_state import alive, wait_for
+from sampo_verl.processes import guard, launch
 
 TRAINER = "sleep 300 & echo $! > child.pid; wait"
 LAUNCHER = (
-    "import os, sys; from pathlib import Path; from sampo_verl.runs.launch import run_process; "
+    "import os, sys; from pathlib import Path; from sampo_verl.processes.launch import run_process; "
     "run_process(['bash', '-c', sys.argv[1]], Path(sys.argv[2]), dict(os.environ))"
 )
 

@@ -1,7 +1,7 @@
 """A trainer's guard: the process that makes a trainer die with whoever launched it.
 
-``python -I .../sampo_verl/runs/guard.py --parent-fd FD --lock PATH -- COMMAND...`` is what
-:func:`sampo_verl.runs.launch.run_process` starts (in a session of its own, so a timeout stops the
+``python -I .../sampo_verl/processes/guard.py --parent-fd FD --lock PATH -- COMMAND...`` is what
+:func:`sampo_verl.processes.launch.run_process` starts (in a session of its own, so a timeout stops the
 whole group); run as a file it imports the standard library only, in well under a second. The guard
 
 - takes an exclusive ``flock`` on ``PATH`` (the run folder's :data:`LOCK_FILE`) and writes its pid

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from sampo_verl.metrics import History, read_metrics
 from sampo_verl.patches import ray_loopback_node
-from sampo_verl.runs import guard
-from sampo_verl.runs.guard import GRACE_S, LOCK_FILE, REFUSED, holder
+from sampo_verl.processes import guard
+from sampo_verl.processes.guard import GRACE_S, LOCK_FILE, REFUSED, holder
 
 EXTERNAL_MODULES_ENV = "VERL_USE_EXTERNAL_MODULES"
 PACKAGE = "sampo_verl"
@@ -62,9 +62,9 @@ def run_process(
     lock_dir: Path | None = None,
     log_file: Path | None = None,
 ) -> None:
-    """Run ``command`` in ``workdir`` under a guard (:mod:`sampo_verl.runs.guard`), as its own process group.
+    """Run ``command`` in ``workdir`` under a guard (:mod:`sampo_verl.processes.guard`), as its own process group.
 
-    The guard holds the lock file (:data:`~sampo_verl.runs.guard.LOCK_FILE`) of the run's folder
+    The guard holds the lock file (:data:`~sampo_verl.processes.guard.LOCK_FILE`) of the run's folder
     (``lock_dir``, default ``workdir``) and stops the group when this process dies, however it dies.
     This process stops the group when the run overruns ``timeout`` seconds or the caller is
     interrupted (Ctrl-C, or SIGTERM turned into an exception). Raises :class:`TrainerRunning` when
