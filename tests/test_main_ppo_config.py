@@ -53,7 +53,7 @@ SEQ_MASK = {A + "policy_loss.seq_mask.delta": 0.003, A + "policy_loss.seq_mask.n
 GSPO_LOSS = {A + "policy_loss.loss_mode": "gspo", A + "clip_ratio_low": 0.003, A + "clip_ratio_high": 0.004,
              A + "loss_agg_mode": "seq-mean-token-mean"}  # fmt: skip
 SAMPO = {**GIGPO, **DAPO, **GSPO_LOSS, A + "policy_loss.seq_mask.enable": False}
-# SPEC.md "The paper's release": what each preset must be
+# the paper's release: what each preset must be
 RELEASE = {
     "grpo": GRPO,
     "grpo_seqmean": {**GRPO, A + "loss_agg_mode": "seq-mean-token-mean"},

@@ -17,7 +17,7 @@ estimator reads per-turn fields from ``non_tensor_batch``: those of the per-turn
 Rewards come from these fields; ``token_level_rewards`` only gives the output's shape, dtype and
 device (so verl's in-reward KL penalty does not enter these estimators).
 
-Shared definitions (SPEC "Advantages for multi-turn agents"):
+Shared definitions (the paper's "Advantages for multi-turn agents"):
 
 - invalid penalty ``p_i = c * [turn i's action is invalid]`` (c = ``invalid_penalty``, default 0.1),
   applied here and only here, to the turn where it happened: the episode score

@@ -1,6 +1,6 @@
 """Dynamic filtering of uid groups that carry no learning signal, with refill over generation rounds.
 
-SPEC "Dynamic filtering": a group (``uid``) carries no signal when every episode in it has the
+the paper's "Dynamic filtering": a group (``uid``) carries no signal when every episode in it has the
 same final reward (criterion ``reward``, DAPO). With GiGPO a group can have equal episode rewards
 and still non-zero step advantages, so criterion ``advantage`` drops a group only when every one
 of its samples has a zero advantage. Both use the group's *spread*:

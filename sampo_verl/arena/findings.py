@@ -1,4 +1,4 @@
-"""Whether the ARLArena findings of SPEC.md held on an arena run, decided by explicit rules on intervals.
+"""Whether the findings of the ARLArena paper held on an arena run, decided by explicit rules on intervals.
 
 Every rule reads the per-method numbers of :mod:`sampo_verl.arena.summary` for one environment, with
 95% bootstrap intervals over seeds and, where the cells recorded them, held-out tasks. Two kinds of

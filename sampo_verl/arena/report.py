@@ -201,7 +201,7 @@ def _findings_table(verdicts: Sequence[findings_mod.Finding]) -> str:
         f'<td class="{f.verdict.replace(" ", "-")}"><b>{f.verdict}</b></td><td>{html.escape(f.evidence)}</td></tr>'
         for f in verdicts
     ]
-    head = "<tr><th>finding (SPEC.md)</th><th>on this run</th><th>evidence</th></tr>"
+    head = "<tr><th>finding (ARLArena paper)</th><th>on this run</th><th>evidence</th></tr>"
     return f'<table class="findings">\n{head}\n' + "\n".join(rows) + "\n</table>"
 
 

@@ -115,7 +115,7 @@ class ALFWorldEnv(TextEnv):
     """
 
     prompt_intro = "You are an agent in a household. Use the text commands listed as admissible to complete the task."
-    default_max_turns = 50  # SPEC testbed
+    default_max_turns = 50  # the paper's testbed
     # TextWorld's PDDL parser and fast_downward's sys.argv/sys.stdout rewriting are process-global:
     # concurrent episodes in one process fail; one worker process per core runs them side by side
     worker_processes = 32

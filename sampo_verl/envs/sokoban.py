@@ -160,7 +160,7 @@ class SokobanEnv(TextEnv):
         "by walking into it if the cell behind it is free; you cannot pull boxes. "
         "Actions: up, down, left, right."
     )
-    default_max_turns = 15  # SPEC testbed
+    default_max_turns = 15  # the paper's testbed
 
     @classmethod
     def recipe_settings(cls) -> RecipeSettings:

@@ -251,7 +251,7 @@ class TirMathEnv(TextEnv):
         f"You have {MAX_TURNS} turns. Example: <action><code>print(sum(range(1, 101)))</code></action>, "
         "then after seeing 5050: <action><answer>5050</answer></action>"
     )
-    default_max_turns = MAX_TURNS  # SPEC testbed and the release
+    default_max_turns = MAX_TURNS  # the paper's testbed and the release
 
     @classmethod
     def recipe_settings(cls) -> RecipeSettings:

@@ -118,7 +118,7 @@ class WebShopEnv(TextEnv):
         "chooses an option, click[buy now] buys it and ends the episode; click[next >], click[< prev] and "
         "click[back to search] move between pages."
     )
-    default_max_turns = 15  # SPEC testbed and the release
+    default_max_turns = 15  # the paper's testbed and the release
 
     @classmethod
     def recipe_settings(cls) -> RecipeSettings:

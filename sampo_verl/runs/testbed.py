@@ -1,6 +1,6 @@
 """The CPU-scale ARLArena testbed: behaviour cloning first, then RL through ``sampo_verl.main_ppo``.
 
-SPEC.md's testbed starts RL from a behaviour-cloned policy. This module holds the small version
+The ARLArena paper's testbed starts RL from a behaviour-cloned policy. This module holds the small version
 that runs on a laptop, shared by the quickstart (one environment, one method) and the arena
 (environment x method x seed cells, all from the same behaviour-cloned start):
 
