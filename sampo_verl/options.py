@@ -7,15 +7,59 @@ key the dataclass does not have, naming the full flag, so that a typo never pass
 Range checks live on the dataclass: in ``__post_init__`` for a section with one fixed flag
 prefix, or in a ``check(prefix)`` method for a dataclass shared by several sections (the
 estimators' options), which the reader calls with the section's prefix.
+
+Every section is registered (:func:`options_section`) with its flag prefix: start-up validation reads
+each registered section of a config (:func:`section_errors`) and the documentation's configuration
+reference is generated from the same registry, so neither can miss a section.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
-from dataclasses import fields
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class OptionsSection:
+    """A registered section: its flag prefix, options dataclass and the keys that belong to verl."""
+
+    prefix: str
+    options: type
+    ignore: tuple[str, ...] = ()
+
+    def read(self, config: Any) -> Any:
+        """This section of the whole config (absent: the defaults), checked as :func:`read_options` does."""
+        section = config
+        for key in self.prefix.split("."):
+            section = section_of(section, key)
+        return read_options(self.options, section, self.prefix, self.ignore)
+
+
+OPTIONS_SECTIONS: dict[str, OptionsSection] = {}
+
+
+def options_section(prefix: str, ignore: Collection[str] = ()) -> Callable[[type[T]], type[T]]:
+    """Class decorator: register an options dataclass as the config section ``prefix``."""
+
+    def register(cls: type[T]) -> type[T]:
+        OPTIONS_SECTIONS[prefix] = OptionsSection(prefix, cls, tuple(ignore))
+        return cls
+
+    return register
+
+
+def section_errors(config: Any) -> list[str]:
+    """The message of every registered section of ``config`` that does not read."""
+    errors = []
+    for section in OPTIONS_SECTIONS.values():
+        try:
+            section.read(config)
+        except (TypeError, ValueError) as error:
+            errors.append(str(error))
+    return errors
 
 
 def read_options(cls: type[T], section: Mapping[str, Any] | None, prefix: str, ignore: Collection[str] = ()) -> T:

@@ -16,15 +16,13 @@ from verl.utils.config import omega_conf_to_dataclass
 
 from sampo_verl.agent.dataset import AGENT_NAME
 from sampo_verl.algorithms.advantages import MULTI_TURN_ESTIMATORS
-from sampo_verl.algorithms.diagnostics import collapse_options
 from sampo_verl.algorithms.filtering import filter_options
 from sampo_verl.algorithms.losses import SEQ_MASK_LOSSES
 from sampo_verl.cpu.vllm_checks import vllm_rollout_errors
 from sampo_verl.envs import ENV_REGISTRY
 from sampo_verl.trainer.old_log_prob import config_errors as old_log_prob_errors
 from sampo_verl.trainer.old_log_prob import old_log_prob_options
-from sampo_verl.trainer.replay_buffer import sampler_options
-from sampo_verl.trainer.val_outcomes import validation_options
+from sampo_verl.options import OPTIONS_SECTIONS, section_errors
 
 # numeric flags of verl's config that the package's methods rely on: (flag, test, what it must be)
 NUMBERS: tuple[tuple[str, Callable[[float], bool], str], ...] = (
@@ -35,8 +33,6 @@ NUMBERS: tuple[tuple[str, Callable[[float], bool], str], ...] = (
     ("actor_rollout_ref.actor.entropy_coeff", lambda v: v >= 0, ">= 0"),
     ("actor_rollout_ref.rollout.n", lambda v: v >= 1 and v == int(v), "an integer >= 1"),
 )
-# the keys of the package's own ``sampo`` section
-SAMPO_SECTIONS = ("collapse", "sampler", "old_log_prob", "validation")
 
 
 def validate_sampo_config(config: Any) -> None:
@@ -58,11 +54,7 @@ def validate_sampo_config(config: Any) -> None:
     except InstantiationException as error:
         errors.append(str(error.__cause__ or error))
 
-    for registration in MULTI_TURN_ESTIMATORS.values():  # every algorithm.<estimator> section, used or not
-        try:
-            registration.read_options(algorithm)
-        except ValueError as error:
-            errors.append(str(error))
+    errors += section_errors(config)  # every registered options section, used or not
 
     if estimator in MULTI_TURN_ESTIMATORS:
         if config.trainer.v1.trainer_mode != "sampo":
@@ -108,18 +100,14 @@ def validate_sampo_config(config: Any) -> None:
             errors.append("algorithm.filter_groups.enable=true needs trainer.v1.trainer_mode=sampo")
 
     sampo = config.get("sampo", None) or {}
-    unknown = sorted(set(sampo) - set(SAMPO_SECTIONS))
+    known = sorted(p.split(".")[1] for p in OPTIONS_SECTIONS if p.startswith("sampo."))
+    unknown = sorted(set(sampo) - set(known))
     if unknown:
-        errors.append(f"unknown sampo option(s) {unknown}; known: {list(SAMPO_SECTIONS)}")
-    for read in (collapse_options, sampler_options, validation_options):
-        try:
-            read(sampo)
-        except ValueError as error:
-            errors.append(str(error))
+        errors.append(f"unknown sampo option(s) {unknown}; known: {known}")
     try:
         errors += old_log_prob_errors(old_log_prob_options(sampo), bool(rollout.get("calculate_log_probs", False)))
-    except ValueError as error:
-        errors.append(str(error))
+    except ValueError:
+        pass  # reported with the sections above
     _raise(errors)
 
 

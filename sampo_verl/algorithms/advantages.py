@@ -49,7 +49,7 @@ import torch
 from verl.trainer.ppo.core_algos import register_adv_est
 
 from sampo_verl.agent import turns as schema
-from sampo_verl.options import read_options, section_of
+from sampo_verl.options import options_section, read_options, section_of
 
 UID = "uid"
 TRAJ_UID = schema.TRAJ_UID
@@ -178,12 +178,14 @@ def register_multi_turn(
     turn_fields: frozenset[str] = TURN_FIELDS,
     tensor_fields: Optional[Mapping[str, str]] = None,
 ) -> Callable[[Callable], Callable]:
-    """Register an estimator in verl (``register_adv_est``) and in :data:`MULTI_TURN_ESTIMATORS`."""
+    """Register an estimator in verl (``register_adv_est``), in :data:`MULTI_TURN_ESTIMATORS` and its
+    options as the config section ``algorithm.<name>``."""
 
     def decorator(fn: Callable) -> Callable:
         MULTI_TURN_ESTIMATORS[name] = MultiTurnEstimator(
             name, options, frozenset(turn_fields), dict(tensor_fields or {})
         )
+        options_section(f"algorithm.{name}")(options)
         return register_adv_est(name)(fn)
 
     return decorator

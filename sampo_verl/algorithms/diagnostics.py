@@ -24,7 +24,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
-from sampo_verl.options import read_options, section_of
+from sampo_verl.options import options_section, read_options, section_of
 
 
 FORMAT_FLOOR = 0.5
@@ -32,6 +32,7 @@ GRAD_NORM_FLOOR = 1.0
 ENTROPY_FLOOR = 0.005
 
 
+@options_section("sampo.collapse")
 @dataclass
 class CollapseConfig:
     """``sampo.collapse.*`` options."""

@@ -32,7 +32,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import torch
 
-from sampo_verl.options import read_options, section_of
+from sampo_verl.options import options_section, read_options, section_of
 
 CRITERIA = ("reward", "advantage")
 TOPUP_ORDERS = ("arrival", "spread")
@@ -40,6 +40,7 @@ FLAG = "algorithm.filter_groups"
 _VERL_ONLY_KEYS = ("metric", "max_inflight_gen_batches", "_target_")
 
 
+@options_section(FLAG, ignore=_VERL_ONLY_KEYS)
 @dataclass(frozen=True)
 class FilterOptions:
     """``algorithm.filter_groups.*`` as read by this module.

@@ -30,7 +30,7 @@ from verl.base_config import BaseConfig
 from verl.trainer.ppo.core_algos import POLICY_LOSS_REGISTRY
 from verl.workers.config import PolicyLossConfig
 
-from sampo_verl.options import read_options
+from sampo_verl.options import options_section, read_options
 
 FLAG_PREFIX = "actor_rollout_ref.actor.policy_loss"
 
@@ -44,6 +44,7 @@ LOSS_AGG_MODES = (
 )
 
 
+@options_section(f"{FLAG_PREFIX}.seq_mask", ignore=("_target_",))
 @dataclass
 class SeqMaskConfig(BaseConfig):
     """Advantage-conditioned sequence masking: drop sample i when ``A_i < 0 and D_i > delta``.

@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from sampo_verl.algorithms import advantages
-from sampo_verl.options import read_options, section_of
+from sampo_verl.options import options_section, read_options, section_of
 
 UPDATE_ENTROPY_METRIC = "actor/entropy_loss"  # verl's loss reports the update's entropy under this name
 ENTROPY_METRIC = "actor/entropy"  # ... and the old-log-prob pass under this one
 
 
+@options_section("sampo.old_log_prob")
 @dataclass(frozen=True)
 class OldLogProbOptions:
     """``sampo.old_log_prob``.

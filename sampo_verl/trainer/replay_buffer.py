@@ -14,10 +14,11 @@ from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
 
 from sampo_verl.agent import turns
 from sampo_verl.algorithms import filtering
-from sampo_verl.options import read_options, section_of
+from sampo_verl.options import options_section, read_options, section_of
 from sampo_verl.trainer.turn_batch import group_advantages, pop_extra_fields
 
 
+@options_section("sampo.sampler")
 @dataclass(frozen=True)
 class SamplerOptions:
     """``sampo.sampler``: how the trainer waits for rollouts.

@@ -26,11 +26,12 @@ import numpy as np
 
 from sampo_verl.agent.turns import EPISODE_LENGTH, TASK_SEED, VAL_ACC
 from sampo_verl.metrics import read_jsonl, skip
-from sampo_verl.options import read_options, section_of
+from sampo_verl.options import options_section, read_options, section_of
 
 OUTCOMES_FILE = "val_outcomes.jsonl"  # the name the package's runs (quickstart, arena cells) give the file
 
 
+@options_section("sampo.validation")
 @dataclass(frozen=True)
 class ValidationOptions:
     """``sampo.validation``.
