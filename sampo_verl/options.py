@@ -16,7 +16,8 @@ reference is generated from the same registry, so neither can miss a section.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, fields
+import inspect
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -79,3 +80,20 @@ def read_options(cls: type[T], section: Mapping[str, Any] | None, prefix: str, i
 def section_of(config: Mapping[str, Any] | None, key: str) -> Mapping[str, Any] | None:
     """``config[key]`` when present and not null, else None (works on DictConfig and verl's dataclasses)."""
     return (config or {}).get(key, None) or None
+
+
+def reference_markdown() -> str:
+    """The configuration reference of the documentation: every registered section, its class's docstring
+    and a table of its flags with their types and defaults."""
+    parts = []
+    for prefix, section in sorted(OPTIONS_SECTIONS.items()):
+        rows = ["| flag | type | default |", "|---|---|---|"]
+        for option in fields(section.options):
+            if option.name.startswith("_") or option.name in section.ignore:
+                continue
+            default = option.default if option.default is not MISSING else "(required)"
+            kind = option.type if isinstance(option.type, str) else getattr(option.type, "__name__", str(option.type))
+            rows.append(f"| `{prefix}.{option.name}` | `{kind}` | `{default!r}` |")
+        doc = inspect.cleandoc(section.options.__doc__ or "")
+        parts.append(f"### `{prefix}`\n\n{doc}\n\n" + "\n".join(rows))
+    return "\n\n".join(parts) + "\n"

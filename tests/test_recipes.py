@@ -90,13 +90,21 @@ def home(tmp_path_factory) -> Path:
     return home
 
 
-def test_one_script_per_environment_and_preset_listed_in_readme():
+def test_one_script_per_environment_and_preset_listed_in_the_docs():
     scripts = {p.name for p in RECIPES.glob("*.sh")} - {"common.sh"}
     assert scripts == {f"{env}_{method}.sh" for env, method in CELLS}
-    readme = (RECIPES / "README.md").read_text()
+    readme = (RECIPES.parent / "docs" / "gpu-recipes.md").read_text()
     for script in scripts:
         assert script in readme
         assert os.access(RECIPES / script, os.X_OK)
+
+
+def test_a_recipe_on_one_gpu_composes_and_validates(home):
+    """The docs' single-GPU override: one trainer rank and one vLLM replica on the same GPU."""
+    cfg = compose_overrides(tuple(dry_run("sokoban_sampo.sh", home=home, NGPUS_PER_NODE="1")[TRAIN_MODULE]))
+    validate_sampo_config(cfg)
+    validate_config(cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
+    assert (cfg.trainer.nnodes, cfg.trainer.n_gpus_per_node) == (1, 1)
 
 
 @pytest.mark.parametrize("env,method", CELLS)
