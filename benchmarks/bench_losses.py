@@ -1,4 +1,4 @@
-"""Forward+backward time of ``sampo`` (masking on) against verl's ``gspo`` and ``vanilla``.
+"""Forward+backward time of ``gspo_seqmask`` and ``vanilla_seqmask`` against verl's ``gspo`` and ``vanilla``.
 
 Identical fp32 CPU tensors, B=256 samples x T=512 tokens, ragged responses, a quarter of the
 samples far enough off-policy with negative advantage to be masked. Prints milliseconds per call
@@ -72,7 +72,7 @@ def main() -> None:
     inputs = make_inputs(args.batch, args.length)
     print(f"B={args.batch} T={args.length} fp32 CPU, torch threads={torch.get_num_threads()}")
     # verl's engine actor (workers/utils/losses.ppo_loss) always passes the global counts;
-    # a direct call passes none and sampo fills in the local ones.
+    # a direct call passes none and the masked losses fill in the local ones.
     engine_counts = {
         "dp_size": 1,
         "batch_num_tokens": int(inputs["response_mask"].sum()),
@@ -86,11 +86,11 @@ def main() -> None:
             ppo_micro_batch_size_per_gpu=1,
             clip_ratio_low=3e-4,
             clip_ratio_high=4e-4,
-            policy_loss=SampoPolicyLossConfig(loss_mode="sampo", seq_mask=SeqMaskConfig(enable=True, delta=0.223)),
+            policy_loss=SampoPolicyLossConfig(loss_mode="gspo_seqmask", seq_mask=SeqMaskConfig(delta=0.223)),
             global_batch_info=global_batch_info,
         )
         print(label)
-        times = median_times(["gspo", "vanilla", "sampo", "gspo_seqmask"], inputs, config, args.repeats)
+        times = median_times(["gspo", "vanilla", "gspo_seqmask", "vanilla_seqmask"], inputs, config, args.repeats)
         for name, seconds in times.items():
             print(f"{name:>14}: {seconds * 1e3:7.2f} ms   {seconds / times['gspo']:5.2f}x gspo")
 

@@ -17,6 +17,7 @@ from verl.utils.config import omega_conf_to_dataclass
 from sampo_verl.agent.dataset import AGENT_NAME
 from sampo_verl.algorithms.advantages import MULTI_TURN_ESTIMATORS
 from sampo_verl.algorithms.filtering import filter_options
+from sampo_verl.algorithms.loss_config import SeqMaskConfig
 from sampo_verl.algorithms.losses import SEQ_MASK_LOSSES
 from sampo_verl.cpu.vllm_checks import vllm_rollout_errors
 from sampo_verl.envs import ENV_REGISTRY
@@ -75,12 +76,13 @@ def validate_sampo_config(config: Any) -> None:
             )
 
     policy_loss = actor.policy_loss
-    seq_mask = policy_loss.get("seq_mask", None) or {}
-    if seq_mask.get("enable", False) and policy_loss.loss_mode not in SEQ_MASK_LOSSES:
+    changed = _changed_seq_mask(policy_loss.get("seq_mask", None) or {})
+    if changed and policy_loss.loss_mode not in SEQ_MASK_LOSSES:
+        flags = ", ".join(f"actor_rollout_ref.actor.policy_loss.seq_mask.{key}={value}" for key, value in changed)
         errors.append(
-            f"actor_rollout_ref.actor.policy_loss.seq_mask.enable=true with "
-            f"actor_rollout_ref.actor.policy_loss.loss_mode={policy_loss.loss_mode}: sequence masking composes "
-            f"with {list(SEQ_MASK_LOSSES)} (e.g. loss_mode={policy_loss.loss_mode}_seqmask)"
+            f"{flags} with actor_rollout_ref.actor.policy_loss.loss_mode={policy_loss.loss_mode}, which does not "
+            f"mask: sequence masking is the loss modes {list(SEQ_MASK_LOSSES)} "
+            f"(e.g. loss_mode={policy_loss.loss_mode}_seqmask)"
         )
 
     options = filter_options(algorithm)
@@ -109,6 +111,14 @@ def validate_sampo_config(config: Any) -> None:
     except ValueError:
         pass  # reported with the sections above
     _raise(errors)
+
+
+def _changed_seq_mask(seq_mask: Any) -> list[tuple[str, Any]]:
+    """The ``seq_mask`` settings that differ from their defaults (they only act in a masking loss mode)."""
+    defaults = SeqMaskConfig()
+    return [
+        (key, value) for key, value in seq_mask.items() if hasattr(defaults, key) and getattr(defaults, key) != value
+    ]
 
 
 def validate_sampo_inputs(config: Any) -> None:

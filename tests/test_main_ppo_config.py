@@ -52,7 +52,7 @@ DAPO = {ALG + "filter_groups.enable": True, ALG + "filter_groups.criterion": "re
 SEQ_MASK = {A + "policy_loss.seq_mask.delta": 0.003, A + "policy_loss.seq_mask.normaliser": "kept"}
 GSPO_LOSS = {A + "policy_loss.loss_mode": "gspo", A + "clip_ratio_low": 0.003, A + "clip_ratio_high": 0.004,
              A + "loss_agg_mode": "seq-mean-token-mean"}  # fmt: skip
-SAMPO = {**GIGPO, **DAPO, **GSPO_LOSS, A + "policy_loss.seq_mask.enable": False}
+SAMPO = {**GIGPO, **DAPO, **GSPO_LOSS}
 # the paper's release: what each preset must be
 RELEASE = {
     "grpo": GRPO,
@@ -68,7 +68,7 @@ RELEASE = {
     "empg": {**GRPO, ALG + "adv_estimator": "empg", ALG + "empg.k": 1.0, ALG + "empg.k_f": 1.0,
              ALG + "empg.zeta": 0.05},  # fmt: skip
     "sampo": SAMPO,
-    "sampo_plus": {**SAMPO, **SEQ_MASK, A + "policy_loss.loss_mode": "sampo", A + "policy_loss.seq_mask.enable": True,
+    "sampo_plus": {**SAMPO, **SEQ_MASK, A + "policy_loss.loss_mode": "gspo_seqmask",
                    ALG + "filter_groups.criterion": "advantage"},  # fmt: skip
 }
 
@@ -105,8 +105,8 @@ def test_user_overrides_win_over_presets():
         (["method=gigpo", "actor_rollout_ref.rollout.agent.default_agent_loop=single_turn_agent"],
          ["actor_rollout_ref.rollout.agent.default_agent_loop"]),
         (["method=gigpo", "trainer.v1.trainer_mode=sync"], ["trainer.v1.trainer_mode"]),
-        (["method=grpo", "actor_rollout_ref.actor.policy_loss.seq_mask.enable=true"],
-         ["seq_mask.enable", "loss_mode=vanilla"]),
+        (["method=grpo", "actor_rollout_ref.actor.policy_loss.seq_mask.delta=0.01"],
+         ["seq_mask.delta=0.01", "loss_mode=vanilla", "vanilla_seqmask"]),
         (["method=grpo_filter", "actor_rollout_ref.rollout.n=1"], ["filter_groups.enable", "rollout.n=1"]),
         (["method=empg", "algorithm.filter_groups.enable=true", "algorithm.filter_groups.criterion=advantage"],
          ["filter_groups.criterion=advantage"]),
@@ -124,8 +124,8 @@ def test_impossible_combinations_fail_naming_the_flags(overrides, flags):
 
 def test_valid_seq_mask_combination_passes():
     validate_sampo_config(make("method=sampo_plus"))
-    validate_sampo_config(make("method=gigpo", "actor_rollout_ref.actor.policy_loss.loss_mode=sampo",
-                               "actor_rollout_ref.actor.policy_loss.seq_mask.enable=true"))  # fmt: skip
+    validate_sampo_config(make("method=gigpo", "actor_rollout_ref.actor.policy_loss.loss_mode=vanilla_seqmask",
+                               "actor_rollout_ref.actor.policy_loss.seq_mask.delta=0.01"))  # fmt: skip
     assert OmegaConf.select(make(), "actor_rollout_ref.actor.policy_loss.seq_mask.delta") == 0.223
 
 

@@ -1,4 +1,4 @@
-"""Config dataclasses for the SAMPO policy-loss family.
+"""Config dataclasses of the sequence-masked policy losses (``<loss>_seqmask``).
 
 verl builds the actor config with ``omega_conf_to_dataclass(config.actor)``, i.e. a recursive
 ``hydra.utils.instantiate(..., _convert_="partial")``: every node carrying ``_target_`` becomes
@@ -10,21 +10,20 @@ it into a :class:`SeqMaskConfig`.
 Flags (all under ``actor_rollout_ref.actor.policy_loss``), as written for ``sampo_verl.main_ppo``,
 whose config already selects this class and has the ``seq_mask`` node::
 
-    loss_mode=sampo                       # or vanilla_seqmask / gspo_seqmask / sapo_seqmask / cispo_seqmask
-    seq_mask.enable=true                  # sampo only: the *_seqmask modes always mask
+    loss_mode=gspo_seqmask                # vanilla_seqmask / gspo_seqmask / sapo_seqmask / cispo_seqmask
     seq_mask.delta=0.223                  # mask A_i < 0 and D_i > delta (strictly greater)
     seq_mask.normaliser=kept              # average over the kept samples (the release) instead of all
-    +loss_agg_mode=token-mean             # sampo only: overrides its seq-mean-token-mean default
 
 On verl's own ``verl.trainer.main_ppo`` add ``_target_=sampo_verl.algorithms.loss_config.SampoPolicyLossConfig``
-and write the new keys with ``+`` (``+seq_mask.enable=true``, ``+seq_mask.delta=0.223``).
+and write the new keys with ``+`` (``+seq_mask.delta=0.223``).
 
-The clip range is verl's own ``actor_rollout_ref.actor.clip_ratio_low/high``.
+The clip range and the aggregation are verl's own (``actor_rollout_ref.actor.clip_ratio_low/high``,
+``actor_rollout_ref.actor.loss_agg_mode``); no loss here changes either.
 """
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from verl.base_config import BaseConfig
 from verl.trainer.ppo.core_algos import POLICY_LOSS_REGISTRY
@@ -35,13 +34,6 @@ from sampo_verl.options import options_section, read_options
 FLAG_PREFIX = "actor_rollout_ref.actor.policy_loss"
 
 SEQ_MASK_NORMALISERS = ("batch", "kept")
-LOSS_AGG_MODES = (
-    "token-mean",
-    "token-sum",
-    "seq-mean-token-sum",
-    "seq-mean-token-mean",
-    "seq-mean-token-sum-norm",
-)
 
 
 @options_section(f"{FLAG_PREFIX}.seq_mask", ignore=("_target_",))
@@ -50,7 +42,6 @@ class SeqMaskConfig(BaseConfig):
     """Advantage-conditioned sequence masking: drop sample i when ``A_i < 0 and D_i > delta``.
 
     Args:
-        enable: switches masking for ``loss_mode=sampo`` (the ``*_seqmask`` modes always mask).
         delta: threshold on ``D_i = mean_t (log pi_old - log pi_theta)``; 0.223 is about ln 1.25 (the
             ARLArena release's scripts ran 3e-3).
         normaliser: ``batch``: the loss keeps the pre-mask normaliser (dropped samples count as zero loss,
@@ -60,13 +51,10 @@ class SeqMaskConfig(BaseConfig):
             how the masked samples fall into micro-batches). See :mod:`sampo_verl.algorithms.losses`.
     """
 
-    enable: bool = True
     delta: float = 0.223
     normaliser: str = "batch"
 
     def __post_init__(self):
-        if not isinstance(self.enable, bool):
-            raise ValueError(f"{FLAG_PREFIX}.seq_mask.enable must be true or false, got {self.enable!r}")
         is_number = isinstance(self.delta, int | float) and not isinstance(self.delta, bool)
         if not is_number or math.isnan(self.delta) or self.delta < 0:
             raise ValueError(f"{FLAG_PREFIX}.seq_mask.delta must be a number >= 0, got {self.delta!r}")
@@ -78,29 +66,21 @@ class SeqMaskConfig(BaseConfig):
 
 @dataclass
 class SampoPolicyLossConfig(PolicyLossConfig):
-    """verl's ``PolicyLossConfig`` plus the knobs of the SAMPO loss family.
-
-    Args:
-        seq_mask: sequence-masking switch and threshold (a dict from hydra is accepted).
-        loss_agg_mode: aggregation for ``loss_mode=sampo``; None means ``seq-mean-token-mean``
-            unless ``actor.loss_agg_mode`` was changed from verl's default ``token-mean``.
-    """
+    """verl's ``PolicyLossConfig`` plus ``seq_mask``, the settings of the ``<loss>_seqmask`` modes (a
+    dict from hydra is accepted)."""
 
     seq_mask: SeqMaskConfig = field(default_factory=SeqMaskConfig)
-    loss_agg_mode: Optional[str] = None
 
     def __post_init__(self):
         if isinstance(self.seq_mask, dict):
             object.__setattr__(self, "seq_mask", _seq_mask_from_dict(self.seq_mask))
         elif not isinstance(self.seq_mask, SeqMaskConfig):
-            raise ValueError(f"{FLAG_PREFIX}.seq_mask must be a mapping with enable/delta, got {self.seq_mask!r}")
+            raise ValueError(f"{FLAG_PREFIX}.seq_mask must be a mapping with delta/normaliser, got {self.seq_mask!r}")
         if self.loss_mode not in POLICY_LOSS_REGISTRY:
             raise ValueError(
                 f"{FLAG_PREFIX}.loss_mode={self.loss_mode!r} is not a registered policy loss; "
                 f"known: {sorted(POLICY_LOSS_REGISTRY)}"
             )
-        if self.loss_agg_mode is not None and self.loss_agg_mode not in LOSS_AGG_MODES:
-            raise ValueError(f"{FLAG_PREFIX}.loss_agg_mode={self.loss_agg_mode!r} is not one of {list(LOSS_AGG_MODES)}")
 
 
 DEFAULT_SEQ_MASK = SeqMaskConfig()

@@ -1,4 +1,4 @@
-"""SAMPO policy loss and advantage-conditioned sequence masking for verl's policy losses.
+"""Advantage-conditioned sequence masking for verl's policy losses: the ``<loss>_seqmask`` modes.
 
 ARLArena (arXiv 2602.21534) traces training collapse to negative-advantage samples whose
 importance ratio is already low, and drops them from the policy-gradient term::
@@ -9,9 +9,8 @@ importance ratio is already low, and drops them from the policy-gradient term::
 ``A_i`` is the mean advantage over the sample's valid tokens (the constant value for GRPO-like
 estimators). One mechanism, :func:`sequence_masked_policy_loss`, serves every loss here: it
 zeroes the dropped samples' rows of ``response_mask`` and calls verl's own loss function on it.
-Registered modes: ``sampo`` (verl's GSPO sequence-level clipping, masking switchable, aggregation
-``seq-mean-token-mean`` by default), and ``vanilla_seqmask``, ``gspo_seqmask``,
-``sapo_seqmask``, ``cispo_seqmask`` (verl's loss of that name, always masked).
+Registered modes: ``vanilla_seqmask``, ``gspo_seqmask``, ``sapo_seqmask``, ``cispo_seqmask``: verl's
+loss of that name, masked, with the aggregation verl passes (``actor.loss_agg_mode``) unchanged.
 
 Normalisers (``policy_loss.seq_mask.normaliser``). verl's engine actor passes the global counts in
 ``config.global_batch_info`` (``batch_num_tokens``, ``global_batch_size``, counted over the mini-batch
@@ -55,10 +54,6 @@ from verl.workers.config import ActorConfig
 
 from sampo_verl.algorithms.loss_config import seq_mask_config
 
-# ActorConfig.loss_agg_mode's default: the one value that cannot tell "set by the user" from "unset".
-VERL_DEFAULT_LOSS_AGG_MODE = "token-mean"
-SAMPO_DEFAULT_LOSS_AGG_MODE = "seq-mean-token-mean"
-
 
 def sequence_mask_statistics(
     old_log_prob: torch.Tensor, log_prob: torch.Tensor, advantages: torch.Tensor, response_mask: torch.Tensor
@@ -86,7 +81,6 @@ def sequence_masked_policy_loss(
     loss_agg_mode: str,
     config: ActorConfig,
     rollout_is_weights: Optional[torch.Tensor],
-    mask_enabled: bool,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Run ``base_loss_fn`` (a verl policy loss) with sequence masking and add sequence metrics.
 
@@ -96,7 +90,6 @@ def sequence_masked_policy_loss(
         loss_agg_mode: passed through to ``base_loss_fn``.
         config: the actor config; reads ``clip_ratio_low/high`` and ``policy_loss.seq_mask.delta``.
         rollout_is_weights: passed through.
-        mask_enabled: False computes the metrics but drops nothing.
 
     Returns:
         The base loss and its metrics, plus ``actor/seq_*`` metrics (python floats).
@@ -108,13 +101,8 @@ def sequence_masked_policy_loss(
 
     seq_kl, seq_advantage, lengths = sequence_mask_statistics(old_log_prob, log_prob, advantages, response_mask)
     valid = lengths > 0
-    low_ratio_negative = valid & (seq_advantage < 0) & (seq_kl > seq_mask.delta)
-    if mask_enabled:
-        dropped = low_ratio_negative
-        kept_mask = response_mask * ~dropped.unsqueeze(-1)  # keeps response_mask's dtype
-    else:
-        dropped = torch.zeros_like(valid)
-        kept_mask = response_mask
+    dropped = valid & (seq_advantage < 0) & (seq_kl > seq_mask.delta)
+    kept_mask = response_mask * ~dropped.unsqueeze(-1)  # keeps response_mask's dtype
 
     pg_loss, pg_metrics = base_loss_fn(
         old_log_prob=old_log_prob,
@@ -126,7 +114,7 @@ def sequence_masked_policy_loss(
         rollout_is_weights=rollout_is_weights,
     )
     pg_metrics.update(
-        _sequence_metrics(seq_kl, seq_advantage, lengths, dropped, low_ratio_negative, clip_low, clip_high)
+        _sequence_metrics(seq_kl, seq_advantage, lengths, dropped, dropped, clip_low, clip_high)
     )
     return pg_loss, pg_metrics
 
@@ -164,54 +152,6 @@ def with_sequence_metrics(base_loss_fn: PolicyLossFn) -> PolicyLossFn:
     return loss_fn
 
 
-@register_policy_loss("sampo")
-def compute_policy_loss_sampo(
-    old_log_prob: torch.Tensor,
-    log_prob: torch.Tensor,
-    advantages: torch.Tensor,
-    response_mask: torch.Tensor,
-    loss_agg_mode: str = SAMPO_DEFAULT_LOSS_AGG_MODE,
-    config: Optional[ActorConfig] = None,
-    rollout_is_weights: Optional[torch.Tensor] = None,
-) -> tuple[torch.Tensor, dict[str, Any]]:
-    """SAMPO: GSPO sequence-level clipping with advantage-conditioned sequence masking.
-
-    ARLArena (arXiv 2602.21534); the clipped surrogate is GSPO's (arXiv 2507.18071), computed by
-    verl's ``compute_policy_loss_gspo``::
-
-        log s_i  = (1/|y_i|) sum_t m_{i,t} (log pi_theta - log pi_old)
-        s_{i,t}  = exp(sg[log s_i] + log pi_theta(y_{i,t}) - sg[log pi_theta(y_{i,t})])
-        L_{i,t}  = max(-A_{i,t} s_{i,t}, -A_{i,t} clip(s_{i,t}, 1 - eps_low, 1 + eps_high))
-
-    The value of ``s_{i,t}`` is the sequence ratio; its gradient reaches every token.
-    ``eps_low/high`` are ``actor.clip_ratio_low/high`` (GSPO uses about 3e-4 / 4e-4).
-    Masking (``policy_loss.seq_mask.enable``, default on) drops samples with
-    ``A_i < 0 and D_i > delta`` from this term.
-
-    Aggregation: ``policy_loss.loss_agg_mode`` when set (SampoPolicyLossConfig); else the passed
-    ``loss_agg_mode`` (verl passes ``actor.loss_agg_mode``) when it differs from verl's default
-    ``token-mean``; else ``seq-mean-token-mean``.
-
-    Args:
-        old_log_prob, log_prob, advantages, response_mask: (bs, response_length).
-        loss_agg_mode: see Aggregation.
-        config: the actor config.
-        rollout_is_weights: optional (bs, response_length) rollout-correction weights.
-    """
-    policy_loss = config.get("policy_loss") if config is not None else None
-    return sequence_masked_policy_loss(
-        compute_policy_loss_gspo,
-        old_log_prob,
-        log_prob,
-        advantages,
-        response_mask,
-        loss_agg_mode=_sampo_loss_agg_mode(loss_agg_mode, policy_loss),
-        config=config,
-        rollout_is_weights=rollout_is_weights,
-        mask_enabled=seq_mask_config(policy_loss).enable,
-    )
-
-
 def _seqmask_variant(base_loss_fn: PolicyLossFn, name: str, default_agg_mode: str) -> PolicyLossFn:
     """Register ``{name}_seqmask``: verl's ``name`` loss with sequence masking always on."""
 
@@ -233,7 +173,6 @@ def _seqmask_variant(base_loss_fn: PolicyLossFn, name: str, default_agg_mode: st
             loss_agg_mode=loss_agg_mode,
             config=config,
             rollout_is_weights=rollout_is_weights,
-            mask_enabled=True,
         )
 
     loss_fn.__name__ = loss_fn.__qualname__ = f"compute_policy_loss_{name}_seqmask"
@@ -252,16 +191,9 @@ MASKABLE_BASE_LOSSES: dict[str, tuple[PolicyLossFn, str]] = {
     "sapo": (compute_policy_loss_sapo, "seq-mean-token-mean"),
     "cispo": (compute_policy_loss_cispo, "token-mean"),
 }
-SEQ_MASK_LOSSES = ("sampo", *(f"{name}_seqmask" for name in MASKABLE_BASE_LOSSES))  # take policy_loss.seq_mask
+SEQ_MASK_LOSSES = tuple(f"{name}_seqmask" for name in MASKABLE_BASE_LOSSES)  # read policy_loss.seq_mask
 for _name, (_base_loss_fn, _agg_mode) in MASKABLE_BASE_LOSSES.items():
     _seqmask_variant(_base_loss_fn, _name, _agg_mode)
-
-
-def _sampo_loss_agg_mode(passed: str, policy_loss: Any) -> str:
-    explicit = policy_loss.get("loss_agg_mode") if policy_loss is not None else None
-    if explicit is not None:
-        return explicit
-    return passed if passed != VERL_DEFAULT_LOSS_AGG_MODE else SAMPO_DEFAULT_LOSS_AGG_MODE
 
 
 def _clip_range(config: ActorConfig) -> tuple[float, float]:

@@ -50,28 +50,19 @@ def mask_fraction(loss_mode: str, config, seq_kl: float) -> float:
 def test_hydra_override_path_builds_our_config_and_the_loss_reads_it():
     config = verl_actor_config(
         f"{POLICY_LOSS}._target_=sampo_verl.algorithms.loss_config.SampoPolicyLossConfig",
-        f"+{POLICY_LOSS}.seq_mask.enable=true",
         f"+{POLICY_LOSS}.seq_mask.delta=0.05",
-        f"{POLICY_LOSS}.loss_mode=sampo",
+        f"{POLICY_LOSS}.loss_mode=gspo_seqmask",
         "actor_rollout_ref.actor.clip_ratio_low=3e-4",
         "actor_rollout_ref.actor.clip_ratio_high=4e-4",
     )
     assert type(config.policy_loss) is SampoPolicyLossConfig
-    assert config.policy_loss.seq_mask == SeqMaskConfig(enable=True, delta=0.05)
-    assert config.policy_loss.loss_mode == "sampo"
-    assert mask_fraction("sampo", config, seq_kl=0.1) == 1.0  # 0.1 > 0.05 (would be kept at 0.223)
+    assert config.policy_loss.seq_mask == SeqMaskConfig(delta=0.05)
+    assert config.policy_loss.loss_mode == "gspo_seqmask"
+    assert mask_fraction("gspo_seqmask", config, seq_kl=0.1) == 1.0  # 0.1 > 0.05 (would be kept at 0.223)
+    assert mask_fraction("gspo", config, seq_kl=1.0) == 0.0  # the unmasked loss never masks
 
 
-def test_hydra_override_can_switch_sampo_masking_off():
-    config = verl_actor_config(
-        f"{POLICY_LOSS}._target_=sampo_verl.algorithms.loss_config.SampoPolicyLossConfig",
-        f"+{POLICY_LOSS}.seq_mask.enable=false",
-        f"{POLICY_LOSS}.loss_mode=sampo",
-    )
-    assert mask_fraction("sampo", config, seq_kl=1.0) == 0.0
-
-
-@pytest.mark.parametrize("loss_mode", ["sampo", "vanilla_seqmask", "gspo_seqmask", "sapo_seqmask", "cispo_seqmask"])
+@pytest.mark.parametrize("loss_mode", ["vanilla_seqmask", "gspo_seqmask", "sapo_seqmask", "cispo_seqmask"])
 def test_plain_verl_config_uses_the_default_delta(loss_mode):
     config = verl_actor_config(f"{POLICY_LOSS}.loss_mode={loss_mode}")
     assert type(config.policy_loss) is PolicyLossConfig
@@ -94,12 +85,11 @@ def test_hydra_bad_delta_names_the_flag():
         ({"seq_mask": {"delta": math.nan}}, "seq_mask.delta"),
         ({"seq_mask": {"delta": "big"}}, "seq_mask.delta"),
         ({"seq_mask": {"delta": True}}, "seq_mask.delta"),
-        ({"seq_mask": {"enable": "yes"}}, "seq_mask.enable"),
+        ({"seq_mask": {"enable": True}}, r"seq_mask option\(s\) \['enable'\]"),
         ({"seq_mask": {"normaliser": "tokens"}}, "seq_mask.normaliser"),
         ({"seq_mask": {"threshold": 0.1}}, r"seq_mask option\(s\) \['threshold'\]"),
         ({"seq_mask": 0.1}, "seq_mask must be a mapping"),
         ({"loss_mode": "sampo_typo"}, "loss_mode='sampo_typo'"),
-        ({"loss_agg_mode": "mean"}, "loss_agg_mode='mean'"),
     ],
 )
 def test_bad_values_name_the_flag(kwargs, flag):
@@ -108,6 +98,6 @@ def test_bad_values_name_the_flag(kwargs, flag):
 
 
 def test_valid_values_are_accepted():
-    config = SampoPolicyLossConfig(loss_mode="gspo_seqmask", seq_mask={"delta": 0, "enable": False})
-    assert config.seq_mask == SeqMaskConfig(enable=False, delta=0)
-    assert SampoPolicyLossConfig().seq_mask == SeqMaskConfig(enable=True, delta=0.223)
+    config = SampoPolicyLossConfig(loss_mode="gspo_seqmask", seq_mask={"delta": 0, "normaliser": "kept"})
+    assert config.seq_mask == SeqMaskConfig(delta=0, normaliser="kept")
+    assert SampoPolicyLossConfig().seq_mask == SeqMaskConfig(delta=0.223, normaliser="batch")

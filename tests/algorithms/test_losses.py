@@ -1,4 +1,4 @@
-"""SAMPO loss and sequence-masked variants of verl's policy losses (sampo_verl/losses.py)."""
+"""Sequence-masked variants of verl's policy losses (sampo_verl/algorithms/losses.py)."""
 
 import math
 
@@ -24,7 +24,7 @@ BASES = {
     "sapo": compute_policy_loss_sapo,
     "cispo": compute_policy_loss_cispo,
 }
-MASKED_LOSSES = ["sampo", *(f"{name}_seqmask" for name in BASES)]
+MASKED_LOSSES = [f"{name}_seqmask" for name in BASES]
 AGG_MODES = ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "token-sum"]
 SEQ_METRICS = [
     "actor/seq_mask_frac",
@@ -37,12 +37,10 @@ SEQ_METRICS = [
 VERL_METRICS = ["actor/pg_clipfrac", "actor/ppo_kl", "actor/pg_clipfrac_lower"]
 
 
-def actor_config(
-    clip=0.2, delta=0.223, enable=True, agg=None, policy_loss=None, normaliser="batch", **kwargs
-) -> ActorConfig:
+def actor_config(clip=0.2, delta=0.223, policy_loss=None, normaliser="batch", **kwargs) -> ActorConfig:
     if policy_loss is None:
-        seq_mask = SeqMaskConfig(enable=enable, delta=delta, normaliser=normaliser)
-        policy_loss = SampoPolicyLossConfig(loss_mode="sampo", seq_mask=seq_mask, loss_agg_mode=agg)
+        seq_mask = SeqMaskConfig(delta=delta, normaliser=normaliser)
+        policy_loss = SampoPolicyLossConfig(loss_mode="gspo_seqmask", seq_mask=seq_mask)
     return ActorConfig(
         strategy="fsdp",
         rollout_n=1,
@@ -94,12 +92,11 @@ def hand_batch():
     return old_log_prob, log_prob, advantages, response_mask
 
 
-def test_sampo_hand_computed_without_masking():
+def test_gspo_hand_computed_with_the_sequence_metrics():
     s0 = math.exp(0.1)
-    loss, grad, metrics = loss_and_grad(
-        get_policy_loss_fn("sampo"), *hand_batch(), "token-mean", actor_config(enable=False)
-    )
-    # verl's default "token-mean" is replaced by sampo's seq-mean-token-mean: mean of (-s0, 1.6)
+    config = actor_config()
+    loss, grad, metrics = loss_and_grad(get_policy_loss_fn("gspo"), *hand_batch(), "seq-mean-token-mean", config)
+    # seq-mean-token-mean: mean of (-s0, 1.6)
     assert loss.item() == pytest.approx((-s0 + 1.6) / 2, abs=1e-6)
     # stop-gradient trick: every token of sample 0 gets d/dlogp (-A s) = -s0, scaled by 1/2 * 1/3
     torch.testing.assert_close(grad[0], torch.full((3,), -s0 / 6))
@@ -114,9 +111,11 @@ def test_sampo_hand_computed_without_masking():
     assert all(type(metrics[key]) is float for key in SEQ_METRICS + VERL_METRICS)
 
 
-def test_sampo_hand_computed_with_masking_keeps_the_batch_normaliser():
+def test_gspo_seqmask_hand_computed_keeps_the_batch_normaliser():
     s0 = math.exp(0.1)
-    loss, grad, metrics = loss_and_grad(get_policy_loss_fn("sampo"), *hand_batch(), "token-mean", actor_config())
+    loss, grad, metrics = loss_and_grad(
+        get_policy_loss_fn("gspo_seqmask"), *hand_batch(), "seq-mean-token-mean", actor_config()
+    )
     assert loss.item() == pytest.approx(-s0 / 2, abs=1e-6)  # sample 1 contributes 0, still divided by 2
     torch.testing.assert_close(grad[0], torch.full((3,), -s0 / 6))
     assert torch.count_nonzero(grad[1]) == 0
@@ -127,12 +126,12 @@ def test_kept_normaliser_by_hand():
     """The release: the loss is averaged over the kept samples (tokens), so masking does not shrink the step."""
     s0 = math.exp(0.1)
     config = actor_config(normaliser="kept")
-    loss, grad, metrics = loss_and_grad(get_policy_loss_fn("sampo"), *hand_batch(), "seq-mean-token-mean", config)
+    fn = get_policy_loss_fn("gspo_seqmask")
+    loss, grad, metrics = loss_and_grad(fn, *hand_batch(), "seq-mean-token-mean", config)
     assert loss.item() == pytest.approx(-s0, abs=1e-6)  # sample 1 dropped: the mean over sample 0 alone
     torch.testing.assert_close(grad[0], torch.full((3,), -s0 / 3))
     assert metrics["actor/seq_mask_frac"] == 0.5
-    token_mean = actor_config(normaliser="kept", agg="token-mean")
-    loss, grad, _ = loss_and_grad(get_policy_loss_fn("sampo"), *hand_batch(), "token-mean", token_mean)
+    loss, grad, _ = loss_and_grad(fn, *hand_batch(), "token-mean", config)
     assert loss.item() == pytest.approx(-s0, abs=1e-6)  # 3 kept tokens of -s0 each, divided by 3 (not 5)
     torch.testing.assert_close(grad[0], torch.full((3,), -s0 / 3))
 
@@ -145,12 +144,10 @@ def test_kept_normaliser_equals_the_base_loss_on_the_kept_rows(name, agg):
     advantages[:3] = -advantages[:3].abs() - 0.1  # rows 0-2 dropped
     advantages[3:] = advantages[3:].abs()
     batch = (old_log_prob, log_prob, advantages, response_mask)
-    base_loss_fn = compute_policy_loss_gspo if name == "sampo" else BASES[name.removesuffix("_seqmask")]
-    loss, grad, metrics = loss_and_grad(
-        get_policy_loss_fn(name), *batch, agg, actor_config(0.9, agg=agg, normaliser="kept")
-    )
+    base_loss_fn = BASES[name.removesuffix("_seqmask")]
+    loss, grad, metrics = loss_and_grad(get_policy_loss_fn(name), *batch, agg, actor_config(0.9, normaliser="kept"))
     kept = tuple(t[3:] for t in batch)
-    base_loss, base_grad, _ = loss_and_grad(base_loss_fn, *kept, agg, actor_config(0.9, agg=agg))
+    base_loss, base_grad, _ = loss_and_grad(base_loss_fn, *kept, agg, actor_config(0.9))
     assert metrics["actor/seq_mask_frac"] == pytest.approx(0.3)
     torch.testing.assert_close(loss, base_loss, atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(grad[3:], base_grad, atol=1e-7, rtol=1e-6)
@@ -170,15 +167,15 @@ def test_kept_normaliser_split_invariance_where_it_holds(agg):
         "global_batch_size": int((response_mask.sum(-1) > 0).sum()),
         "loss_scale_factor": None,
     }
-    fn = get_policy_loss_fn("sampo")
+    fn = get_policy_loss_fn("gspo_seqmask")
 
     def split_loss(normaliser, tensors):
-        config = actor_config(agg=agg, normaliser=normaliser, global_batch_info=info)
+        config = actor_config(normaliser=normaliser, global_batch_info=info)
         return sum(
             loss_and_grad(fn, *(t[rows] for t in tensors), agg, config)[0] for rows in (slice(0, 4), slice(4, 8))
         )
 
-    whole = loss_and_grad(fn, *batch, agg, actor_config(agg=agg, global_batch_info=info))[0]
+    whole = loss_and_grad(fn, *batch, agg, actor_config(global_batch_info=info))[0]
     torch.testing.assert_close(split_loss("batch", batch), whole)
     torch.testing.assert_close(split_loss("kept", batch), whole)
     # mask one sample of the first micro-batch: "batch" still equals the one-piece loss, "kept" does not
@@ -187,45 +184,9 @@ def test_kept_normaliser_split_invariance_where_it_holds(agg):
     advantages = advantages.clone()
     advantages[0] = -1.0
     masked = (old_log_prob, log_prob, advantages, response_mask)
-    whole = loss_and_grad(fn, *masked, agg, actor_config(agg=agg, global_batch_info=info))[0]
+    whole = loss_and_grad(fn, *masked, agg, actor_config(global_batch_info=info))[0]
     torch.testing.assert_close(split_loss("batch", masked), whole)
     assert not torch.isclose(split_loss("kept", masked), whole)
-
-
-def test_sampo_explicit_token_mean():
-    s0 = math.exp(0.1)
-    config = actor_config(enable=False, agg="token-mean")
-    loss, grad, _ = loss_and_grad(get_policy_loss_fn("sampo"), *hand_batch(), "seq-mean-token-mean", config)
-    assert loss.item() == pytest.approx((-3 * s0 + 2 * 1.6) / 5, abs=1e-6)
-    torch.testing.assert_close(grad[0], torch.full((3,), -s0 / 5))
-
-
-@pytest.mark.parametrize(
-    ("passed", "explicit", "expected"),
-    [
-        ("token-mean", None, "seq-mean-token-mean"),  # verl's default cannot be told from unset
-        ("seq-mean-token-sum", None, "seq-mean-token-sum"),  # a changed actor.loss_agg_mode wins
-        ("seq-mean-token-sum", "token-mean", "token-mean"),  # policy_loss.loss_agg_mode wins over all
-    ],
-)
-def test_sampo_aggregation_resolution(passed, explicit, expected):
-    batch = random_batch(seed=3)
-    config = actor_config(enable=False, agg=explicit)
-    loss, _, _ = loss_and_grad(get_policy_loss_fn("sampo"), *batch, passed, config)
-    reference, _, _ = loss_and_grad(compute_policy_loss_gspo, *batch, expected, config)
-    assert torch.equal(loss, reference)
-
-
-@pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean"])
-@pytest.mark.parametrize("seed", range(3))
-def test_sampo_without_masking_equals_verl_gspo(agg, seed):
-    batch = random_batch(batch=16, length=12, seed=seed, empty_rows=(5,))
-    config = actor_config(clip=0.05, enable=False, agg=agg)
-    loss, grad, metrics = loss_and_grad(get_policy_loss_fn("sampo"), *batch, agg, config)
-    gspo_loss, gspo_grad, gspo_metrics = loss_and_grad(compute_policy_loss_gspo, *batch, agg, config)
-    torch.testing.assert_close(loss, gspo_loss, atol=1e-6, rtol=0)
-    torch.testing.assert_close(grad, gspo_grad, atol=1e-6, rtol=0)
-    assert {key: metrics[key] for key in VERL_METRICS} == gspo_metrics
 
 
 @pytest.mark.parametrize("agg", AGG_MODES)
@@ -266,9 +227,9 @@ def test_masking_removes_exactly_the_dropped_samples_from_the_gradient(name, agg
     advantages[2:4] = advantages[2:4].abs()  # two positive: kept
     batch = (old_log_prob, log_prob, advantages, response_mask)
     masked_loss_fn = get_policy_loss_fn(name)
-    base_loss_fn = compute_policy_loss_gspo if name == "sampo" else BASES[name.removesuffix("_seqmask")]
-    _, grad, metrics = loss_and_grad(masked_loss_fn, *batch, agg, actor_config(clip=0.9, agg=agg))
-    _, base_grad, _ = loss_and_grad(base_loss_fn, *batch, agg, actor_config(clip=0.9, agg=agg))
+    base_loss_fn = BASES[name.removesuffix("_seqmask")]
+    _, grad, metrics = loss_and_grad(masked_loss_fn, *batch, agg, actor_config(clip=0.9))
+    _, base_grad, _ = loss_and_grad(base_loss_fn, *batch, agg, actor_config(clip=0.9))
     assert torch.count_nonzero(grad[:2]) == 0
     torch.testing.assert_close(grad[2:], base_grad[2:], atol=1e-7, rtol=1e-6)
     assert torch.count_nonzero(base_grad[:2]) > 0
@@ -311,7 +272,8 @@ def test_all_responses_empty_gives_neutral_metrics():
     old_log_prob, log_prob, advantages, _ = random_batch(batch=3, length=4)
     response_mask = torch.zeros(3, 4, dtype=torch.bool)
     loss, grad, metrics = loss_and_grad(
-        get_policy_loss_fn("sampo"), old_log_prob, log_prob, advantages, response_mask, "token-mean", actor_config()
+        get_policy_loss_fn("gspo_seqmask"), old_log_prob, log_prob, advantages, response_mask, "token-mean",
+        actor_config(),
     )
     assert loss.item() == 0.0 and torch.count_nonzero(grad) == 0
     assert metrics["actor/seq_ratio_mean"] == metrics["actor/seq_ratio_min"] == metrics["actor/seq_ratio_max"] == 1.0
@@ -354,9 +316,9 @@ def test_global_batch_info_from_verl_is_kept():
     """With verl's global counts (dp_size=2) the normaliser is the global one, not the local kept count."""
     old_log_prob, log_prob, advantages, response_mask = hand_batch()
     info = {"dp_size": 2, "batch_num_tokens": 20, "global_batch_size": 8, "loss_scale_factor": None}
-    config = actor_config(agg="token-mean", global_batch_info=info)
+    config = actor_config(global_batch_info=info)
     loss, _, metrics = loss_and_grad(
-        get_policy_loss_fn("sampo"), old_log_prob, log_prob, advantages, response_mask, "token-mean", config
+        get_policy_loss_fn("gspo_seqmask"), old_log_prob, log_prob, advantages, response_mask, "token-mean", config
     )
     assert metrics["actor/seq_mask_frac"] == 0.5
     assert loss.item() == pytest.approx(3 * -math.exp(0.1) / 20 * 2, abs=1e-6)
@@ -364,9 +326,9 @@ def test_global_batch_info_from_verl_is_kept():
 
 
 def test_plain_verl_policy_loss_config_uses_defaults():
-    """verl's own PolicyLossConfig: sampo masks with delta 0.223 and seq-mean-token-mean."""
-    config = actor_config(policy_loss=PolicyLossConfig(loss_mode="sampo"))
-    loss, _, metrics = loss_and_grad(get_policy_loss_fn("sampo"), *hand_batch(), "token-mean", config)
+    """verl's own PolicyLossConfig (no seq_mask field): the masked losses use delta 0.223."""
+    config = actor_config(policy_loss=PolicyLossConfig(loss_mode="gspo_seqmask"))
+    loss, _, metrics = loss_and_grad(get_policy_loss_fn("gspo_seqmask"), *hand_batch(), "seq-mean-token-mean", config)
     assert metrics["actor/seq_mask_frac"] == 0.5
     assert loss.item() == pytest.approx(-math.exp(0.1) / 2, abs=1e-6)
     _, _, metrics = loss_and_grad(get_policy_loss_fn("sapo_seqmask"), *hand_batch(), "token-mean", config)
@@ -380,7 +342,7 @@ def test_bad_clip_range_names_the_flag(field, value):
     config = actor_config()
     object.__setattr__(config, field, value)
     with pytest.raises(ValueError, match=f"actor_rollout_ref.actor.{field}"):
-        loss_and_grad(get_policy_loss_fn("sampo"), *hand_batch(), "token-mean", config)
+        loss_and_grad(get_policy_loss_fn("gspo_seqmask"), *hand_batch(), "token-mean", config)
 
 
 @settings(max_examples=40, deadline=None)
@@ -421,8 +383,8 @@ def test_property_scaling_advantages_scales_the_loss(seed, scale, name, agg):
     assert scaled_metrics["actor/seq_mask_frac"] == metrics["actor/seq_mask_frac"]
 
 
-def test_verl_actor_ppo_loss_runs_sampo_with_global_counts():
-    """verl's engine actor loss (workers/utils/losses.ppo_loss) calls sampo through the registry."""
+def test_verl_actor_ppo_loss_runs_a_masked_loss_with_global_counts():
+    """verl's engine actor loss (workers/utils/losses.ppo_loss) calls gspo_seqmask through the registry."""
     from tensordict import TensorDict
     from verl.utils import tensordict_utils as tu
     from verl.workers.utils.losses import ppo_loss
@@ -449,7 +411,7 @@ def test_verl_actor_ppo_loss_runs_sampo_with_global_counts():
         batch_size=[batch],
     )
     tu.assign_non_tensor(data, dp_size=1, batch_num_tokens=int(response_mask.sum()), global_batch_size=batch)
-    config = actor_config(policy_loss=PolicyLossConfig(loss_mode="sampo"))
+    config = actor_config(policy_loss=PolicyLossConfig(loss_mode="gspo_seqmask"), loss_agg_mode="seq-mean-token-mean")
 
     loss, metrics = ppo_loss(config, {"log_probs": packed}, data)
     loss.backward()
@@ -493,7 +455,7 @@ def test_sequence_metrics_patch_is_idempotent():
 def test_cispo_without_lower_bound_as_released(name):
     """clip_ratio_low 1.0 (the release's CISPO): the IS weight is clipped from above only."""
     batch = random_batch(batch=6, length=5, seed=4, drift=1.0)
-    config = actor_config(agg="token-mean")
+    config = actor_config()
     object.__setattr__(config, "clip_ratio_low", 1.0)
     loss, grad, metrics = loss_and_grad(get_policy_loss_fn(name), *batch, "token-mean", config)
     assert math.isfinite(loss.item()) and torch.isfinite(grad).all()
