@@ -32,7 +32,8 @@ from omegaconf import OmegaConf
 
 from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage
 
-from sampo_verl.algorithms.advantages import EPS, compute_gigpo_advantage, similar_anchor_ids
+from sampo_verl.algorithms.advantages import compute_gigpo_advantage, similar_anchor_ids
+from sampo_verl.algorithms.multi_turn import EPS
 
 EPISODES, TURNS, STATES, PENALTY = 8, 50, 20, 0.1
 

@@ -15,7 +15,7 @@ from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY
 from verl.utils.config import omega_conf_to_dataclass
 
 from sampo_verl.agent.dataset import AGENT_NAME
-from sampo_verl.algorithms.advantages import MULTI_TURN_ESTIMATORS
+from sampo_verl.algorithms.multi_turn import MULTI_TURN_ESTIMATORS
 from sampo_verl.algorithms.filtering import filter_options
 from sampo_verl.algorithms.loss_config import SeqMaskConfig
 from sampo_verl.algorithms.losses import SEQ_MASK_LOSSES

@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import sampo_verl  # noqa: F401  (registers losses)
-from sampo_verl.algorithms.advantages import EMPGOptions, GiGPOOptions
+from sampo_verl.algorithms.multi_turn import EMPGOptions, GiGPOOptions
 from sampo_verl.algorithms.loss_config import SampoPolicyLossConfig
 from sampo_verl.validation import validate_sampo_config
 from verl.utils.config import omega_conf_to_dataclass

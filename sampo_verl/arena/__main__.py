@@ -16,7 +16,8 @@ from pathlib import Path
 
 from sampo_verl.arena.layout import find_cells
 from sampo_verl.arena.report import build_report
-from sampo_verl.arena.runner import CPU_SAVE_FREQ, CPU_TEST_FREQ, ArenaSpec, cell_commands, parse_starts, run_arena
+from sampo_verl.arena.runner import CPU_SAVE_FREQ, CPU_TEST_FREQ, cell_commands, run_arena
+from sampo_verl.arena.spec import ArenaSpec, parse_starts
 from sampo_verl.runs.agent_run import add_engine_flag
 
 RUN_EPILOG = """\

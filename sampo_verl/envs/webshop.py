@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from typing import Any
 
 from sampo_verl.envs.base import INVALID_ACTION, RecipeSettings, TextEnv, register_env
-from sampo_verl.envs.webshop_catalog import Catalog, Goal, Product, load_catalog
+from sampo_verl.envs.webshop_catalog import Catalog, Goal, Product, generate_catalog
+from sampo_verl.envs.webshop_files import read_webshop_files
 
 SEP = " [SEP] "
 RESULTS_PER_PAGE = 10
@@ -98,6 +100,29 @@ def webshop_reward(product: Product, goal: Goal, price: float, options: dict[str
     matched_options = sum(any(_fuzzy(have, want) for have in chosen) for want in goal.options)
     parts = len(goal.attributes) + len(goal.options) + 1
     return (attributes + matched_options + (price <= goal.price_upper)) / parts * type_reward(product, goal)
+
+
+_CATALOGS: dict[tuple, Catalog] = {}
+_LOCK = threading.Lock()
+
+
+def load_catalog(
+    num_products: int = 2000,
+    seed: int = 0,
+    products_path: str | None = None,
+    attributes_path: str | None = None,
+    human_goals_path: str | None = None,
+) -> Catalog:
+    """The catalogue (generated, or read from WebShop's files), built once per process and settings."""
+    key = (num_products, seed, products_path, attributes_path, human_goals_path)
+    with _LOCK:
+        if key not in _CATALOGS:
+            if products_path is None:
+                _CATALOGS[key] = Catalog(generate_catalog(num_products, seed), goal_seed=seed)
+            else:
+                products, goals = read_webshop_files(products_path, attributes_path, human_goals_path, seed)
+                _CATALOGS[key] = Catalog(products, goals)
+        return _CATALOGS[key]
 
 
 @register_env("webshop")

@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sampo_verl.algorithms import advantages
+from sampo_verl.algorithms import advantages  # noqa: F401  (registers the estimators)
+from sampo_verl.algorithms import multi_turn
 from sampo_verl.options import options_section, read_options, section_of
 
 UPDATE_ENTROPY_METRIC = "actor/entropy_loss"  # verl's loss reports the update's entropy under this name
@@ -52,8 +53,8 @@ def old_log_prob_options(sampo_config: Mapping[str, Any] | None) -> OldLogProbOp
 def skips_forward(options: OldLogProbOptions, adv_estimator: str) -> bool:
     """Whether the old-log-prob forward pass is skipped: asked for, and ``adv_estimator`` does not read
     the old policy's token entropy."""
-    reads_entropy = adv_estimator in advantages.MULTI_TURN_ESTIMATORS and advantages.ENTROPY in (
-        advantages.required_tensor_fields(adv_estimator)
+    reads_entropy = adv_estimator in multi_turn.MULTI_TURN_ESTIMATORS and multi_turn.ENTROPY in (
+        multi_turn.required_tensor_fields(adv_estimator)
     )
     return options.from_rollout and not reads_entropy
 

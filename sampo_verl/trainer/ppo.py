@@ -35,7 +35,8 @@ from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.workers.utils.padding import response_to_nested
 
 from sampo_verl.agent.turns import turn_metrics
-from sampo_verl.algorithms import advantages
+from sampo_verl.algorithms import advantages  # noqa: F401  (registers the estimators)
+from sampo_verl.algorithms import multi_turn
 from sampo_verl.algorithms.diagnostics import CollapseDetector, collapse_options
 from sampo_verl.algorithms.filtering import filter_options
 from sampo_verl.trainer.mini_batches import mini_batch_sample_counts, spread_padding
@@ -113,10 +114,10 @@ class SampoTrainer(PPOTrainerSync):
     # ------------------------------------------------------------------ advantages
     def _compute_advantage(self, batch, metrics: dict):
         name = self.config.algorithm.adv_estimator
-        if name not in advantages.MULTI_TURN_ESTIMATORS:
+        if name not in multi_turn.MULTI_TURN_ESTIMATORS:
             return super()._compute_advantage(batch, metrics)
 
-        tensor_fields = advantages.required_tensor_fields(name)
+        tensor_fields = multi_turn.required_tensor_fields(name)
         fields = ["uid", "response_mask", "rm_scores", "extra_fields", *tensor_fields]
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
         response_mask = data["response_mask"]

@@ -15,7 +15,8 @@ import torch
 from verl.trainer.ppo import core_algos
 
 from sampo_verl.agent import turns
-from sampo_verl.algorithms import advantages
+from sampo_verl.algorithms import advantages  # noqa: F401  (registers the estimators)
+from sampo_verl.algorithms import multi_turn
 
 
 def pop_extra_fields(data: Any) -> list[dict[str, Any]]:
@@ -45,11 +46,11 @@ def multi_turn_advantages(
     name = algorithm_config.adv_estimator
     all_real = bool(real.all())
     rows = torch.from_numpy(np.flatnonzero(real))
-    non_tensor_batch = turns.columns([extra_fields[i] for i in rows.tolist()], advantages.required_fields(name))
+    non_tensor_batch = turns.columns([extra_fields[i] for i in rows.tolist()], multi_turn.required_fields(name))
     non_tensor_batch["uid"] = uid[real]
     selected = tensors if all_real else {field: tensor[rows] for field, tensor in tensors.items()}
-    estimator_tensors = {f: selected[f] for f in advantages.required_tensor_fields(name)}
-    advantages.validate_fields(name, non_tensor_batch, estimator_tensors)
+    estimator_tensors = {f: selected[f] for f in multi_turn.required_tensor_fields(name)}
+    multi_turn.validate_fields(name, non_tensor_batch, estimator_tensors)
     adv, returns = core_algos.get_adv_estimator_fn(name)(
         token_level_rewards=selected["rm_scores"],
         response_mask=selected["response_mask"],

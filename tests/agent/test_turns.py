@@ -33,7 +33,7 @@ def test_turn_metrics_by_hand():
 
 def test_the_schema_names_the_estimators_as_readers_of_the_fields_they_read():
     from sampo_verl.agent.turns import ESTIMATORS, SCHEMA
-    from sampo_verl.algorithms.advantages import MULTI_TURN_ESTIMATORS
+    from sampo_verl.algorithms.multi_turn import MULTI_TURN_ESTIMATORS
 
     read = set().union(*(e.turn_fields for e in MULTI_TURN_ESTIMATORS.values()))
     assert read == {name for name, field in SCHEMA.items() if ESTIMATORS in field.readers}

@@ -8,12 +8,14 @@ from verl.trainer.config import AlgoConfig
 from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage, get_adv_estimator_fn
 
 from sampo_verl.algorithms.advantages import (
-    ANCHOR,
-    ENTROPY,
-    STEP_REWARD,
     compute_empg_advantage,
     compute_gigpo_advantage,
     compute_grpo_steps_advantage,
+)
+from sampo_verl.algorithms.multi_turn import (
+    ANCHOR,
+    ENTROPY,
+    STEP_REWARD,
     required_fields,
     required_tensor_fields,
     validate_fields,

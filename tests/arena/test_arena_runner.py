@@ -351,7 +351,7 @@ def test_print_commands_gives_one_arena_run_per_unfinished_cell(tmp_path, capsys
     for command in commands:
         words = shlex.split(command)
         assert words[:3] == ["sampo-verl", "arena", "run"]
-        args = build_parser().parse_args(words[3:])
+        args = build_parser().parse_args(words[2:])
         (env,), (method,) = args.envs, args.methods
         cells.add((env, method, args.seed))
         assert args.init_model == [{"sokoban": "/ckpt/bc sokoban", "frozenlake": "Qwen/Qwen3-4B"}[env]]

@@ -13,16 +13,9 @@ from sampo_verl.agent.dataset import main as dataset_main
 from sampo_verl.agent.loop import EnvAgentLoop
 from sampo_verl.agent.prompts import format_response
 from sampo_verl.envs import make_env
-from sampo_verl.envs.webshop import WebShopEnv, _fuzzy, type_reward, webshop_reward
-from sampo_verl.envs.webshop_catalog import (
-    DEPARTMENTS,
-    Goal,
-    Product,
-    WebShopFileError,
-    generate_catalog,
-    load_catalog,
-    read_webshop_files,
-)
+from sampo_verl.envs.webshop import WebShopEnv, _fuzzy, load_catalog, type_reward, webshop_reward
+from sampo_verl.envs.webshop_catalog import DEPARTMENTS, Goal, Product, generate_catalog
+from sampo_verl.envs.webshop_files import WebShopFileError, read_webshop_files
 from sampo_verl.runs.assets import build_tokenizer, default_corpus
 from sampo_verl.testing.scripted_server import ScriptedServer
 
