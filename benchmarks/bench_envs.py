@@ -10,7 +10,7 @@ what an environment worker process costs to start (median seconds from launch to
 built, peak RSS) against, in the same run, a process that imports the registrations and verl (what
 every worker imported before the package stopped importing verl on import).
 
-    python benchmarks/bench_envs.py [--quick]
+    python benchmarks/bench_envs.py [--quick] [--workers-only]
 """
 
 from __future__ import annotations
@@ -182,18 +182,21 @@ def peak_rss_mb(pid: int) -> float:
     return math.nan
 
 
-def worker_start(name: str, options: dict, starts: int) -> tuple[float, float]:
-    """Median seconds from launching a worker process to its first ``name`` environment built; peak RSS (MB)."""
-    times, peaks = [], []
+def worker_start(name: str, options: dict, starts: int) -> tuple[float, float, float]:
+    """Median seconds from launching a worker process to its first ``name`` environment built, its peak
+    RSS then and after the environment's first reset (MB; ALFWorld loads its engine on the first reset)."""
+    times, peaks, after_reset = [], [], []
     for _ in range(starts):
         pool = EnvWorkerPool(1)
         start = time.perf_counter()
         env = RemoteEnv(pool, name, options, None)
         times.append(time.perf_counter() - start)
         peaks.append(peak_rss_mb(env.worker.process.pid))
+        env.reset(0)
+        after_reset.append(peak_rss_mb(env.worker.process.pid))
         env.close()
         pool.stop()
-    return float(np.median(times)), max(peaks)
+    return float(np.median(times)), max(peaks), max(after_reset)
 
 
 def import_cost(module: str, starts: int) -> tuple[float, float]:
@@ -215,18 +218,22 @@ def worker_costs(scale: float) -> None:
     for name, options in [("frozenlake", {"size": 4}), ("webshop", {"num_products": 2000})] + (
         [("alfworld", {"cache_dir": ALFWORLD_CACHE})] if importlib.util.find_spec("alfworld") else []
     ):
-        seconds, peak = worker_start(name, options, starts)
+        seconds, peak, after_reset = worker_start(name, options, starts)
         print(
             f"env worker start, {name}: {seconds:.2f} s to the first environment ({seconds / base_s:.2f}x baseline), "
-            f"{peak:.0f} MB peak ({peak / base_mb:.2f}x)"
+            f"{peak:.0f} MB peak ({peak / base_mb:.2f}x); {after_reset:.0f} MB after its first reset"
         )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument("--workers-only", action="store_true", help="only the worker processes' start costs")
     args = parser.parse_args()
     scale = 0.2 if args.quick else 1.0
+    if args.workers_only:
+        worker_costs(scale)
+        return
     print(f"{'environment':<55} {'resets/s':>10} {'steps/s':>10}")
     for name, options in ENVS:
         heavy = name == "alfworld"
