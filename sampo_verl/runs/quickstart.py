@@ -156,6 +156,14 @@ def write_report(report: Path, rl_metrics: Path, bc_metrics: Path, summary: Summ
     return report
 
 
+# flags that change the testbed: flag's argparse name -> Testbed field; and the model's (ModelSize fields)
+TESTBED_FLAGS = {
+    "bc_episodes": "bc_episodes", "bc_steps": "bc_steps", "val_tasks": "rl_val_tasks", "lr": "rl_lr",
+    "temperature": "rl_temperature",
+}  # fmt: skip
+MODEL_FLAGS = ("hidden", "layers", "heads", "kv_heads")
+
+
 def main(argv: list[str] | None = None) -> Summary:
     parser = argparse.ArgumentParser(prog="sampo-verl quickstart", description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", default="frozenlake", choices=sorted(TESTBEDS))
@@ -180,27 +188,9 @@ def main(argv: list[str] | None = None) -> Summary:
     args = parser.parse_args(argv)
 
     tb = cpu_testbed(args.env)
-    changes = {
-        name: value
-        for name, value in (
-            ("bc_episodes", args.bc_episodes),
-            ("bc_steps", args.bc_steps),
-            ("rl_val_tasks", args.val_tasks),
-            ("rl_lr", args.lr),
-            ("rl_temperature", args.temperature),
-        )
-        if value is not None
-    }
-    size = {
-        name: value
-        for name, value in (
-            ("hidden", args.hidden),
-            ("layers", args.layers),
-            ("heads", args.heads),
-            ("kv_heads", args.kv_heads),
-        )
-        if value is not None
-    }
+    given = {name: value for name, value in vars(args).items() if value is not None}
+    changes = {field: given[flag] for flag, field in TESTBED_FLAGS.items() if flag in given}
+    size = {field: given[field] for field in MODEL_FLAGS if field in given}
     if size:
         changes["model"] = dataclasses.replace(tb.model, **size)
     tb = cpu_testbed(args.env, **changes)

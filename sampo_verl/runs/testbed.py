@@ -38,8 +38,8 @@ class Testbed:
     env: str
     env_options: dict[str, Any] = field(default_factory=dict)
     max_turns: int = 5
-    # 0.3: better held-out BC success than 0.02; 4 heads of 16, the layout the RL settings were tuned on
-    # (vLLM's CPU attention needs heads of >= 32: docs in README, "Rollout engines on CPU")
+    # init 0.3: better held-out BC success than 0.02; 4 heads of 16, the layout the RL settings were tuned on
+    # (vLLM's CPU attention needs heads of >= 32: docs/cpu-backend.md)
     model: ModelSize = ModelSize(hidden=64, heads=4, kv_heads=2, init_std=0.3)
     bc_episodes: int = 150
     bc_val_episodes: int = 16
@@ -55,8 +55,8 @@ class Testbed:
     rl_train_tasks: int = 512
     rl_val_tasks: int = 32
     rl_groups: int = 4  # episode groups per RL step
-    rl_lr: float = 5e-4  # 1e-3 and up break the answer format
-    rl_temperature: float = 0.7  # at 1.0 RL learns malformed turns (stand-stills) instead of moves
+    rl_lr: float = 5e-4  # tuning: docs/studies/quickstart-learning.md
+    rl_temperature: float = 0.7
     rl_group_size: int = 8  # the testbed's group size
     # the release filters after 15 cold-start steps; a CPU run is about as long as that: filter from step 3
     rl_filter_cold_start_steps: int = 2
@@ -73,17 +73,8 @@ TESTBEDS: dict[str, Testbed] = {
         max_turns=8,
         rl_val_tasks=256,  # one standard error ~0.03 (64 tasks: ~0.06, the size of a real change)
     ),
-    # the kinds whose programs copy the question's numbers (gcd/lcm, modular powers), level 1: answers take
-    # ~16 tokens, programs ~30-35 (finding 1 needs turns of varying length: ~2x here; the generator's full
-    # mix is not learnt by cloning at this scale). Prompts ~250 tokens with a tokenizer trained on the data.
-    # The loss on the prompts is what teaches copying numbers (bc/prompt_loss.py: 0 -> 11 of 64 held-out
-    # problems); lr 3e-3 with warm-up and cosine decay; no thought (it would repeat the program). The answer
-    # turn (copy the program's output) comes 3 times: once, the programs were right but the answers
-    # miscopied (0.18 held-out); 3 times, 0.65 and a policy whose groups of 8 are mixed in ~56% of problems.
-    # RL: lr 3e-4 falls (0.65 -> 0.31 by step 10 before the mini-batch padding fix, 0.54 after it), lr 2e-4 at
-    # temperature 0.7 fell to ~0.5; at 1e-4 with 4 groups a step it held but did not learn in 30 steps; with 16
-    # groups (studies/tir_math_cpu, 50 steps) training success rises ~0.55 -> ~0.67, held-out 0.65 -> 0.70
-    # (+0.045 [+0.005, +0.087] over 6 cells).
+    # gcd/lcm and modular powers, level 1: programs copy the question's numbers; how each value was chosen
+    # (cloning with the prompt loss, the answer turn 3 times, the RL learning rate): docs/studies/tir-math.md
     "tir_math": Testbed(
         env="tir_math",
         env_options={"kinds": ["gcd_lcm", "modular"], "difficulty": [1]},
