@@ -1,5 +1,5 @@
-"""The documentation site builds in strict mode (no broken link or page) and its configuration
-reference is generated from the options registry."""
+"""The documentation site builds in strict mode (no broken link or page); its configuration reference
+and per-turn schema are generated from the code."""
 
 import shutil
 import subprocess
@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import verl  # noqa: F401  (loads sampo_verl.plugin: every options section registered)
 
+from sampo_verl.agent.turns import SCHEMA
 from sampo_verl.options import OPTIONS_SECTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,6 +24,8 @@ def test_the_docs_build_strictly_with_the_generated_reference(tmp_path):
             if not name.startswith("_") and name not in section.ignore:
                 assert f"{prefix}.{name}" in page, f"{prefix}.{name}"
     assert "options-reference" not in page
+    concepts = (tmp_path / "concepts" / "index.html").read_text(encoding="utf-8")
+    assert all(f"<code>{name}</code>" in concepts for name in SCHEMA) and "turn-schema" not in concepts
 
 
 def test_the_readme_keeps_to_its_size_and_starts_with_the_two_set_up_commands():

@@ -95,6 +95,15 @@ SCHEMA: dict[str, TurnField] = {
 }
 
 
+def schema_markdown() -> str:
+    """:data:`SCHEMA` as a Markdown table (the documentation's concepts page is built from it)."""
+    rows = ["| field | type | what it holds | read by |", "|---|---|---|---|"]
+    for f in SCHEMA.values():
+        readers = "; ".join(f.readers) or "logged only"
+        rows.append(f"| `{f.name}` | `{f.kind.__name__}` | {f.meaning} | {readers} |")
+    return "\n".join(rows) + "\n"
+
+
 def source(name: str) -> str:
     """Who writes field ``name`` and what it holds (for error messages)."""
     return f"the environment agent loop: {SCHEMA[name].meaning}"
