@@ -1,4 +1,4 @@
 #!/usr/bin/env bash
-# frozenlake x grpo (sampo_verl/conf/method/grpo.yaml); settings and variables: recipes/common.sh, recipes/README.md.
+# frozenlake x grpo (sampo_verl/conf/method/grpo.yaml); settings and variables: recipes/common.sh, docs/gpu-recipes.md.
 # Extra hydra overrides pass through, e.g.: bash recipes/frozenlake_grpo.sh trainer.total_training_steps=20
 exec bash "$(dirname "$0")/common.sh" frozenlake grpo "$@"

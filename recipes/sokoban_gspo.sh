@@ -1,4 +1,4 @@
 #!/usr/bin/env bash
-# sokoban x gspo (sampo_verl/conf/method/gspo.yaml); settings and variables: recipes/common.sh, recipes/README.md.
+# sokoban x gspo (sampo_verl/conf/method/gspo.yaml); settings and variables: recipes/common.sh, docs/gpu-recipes.md.
 # Extra hydra overrides pass through, e.g.: bash recipes/sokoban_gspo.sh trainer.total_training_steps=20
 exec bash "$(dirname "$0")/common.sh" sokoban gspo "$@"

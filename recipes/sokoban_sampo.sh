@@ -1,4 +1,4 @@
 #!/usr/bin/env bash
-# sokoban x sampo (sampo_verl/conf/method/sampo.yaml); settings and variables: recipes/common.sh, recipes/README.md.
+# sokoban x sampo (sampo_verl/conf/method/sampo.yaml); settings and variables: recipes/common.sh, docs/gpu-recipes.md.
 # Extra hydra overrides pass through, e.g.: bash recipes/sokoban_sampo.sh trainer.total_training_steps=20
 exec bash "$(dirname "$0")/common.sh" sokoban sampo "$@"

@@ -1,4 +1,4 @@
 #!/usr/bin/env bash
-# tir_math x gspo (sampo_verl/conf/method/gspo.yaml); settings and variables: recipes/common.sh, recipes/README.md.
+# tir_math x gspo (sampo_verl/conf/method/gspo.yaml); settings and variables: recipes/common.sh, docs/gpu-recipes.md.
 # Your own problems: DATA_DIR=~/data/tir_math bash recipes/tir_math_gspo.sh, after sampo-verl math-tasks.
 exec bash "$(dirname "$0")/common.sh" tir_math gspo "$@"

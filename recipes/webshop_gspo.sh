@@ -1,4 +1,4 @@
 #!/usr/bin/env bash
-# webshop x gspo (sampo_verl/conf/method/gspo.yaml); settings and variables: recipes/common.sh, recipes/README.md.
-# WebShop's own product files: WEBSHOP_DATA=~/webshop/data bash recipes/webshop_gspo.sh (see recipes/README.md).
+# webshop x gspo (sampo_verl/conf/method/gspo.yaml); settings and variables: recipes/common.sh, docs/gpu-recipes.md.
+# WebShop's own product files: WEBSHOP_DATA=~/webshop/data bash recipes/webshop_gspo.sh (see docs/gpu-recipes.md).
 exec bash "$(dirname "$0")/common.sh" webshop gspo "$@"
