@@ -64,19 +64,21 @@ def read_metrics(path: str | Path, skipped: list[str] | None = None) -> dict[int
     """
     history: dict[int, dict[str, float]] = {}
     for number, record in read_jsonl(path, skipped):
-        step = record.get("step") if isinstance(record, dict) else None
-        if not isinstance(record.get("data") if isinstance(record, dict) else None, dict) or not _is_step(step):
+        is_record = isinstance(record, dict) and isinstance(record.get("data"), dict)
+        step = record.get("step") if is_record else None
+        if not (is_number(step) and step == int(step)):
             skip(skipped, f"{path}: line {number} is not a metrics record ({{'step': int, 'data': {{...}}}})")
             continue
         merged = history.setdefault(int(step), {})
         for key, value in record["data"].items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            if is_number(value):
                 merged[key] = float(value)
     return dict(sorted(history.items()))
 
 
-def _is_step(step: Any) -> bool:
-    return isinstance(step, (int, float)) and not isinstance(step, bool) and math.isfinite(step) and step == int(step)
+def is_number(value: Any) -> bool:
+    """A finite int or float (not a bool): what the readers keep of a logged value."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def metric_series(history: History, metric: str) -> tuple[np.ndarray, np.ndarray]:

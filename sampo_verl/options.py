@@ -15,8 +15,8 @@ reference is generated from the same registry, so neither can miss a section.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
 import inspect
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import MISSING, dataclass, fields
 from typing import Any, TypeVar
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 from sampo_verl.arena import findings as findings_mod
 from sampo_verl.arena.layout import REPORT_DIR, Cell, find_cells, served_summaries
 from sampo_verl.arena.summary import MethodSummary, Spread, success_metric, summarise_methods
-from sampo_verl.metrics import VAL_SUCCESS, History, collapse_steps, read_metrics, skip
+from sampo_verl.metrics import VAL_SUCCESS, History, collapse_steps, is_number, read_metrics, skip
 from sampo_verl.plots import TITLES, make_method_panels, plot_metrics, save_png
 from sampo_verl.stats import BOOTSTRAP_SAMPLES
 
@@ -191,8 +190,7 @@ def _served_table(served: Sequence[dict]) -> str:
 
 def _number(value: object) -> str:
     """A rate with three decimals, '–' for anything that is not a finite number."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    return f"{value:.3f}" if ok else "–"
+    return f"{value:.3f}" if is_number(value) else "–"
 
 
 def _findings_table(verdicts: Sequence[findings_mod.Finding]) -> str:
