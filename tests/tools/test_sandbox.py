@@ -165,7 +165,9 @@ def test_world_writable_folders_of_other_services_stay_untouched(mode):
             "    except OSError as error:\n"
             "        print(error.errno)\n"
         ).format(folder)
-        assert contained(code, mode).stdout.split() == ["30"] * 3  # EROFS
+        # EROFS; ENOENT where the checkout lies under /tmp or /var/tmp, which the call sees as its own tmpfs
+        private = str(folder.resolve()).startswith(("/tmp/", "/var/tmp/"))
+        assert contained(code, mode).stdout.split() == ["2" if private else "30"] * 3
         assert sorted(os.listdir(folder)) == ["socket"] and (folder / "socket").read_text() == "service"
     finally:
         shutil.rmtree(folder)
