@@ -4,8 +4,10 @@
    deterministic given the seed; ``info`` carries ``anchor`` (hashable raw state for GiGPO),
    ``won``, and ``admissible_actions`` if the action set is finite (the parser then rejects
    anything else as an invalid action). ``info["task"]`` from ``reset`` is shown as the task.
-2. Put what the package needs to know on the class: ``prompt_intro`` (the rules the policy sees),
-   ``default_max_turns`` and, for the GPU recipes, ``recipe_settings()``.
+2. Put what the package needs to know about the game on the class: ``prompt_intro`` (the rules the
+   policy sees) and ``default_max_turns``. How it is trained at scale (batch, turn budgets, the tasks'
+   options) is optionally one file ``env/<name>.yaml`` in a config folder on Hydra's search path
+   (docs/environments.md); without one the GPU recipes run it with ``env=base``.
 3. Make the module importable in every Ray process: put it on ``PYTHONPATH`` (or in a package) and
    list it in ``VERL_USE_EXTERNAL_MODULES`` next to ``sampo_verl`` (comma separated), e.g.
    ``VERL_USE_EXTERNAL_MODULES=sampo_verl,custom_env``; the CPU runs of ``sampo_verl.runs`` keep it.

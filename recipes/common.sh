@@ -31,12 +31,13 @@ method=$2
 shift 2
 repo_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-# Per environment (from the environment class, sampo_verl.envs: default_max_turns, recipe_settings()):
-# max_turns, batch_size (episode groups per step), max_prompt_length / max_response_length (one turn's budgets),
-# group_size (episodes per task, rollout.n),
-# env_options / val_env_options (JSON), data_name (the data folder) and method_overrides (where the ARLArena
-# release ran this method differently on this task, e.g. another clip range).
-settings=$(python3 -m sampo_verl.envs.recipe "$env_name" "$method") || exit 2
+# Per environment, from the config the run composes (python3 -m sampo_verl.recipe): the config groups
+# env=<env> (sampo_verl/conf/env/<env>.yaml: batch, turn budgets, group size, the tasks' options; env=base
+# for an environment without a file), env_data=<env>_official when $<ENV>_DATA is set and such a file exists
+# (ALFWORLD_DATA, WEBSHOP_DATA), and with method=<method> the release's changes to that method on that
+# environment (env_method/<env>_<method>.yaml). Printed: max_turns, batch_size, env_options /
+# val_env_options (JSON), data_name (the data folder) and config_groups (passed on to training).
+settings=$(python3 -m sampo_verl.recipe "$env_name" "$method" "$@") || exit 2
 eval "$settings"
 
 MODEL=${MODEL:-Qwen/Qwen2.5-1.5B-Instruct}
@@ -63,24 +64,20 @@ fi
 
 # Testbed defaults that come from sampo_verl/conf/sampo_ppo.yaml and are not repeated here: KL loss
 # low_var_kl 0.01, invalid-action penalty 0.1; history window 2 and the env-call timeout come from
-# examples/agent_loops.yaml. One PPO mini-batch = batch_size x group_size turn samples; every
+# examples/agent_loops.yaml. One PPO mini-batch = batch_size x group_size turn samples (env/base.yaml); every
 # turn is one sample, so a step makes several updates. Micro-batches are packed by tokens (verl's
 # default budget: 16384 tokens per GPU). As the ARLArena release's scripts: lr 1e-6, entropy coefficient
 # 0.001, validation sampled at temperature 0.6 / top-p 0.95 / top-k 20.
 overrides=(
     method="$method"
+    "${config_groups[@]}"
     data.train_files="$DATA_DIR/train.parquet"
     data.val_files="$DATA_DIR/val.parquet"
-    data.train_batch_size="$batch_size"
-    data.max_prompt_length="$max_prompt_length"
-    data.max_response_length="$max_response_length"
     actor_rollout_ref.model.path="$MODEL"
     actor_rollout_ref.actor.strategy=fsdp2
     actor_rollout_ref.actor.optim.lr=1e-6
     actor_rollout_ref.actor.entropy_coeff=0.001
-    actor_rollout_ref.actor.ppo_mini_batch_size="$batch_size"
     actor_rollout_ref.actor.use_dynamic_bsz=true
-    actor_rollout_ref.rollout.n="$group_size"
     actor_rollout_ref.rollout.name=vllm
     actor_rollout_ref.rollout.tensor_model_parallel_size="$ROLLOUT_TP"
     actor_rollout_ref.rollout.gpu_memory_utilization=0.6
@@ -97,7 +94,6 @@ overrides=(
     trainer.total_training_steps="$TOTAL_STEPS"
     trainer.test_freq=10
     trainer.save_freq=50
-    ${method_overrides[@]+"${method_overrides[@]}"}
     "$@"
 )
 

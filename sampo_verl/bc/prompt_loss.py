@@ -16,11 +16,6 @@ from typing import Any
 import torch
 from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
 
-PROMPT_LOSS_OVERRIDES = (
-    "data.custom_cls.path=pkg://sampo_verl.bc.prompt_loss",
-    "data.custom_cls.name=PromptLossSFTDataset",
-)
-
 
 class PromptLossSFTDataset(MultiTurnSFTDataset):
     """``MultiTurnSFTDataset`` whose loss mask covers the tokens of every message, not only the assistant's."""

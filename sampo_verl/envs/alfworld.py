@@ -28,7 +28,7 @@ import json
 import os
 from typing import Any
 
-from sampo_verl.envs.base import RecipeSettings, TextEnv, register_env
+from sampo_verl.envs.base import TextEnv, register_env
 
 TASK_TYPE_ALIASES = {
     "pick_and_place": "pick_and_place_simple",
@@ -119,21 +119,6 @@ class ALFWorldEnv(TextEnv):
     # TextWorld's PDDL parser and fast_downward's sys.argv/sys.stdout rewriting are process-global:
     # concurrent episodes in one process fail; one worker process per core runs them side by side
     worker_processes = 32
-
-    @classmethod
-    def recipe_settings(cls) -> RecipeSettings:
-        """16 groups per step; the official games under ``$ALFWORLD_DATA`` (alfworld-download) when set,
-        else games generated offline per seed (:mod:`sampo_verl.envs.alfworld_gen`)."""
-        official = os.environ.get("ALFWORLD_DATA")
-        if not official:
-            return RecipeSettings(batch_size=16, max_prompt_length=2048)
-        return RecipeSettings(
-            batch_size=16,
-            max_prompt_length=2048,
-            env_options={"game_files": f"{official}/json_2.1.1/train"},
-            val_env_options={"game_files": f"{official}/json_2.1.1/valid_unseen"},
-            data_name="alfworld_official",
-        )
 
     def __init__(
         self,

@@ -17,11 +17,11 @@ loop counts the turn as an invalid action.
 Construction options (room size, number of boxes, ...) are keyword arguments of the class; they
 come from the dataset row's ``extra_info.env_options``.
 
-Everything else the package needs to know about an environment is on its class, so a new
-environment is one class: ``prompt_intro`` (the rules shown to the policy at every turn),
-``default_max_turns`` (the agent loop's turn limit when neither the dataset row nor the loop's
-config sets one) and :meth:`TextEnv.recipe_settings` (what the GPU recipes, ``recipes/common.sh``,
-run it with). Register it with::
+Everything else the package needs to know about the game is on its class, so a new environment
+is one class: ``prompt_intro`` (the rules shown to the policy at every turn) and ``default_max_turns``
+(the agent loop's turn limit when neither the dataset row nor the loop's config sets one). How it is
+trained (batch, turn budgets, the tasks' options) is a config group, optionally one file
+``sampo_verl/conf/env/<name>.yaml`` (:mod:`sampo_verl.envs.settings`). Register it with::
 
     @register_env("my_env")
     class MyEnv(TextEnv):
@@ -34,7 +34,6 @@ from __future__ import annotations
 import importlib
 import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
 ENV_REGISTRY: dict[str, type["TextEnv"]] = {}
@@ -63,39 +62,26 @@ def env_class(name: str) -> type["TextEnv"]:
     return ENV_REGISTRY[name]
 
 
+EXTERNAL_MODULES_ENV = "VERL_USE_EXTERNAL_MODULES"
+
+
+def external_modules(value: str | None = None) -> list[str]:
+    """The modules a ``VERL_USE_EXTERNAL_MODULES`` value lists (None: this process's), in order,
+    without empty entries or repeats."""
+    value = os.environ.get(EXTERNAL_MODULES_ENV, "") if value is None else value
+    return list(dict.fromkeys(filter(None, (module.strip() for module in value.split(",")))))
+
+
 def import_external_modules() -> None:
     """Import the modules listed in ``VERL_USE_EXTERNAL_MODULES`` (comma-separated), where users register
     their own environments; verl does the same in every process that imports it."""
-    for module in filter(None, (m.strip() for m in os.environ.get("VERL_USE_EXTERNAL_MODULES", "").split(","))):
+    for module in external_modules():
         importlib.import_module(module)
 
 
 def make_env(name: str, **options: Any) -> "TextEnv":
     """Build the registered environment ``name`` with construction ``options``."""
     return env_class(name)(**options)
-
-
-@dataclass(frozen=True)
-class RecipeSettings:
-    """How the GPU recipes (``recipes/common.sh``) run an environment.
-
-    batch_size: episode groups per training step (``data.train_batch_size``); max_prompt_length: the
-    prompt budget of one turn (rules, two past turns, observation, admissible actions);
-    max_response_length: one turn's response budget; group_size: episodes per task (``rollout.n``);
-    env_options / val_env_options: constructor options of the train / validation tasks (validation:
-    the train ones when None); data_name: the data folder's name (default: the environment's);
-    method_overrides: hydra overrides per method preset where the ARLArena release ran a method
-    differently on this task (e.g. WebShop's GSPO clip 3e-2 / 4e-2), applied after the preset.
-    """
-
-    batch_size: int = 32
-    max_prompt_length: int = 1024
-    max_response_length: int = 512
-    group_size: int = 8
-    env_options: dict[str, Any] = field(default_factory=dict)
-    val_env_options: dict[str, Any] | None = None
-    data_name: str | None = None
-    method_overrides: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 GENERIC_INTRO = "You are an agent interacting with a text environment. Complete the task."
@@ -110,11 +96,6 @@ class TextEnv(ABC):
     # > 0: episodes reach the environment in that many worker processes (at most the machine's cores),
     # for engines that are not thread-safe or hold the GIL (sampo_verl.agent.env_workers)
     worker_processes: int = 0
-
-    @classmethod
-    def recipe_settings(cls) -> RecipeSettings:
-        """Settings of the GPU recipes for this environment (read from the environment variables they see)."""
-        return RecipeSettings()
 
     @abstractmethod
     def reset(self, seed: int, task: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:

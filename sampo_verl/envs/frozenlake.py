@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from sampo_verl.envs.base import RecipeSettings, TextEnv, register_env
+from sampo_verl.envs.base import TextEnv, register_env
 
 ACTIONS = {"up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1)}
 PERPENDICULAR = {"up": ("left", "right"), "down": ("left", "right"), "left": ("up", "down"), "right": ("up", "down")}
@@ -73,10 +73,6 @@ class FrozenLakeEnv(TextEnv):
         "Actions: up, down, left, right."
     )
     default_max_turns = 15  # 2.5x the 6-move shortest path of a 4x4 lake
-
-    @classmethod
-    def recipe_settings(cls) -> RecipeSettings:
-        return RecipeSettings(batch_size=32, env_options={"size": 4, "hole_prob": 0.2, "is_slippery": False})
 
     def __init__(
         self, size: int = 4, hole_prob: float = 0.2, is_slippery: bool = False, describe_neighbors: bool = False

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from sampo_verl.envs.base import RecipeSettings, TextEnv, register_env
+from sampo_verl.envs.base import TextEnv, register_env
 
 ACTIONS = {"up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1)}
 STEP_REWARD, BOX_ON_REWARD, BOX_OFF_REWARD, SOLVED_REWARD = -0.1, 1.0, -1.0, 10.0
@@ -161,11 +161,6 @@ class SokobanEnv(TextEnv):
         "Actions: up, down, left, right."
     )
     default_max_turns = 15  # the paper's testbed
-
-    @classmethod
-    def recipe_settings(cls) -> RecipeSettings:
-        # 32 groups of 8 per step, as verl-agent's GiGPO/GRPO example scripts
-        return RecipeSettings(batch_size=32, env_options={"dim_room": [6, 6], "num_boxes": 1, "search_depth": 30})
 
     def __init__(
         self,

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 
-from sampo_verl.envs.base import INVALID_ACTION, RecipeSettings, TextEnv, register_env
+from sampo_verl.envs.base import INVALID_ACTION, TextEnv, register_env
 from sampo_verl.envs.tir_math_gen import problem
 
 MAX_TURNS = 5
@@ -252,18 +252,6 @@ class TirMathEnv(TextEnv):
         "then after seeing 5050: <action><answer>5050</answer></action>"
     )
     default_max_turns = MAX_TURNS  # the paper's testbed and the release
-
-    @classmethod
-    def recipe_settings(cls) -> RecipeSettings:
-        """As the ARLArena release: 512 problems per step, 5 rollouts each, 8192 / 4096 prompt / response
-        tokens per turn (two past turns carry code and its output), GSPO clip 3e-4 / 4e-4. The data:
-        generated problems, or the folder that :func:`write_math_splits` wrote from your parquet files
-        (``DATA_DIR``)."""
-        clip = ("actor_rollout_ref.actor.clip_ratio_low=0.0003", "actor_rollout_ref.actor.clip_ratio_high=0.0004")
-        return RecipeSettings(
-            batch_size=512, max_prompt_length=8192, max_response_length=4096, group_size=5,
-            method_overrides={"gspo": clip},
-        )  # fmt: skip
 
     def __init__(
         self,

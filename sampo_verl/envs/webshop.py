@@ -25,12 +25,11 @@ slice of its goals to draw from: WebShop tests on goals 0-499 and trains on 1500
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from typing import Any
 
-from sampo_verl.envs.base import INVALID_ACTION, RecipeSettings, TextEnv, register_env
+from sampo_verl.envs.base import INVALID_ACTION, TextEnv, register_env
 from sampo_verl.envs.webshop_catalog import Catalog, Goal, Product, generate_catalog
 from sampo_verl.envs.webshop_files import read_webshop_files
 
@@ -144,35 +143,6 @@ class WebShopEnv(TextEnv):
         "click[back to search] move between pages."
     )
     default_max_turns = 15  # the paper's testbed and the release
-
-    @classmethod
-    def recipe_settings(cls) -> RecipeSettings:
-        """The release's WebShop runs: 16 tasks x 8 per step, GSPO clip 3e-2 / 4e-2, GiGPO advantages
-        with mean_norm, SAMPO filtering after 5 cold-start steps; results pages make long prompts (4096).
-        WebShop's own files when ``$WEBSHOP_DATA`` holds them (train goals 1500 on, validation 0-499)."""
-        mean_norm = ("algorithm.gigpo.mode=mean_norm",)
-        overrides = {
-            "gspo": ("actor_rollout_ref.actor.clip_ratio_low=0.03", "actor_rollout_ref.actor.clip_ratio_high=0.04"),
-            "gigpo": mean_norm,
-            "gigpo_filter": mean_norm,
-            "sampo": (*mean_norm, "algorithm.filter_groups.cold_start_steps=5"),
-        }
-        data = os.environ.get("WEBSHOP_DATA")
-        if not data:
-            return RecipeSettings(batch_size=16, max_prompt_length=4096, method_overrides=overrides)
-        files = {
-            "products_path": f"{data}/items_shuffle.json",
-            "attributes_path": f"{data}/items_ins_v2.json",
-            "human_goals_path": f"{data}/items_human_ins.json",
-        }
-        return RecipeSettings(
-            batch_size=16,
-            max_prompt_length=4096,
-            env_options={**files, "goal_range": [1500, None]},
-            val_env_options={**files, "goal_range": [0, 500]},
-            data_name="webshop_official",
-            method_overrides=overrides,
-        )
 
     def __init__(
         self,

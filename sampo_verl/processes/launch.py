@@ -19,12 +19,12 @@ import sys
 import time
 from pathlib import Path
 
+from sampo_verl.envs.base import EXTERNAL_MODULES_ENV, external_modules
 from sampo_verl.metrics import History, read_metrics
 from sampo_verl.patches import ray_loopback_node
 from sampo_verl.processes import guard
 from sampo_verl.processes.guard import GRACE_S, LOCK_FILE, REFUSED, holder
 
-EXTERNAL_MODULES_ENV = "VERL_USE_EXTERNAL_MODULES"
 PACKAGE = "sampo_verl"
 RELEASE_WAIT_S = GRACE_S + 10  # a guard whose launcher died stops its trainer within GRACE_S
 
@@ -36,7 +36,7 @@ def with_sampo_module(modules: str) -> str:
 
     The user's modules stay first, in their order; empty entries and repeats are dropped.
     """
-    return ",".join(dict.fromkeys([*filter(None, (m.strip() for m in modules.split(","))), PACKAGE]))
+    return ",".join(dict.fromkeys([*external_modules(modules), PACKAGE]))
 
 
 def child_env(**extra: str) -> dict[str, str]:

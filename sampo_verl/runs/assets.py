@@ -1,4 +1,4 @@
-"""Build a tiny local tokenizer + Qwen2 model directory (nothing is downloaded).
+"""Build a tiny local tokenizer + Qwen2 / Qwen3 model directory (nothing is downloaded).
 
 The tokenizer is a byte-level BPE trained with ``tokenizers`` on a given corpus (any text
 round-trips; transformers loads ``model_type=qwen2`` checkpoints with the byte-level Qwen2
@@ -7,12 +7,13 @@ tokens and chat template. Loading also swaps the pre-tokenizer for Qwen2's own s
 pre-token, words, punctuation runs); with ``qwen2_split=True`` the BPE is trained under that same split, so
 every merge it learns still fires after loading (the default byte-level split keeps the tokenizers the
 existing testbeds were tuned with). The model is a randomly initialised ``Qwen2ForCausalLM`` of
-configurable size. Both are written with ``save_pretrained`` so verl loads the directory as
-``actor_rollout_ref.model.path``.
+configurable size, or a ``Qwen3ForCausalLM`` where a head size is given apart from the width
+(Qwen3's config carries one, and vLLM reads it; Qwen2's head size is always ``hidden / heads``).
+Both are written with ``save_pretrained`` so verl loads the directory as ``actor_rollout_ref.model.path``.
 
 CLI::
 
-    sampo-verl assets OUT_DIR [--hidden 64] [--layers 2] [--heads 2] [--kv-heads 1]
+    sampo-verl assets OUT_DIR [--hidden 64] [--layers 2] [--heads 2] [--kv-heads 1] [--head-dim 32]
                                         [--init-std 0.02] [--vocab-size 512] [--corpus-file FILE] [--seed 0]
 """
 
@@ -26,7 +27,14 @@ from pathlib import Path
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from transformers import (
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+    Qwen3Config,
+    Qwen3ForCausalLM,
+)
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
 PAD_TOKEN = "<|endoftext|>"
@@ -58,18 +66,41 @@ def default_corpus() -> list[str]:
     actions = [
         f"{verb} {thing}"
         for verb in ("go to", "take", "put", "open", "close", "look at")
-        for thing in ("the key", "the door", "the box", "the table", "the fridge", "the lamp")
+        for thing in (
+            "the key",
+            "the door",
+            "the box",
+            "the table",
+            "the fridge",
+            "the lamp",
+        )
     ]
-    numbers = [" ".join(str(n) for n in range(start, start + 10)) for start in range(0, 100, 10)]
-    roles = ["system", "user", "assistant", "tool", "<answer>", "</answer>", "<think>", "</think>"]
+    numbers = [
+        " ".join(str(n) for n in range(start, start + 10))
+        for start in range(0, 100, 10)
+    ]
+    roles = [
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "<answer>",
+        "</answer>",
+        "<think>",
+        "</think>",
+    ]
     return sentences * 4 + grid_rows + actions + numbers + [" ".join(roles)] * 4
 
 
-def build_tokenizer(corpus: Iterable[str], vocab_size: int = 512, qwen2_split: bool = False) -> PreTrainedTokenizerFast:
+def build_tokenizer(
+    corpus: Iterable[str], vocab_size: int = 512, qwen2_split: bool = False
+) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE (with ChatML specials and chat template) on ``corpus``; ``qwen2_split``: under
     the pre-tokenizer ``AutoTokenizer`` gives the saved tokenizer on loading (see the module docstring)."""
     if vocab_size < 256 + len(SPECIAL_TOKENS):
-        raise ValueError(f"vocab_size={vocab_size} must be at least {256 + len(SPECIAL_TOKENS)} (bytes + specials)")
+        raise ValueError(
+            f"vocab_size={vocab_size} must be at least {256 + len(SPECIAL_TOKENS)} (bytes + specials)"
+        )
     bpe = Tokenizer(models.BPE())
     if qwen2_split:
         bpe.pre_tokenizer = pre_tokenizers.Sequence(
@@ -101,9 +132,11 @@ def build_tokenizer(corpus: Iterable[str], vocab_size: int = 512, qwen2_split: b
 
 @dataclass(frozen=True)
 class ModelSize:
-    """Qwen2 dimensions; ``hidden`` must be divisible by ``heads`` and ``heads`` by ``kv_heads``.
+    """Model dimensions; ``heads`` must be divisible by ``kv_heads``.
 
-    The default head size (``hidden / heads`` = 32) is the smallest vLLM's CPU attention serves.
+    Without ``head_dim`` the model is Qwen2 and ``hidden`` must be divisible by ``heads`` (head size
+    ``hidden / heads``: the default's 32 is the smallest vLLM's CPU attention serves); with it, Qwen3
+    (query/key normalisation, no projection bias) with heads of ``head_dim`` at any width.
     """
 
     hidden: int = 64
@@ -112,15 +145,30 @@ class ModelSize:
     kv_heads: int = 1
     intermediate: int | None = None  # default 2 * hidden
     max_positions: int = 1024
-    init_std: float = 0.02  # weight init std; ~0.3 gives a random model with peaked, varied outputs
+    init_std: float = (
+        0.02  # weight init std; ~0.3 gives a random model with peaked, varied outputs
+    )
+    head_dim: int | None = None
 
 
-def build_model(tokenizer: PreTrainedTokenizerFast, size: ModelSize = ModelSize(), seed: int = 0) -> Qwen2ForCausalLM:
-    """A randomly initialised Qwen2 causal LM sized for ``tokenizer`` (tied embeddings)."""
-    if size.hidden % size.heads or size.heads % size.kv_heads:
-        raise ValueError(f"hidden={size.hidden} must divide by heads={size.heads}, heads by kv_heads={size.kv_heads}")
+def build_model(
+    tokenizer: PreTrainedTokenizerFast, size: ModelSize = ModelSize(), seed: int = 0
+) -> PreTrainedModel:
+    """A randomly initialised causal LM (Qwen2, or Qwen3 with ``size.head_dim``) sized for ``tokenizer``
+    (tied embeddings)."""
+    if size.heads % size.kv_heads or (
+        size.head_dim is None and size.hidden % size.heads
+    ):
+        raise ValueError(
+            f"hidden={size.hidden} must divide by heads={size.heads}, heads by kv_heads={size.kv_heads}"
+        )
     vocab = -(-len(tokenizer) // 64) * 64  # rounded up to a multiple of 64
-    config = Qwen2Config(
+    config_class, model_class, extra = (
+        (Qwen2Config, Qwen2ForCausalLM, {})
+        if size.head_dim is None
+        else (Qwen3Config, Qwen3ForCausalLM, {"head_dim": size.head_dim})
+    )
+    config = config_class(
         vocab_size=vocab,
         hidden_size=size.hidden,
         intermediate_size=size.intermediate or 2 * size.hidden,
@@ -133,9 +181,10 @@ def build_model(tokenizer: PreTrainedTokenizerFast, size: ModelSize = ModelSize(
         bos_token_id=None,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
+        **extra,
     )
     torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(config)
+    model = model_class(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.bos_token_id = None
@@ -153,29 +202,51 @@ def build_assets(
     """Write tokenizer and model to ``out_dir`` (created if needed) and return it."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(default_corpus() if corpus is None else corpus, vocab_size, qwen2_split)
+    tokenizer = build_tokenizer(
+        default_corpus() if corpus is None else corpus, vocab_size, qwen2_split
+    )
     tokenizer.save_pretrained(out)
     build_model(tokenizer, size, seed).save_pretrained(out)
     return out
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="sampo-verl assets", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="sampo-verl assets", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("out_dir")
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--heads", type=int, default=ModelSize.heads)
     parser.add_argument("--kv-heads", type=int, default=ModelSize.kv_heads)
     parser.add_argument("--intermediate", type=int, default=None)
+    parser.add_argument(
+        "--head-dim",
+        type=int,
+        default=None,
+        help="head size apart from the width (a Qwen3 model)",
+    )
     parser.add_argument("--max-positions", type=int, default=1024)
     parser.add_argument("--init-std", type=float, default=0.02)
     parser.add_argument("--vocab-size", type=int, default=512)
-    parser.add_argument("--corpus-file", type=Path, default=None, help="training text, one document per line")
+    parser.add_argument(
+        "--corpus-file",
+        type=Path,
+        default=None,
+        help="training text, one document per line",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     corpus = args.corpus_file.read_text().splitlines() if args.corpus_file else None
     size = ModelSize(
-        args.hidden, args.layers, args.heads, args.kv_heads, args.intermediate, args.max_positions, args.init_std
+        args.hidden,
+        args.layers,
+        args.heads,
+        args.kv_heads,
+        args.intermediate,
+        args.max_positions,
+        args.init_std,
+        args.head_dim,
     )
     out = build_assets(args.out_dir, corpus, args.vocab_size, size, args.seed)
     print(out)

@@ -161,7 +161,7 @@ TESTBED_FLAGS = {
     "bc_episodes": "bc_episodes", "bc_steps": "bc_steps", "val_tasks": "rl_val_tasks", "lr": "rl_lr",
     "temperature": "rl_temperature",
 }  # fmt: skip
-MODEL_FLAGS = ("hidden", "layers", "heads", "kv_heads")
+MODEL_FLAGS = ("hidden", "layers", "heads", "kv_heads", "head_dim")
 
 
 def main(argv: list[str] | None = None) -> Summary:
@@ -175,6 +175,9 @@ def main(argv: list[str] | None = None) -> Summary:
     parser.add_argument("--layers", type=int, default=None, help="model depth (default: the testbed's)")
     parser.add_argument("--heads", type=int, default=None, help="attention heads (default: the testbed's)")
     parser.add_argument("--kv-heads", type=int, default=None, help="key/value heads (default: the testbed's)")
+    parser.add_argument(
+        "--head-dim", type=int, default=None, help="head size apart from the width: Qwen3 (default: the testbed's)"
+    )
     parser.add_argument("--bc-episodes", type=int, default=None, help="expert episodes (default: the testbed's)")
     parser.add_argument("--bc-steps", type=int, default=None, help="behaviour-cloning steps (default: the testbed's)")
     parser.add_argument("--val-tasks", type=int, default=None, help="held-out tasks (default: the testbed's)")

@@ -20,19 +20,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sampo_verl.bc.prompt_loss import PROMPT_LOSS_OVERRIDES
+import yaml
+
 from sampo_verl.bc.sft_data import DEFAULT_THOUGHT, message_texts
+from sampo_verl.conf import CONFIG_DIR
 from sampo_verl.runs.agent_run import AgentRunConfig, is_built, mark_built
 from sampo_verl.runs.assets import ModelSize, build_assets
 
 BC_DONE_FILE = "bc_done.json"  # in the behaviour-cloned model folder, once it is built
+TESTBED_DIR = CONFIG_DIR / "testbed"
 
 
 @dataclass(frozen=True)
 class Testbed:
-    """Environment, model, behaviour-cloning and RL settings of one CPU testbed.
+    """Environment, model, behaviour-cloning and RL settings of one CPU testbed: these defaults, and
+    what ``sampo_verl/conf/testbed/<env>.yaml`` changes (:func:`load_testbed`).
 
-    How the values were chosen: ``benchmarks/quickstart_learning.py``.
+    How the values were chosen: ``benchmarks/quickstart_learning.py``, docs/studies/.
     """
 
     env: str
@@ -47,9 +51,13 @@ class Testbed:
     bc_lr: float = 1e-3
     bc_batch_size: int = 16
     bc_thought: str = DEFAULT_THOUGHT  # the text inside the cloned turns' <think>
-    bc_max_length: int = 1024  # verl's SFT data.max_length: prompt + response tokens of a cloned turn
+    bc_max_length: int = (
+        1024  # verl's SFT data.max_length: prompt + response tokens of a cloned turn
+    )
     bc_last_turn_repeats: int = 1  # rows of an episode's last turn in the cloning data
-    bc_overrides: tuple[str, ...] = ()  # more verl SFT overrides (e.g. the learning-rate schedule)
+    bc_overrides: tuple[
+        str, ...
+    ] = ()  # more verl SFT overrides (e.g. the learning-rate schedule)
     vocab_size: int = 512
     tokenizer_from_data: bool = False  # BPE trained on the cloning data under Qwen2's split (assets.build_tokenizer)
     rl_train_tasks: int = 512
@@ -60,60 +68,32 @@ class Testbed:
     rl_group_size: int = 8  # the testbed's group size
     # the release filters after 15 cold-start steps; a CPU run is about as long as that: filter from step 3
     rl_filter_cold_start_steps: int = 2
-    max_response_length: int = 48  # a cloned turn is ~25 tokens; sampled ones run longer
+    max_response_length: int = (
+        48  # a cloned turn is ~25 tokens; sampled ones run longer
+    )
     max_prompt_length: int = 1024
 
 
+def load_testbed(path: Path) -> Testbed:
+    """The testbed a ``conf/testbed/<env>.yaml`` file describes: the :class:`Testbed` defaults with the
+    file's values (``model`` a :class:`ModelSize`'s); an unknown or misspelt key fails naming the file."""
+    values = yaml.safe_load(path.read_text()) or {}
+    known = {f.name for f in dataclasses.fields(Testbed)} - {"env"}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(
+            f"{path}: unknown testbed setting(s) {unknown}; known: {sorted(known)}"
+        )
+    if "model" in values:
+        values["model"] = ModelSize(**values["model"])
+    if "bc_overrides" in values:
+        values["bc_overrides"] = tuple(values["bc_overrides"])
+    return Testbed(env=path.stem, **values)
+
+
+# the CPU testbeds, one file each (sampo_verl/conf/testbed/<env>.yaml)
 TESTBEDS: dict[str, Testbed] = {
-    "sokoban": Testbed(env="sokoban", env_options={"dim_room": [5, 5], "num_boxes": 1, "search_depth": 4}),
-    # 4x4 lakes with the neighbour line: the tiny model cannot locate itself in the bare grid
-    "frozenlake": Testbed(
-        env="frozenlake",
-        env_options={"size": 4, "hole_prob": 0.25, "describe_neighbors": True},
-        max_turns=8,
-        rl_val_tasks=256,  # one standard error ~0.03 (64 tasks: ~0.06, the size of a real change)
-    ),
-    # gcd/lcm and modular powers, level 1: programs copy the question's numbers; how each value was chosen
-    # (cloning with the prompt loss, the answer turn 3 times, the RL learning rate): docs/studies/tir-math.md
-    "tir_math": Testbed(
-        env="tir_math",
-        env_options={"kinds": ["gcd_lcm", "modular"], "difficulty": [1]},
-        max_turns=3,
-        model=ModelSize(hidden=128, layers=2, heads=4, kv_heads=4, init_std=0.02),
-        bc_episodes=2000,
-        bc_steps=2000,
-        bc_lr=3e-3,
-        bc_thought="",
-        bc_max_length=512,
-        bc_last_turn_repeats=3,
-        bc_overrides=(
-            *PROMPT_LOSS_OVERRIDES,
-            "optim.lr_warmup_steps_ratio=0.05",
-            "optim.lr_scheduler_type=cosine",
-            "optim.min_lr_ratio=0.1",
-            "optim.betas=[0.9,0.98]",
-        ),
-        vocab_size=1024,
-        tokenizer_from_data=True,
-        rl_val_tasks=256,
-        rl_groups=16,
-        rl_lr=1e-4,
-        rl_temperature=1.0,
-        max_response_length=96,
-        max_prompt_length=384,
-    ),
-    # 300 products, 3 results a page: the expert's episodes take 4-5 turns (search, open, 1-2 options, buy);
-    # its prompts are 1200-1500 tokens (two past pages in the history), its turns 30-70
-    "webshop": Testbed(
-        env="webshop",
-        env_options={"num_products": 300, "results_per_page": 3},
-        max_turns=8,
-        model=ModelSize(hidden=64, heads=4, kv_heads=2, init_std=0.3, max_positions=2048),
-        bc_thought="",
-        bc_max_length=1664,
-        max_response_length=96,
-        max_prompt_length=1664,
-    ),
+    path.stem: load_testbed(path) for path in sorted(TESTBED_DIR.glob("*.yaml"))
 }
 
 
@@ -124,7 +104,12 @@ def cpu_testbed(env: str, **changes: Any) -> Testbed:
     return dataclasses.replace(TESTBEDS[env], **changes)
 
 
-def bc_start(workdir: Path, tb: Testbed, timeout: float | None = None, log_file: Path | None = None) -> Path:
+def bc_start(
+    workdir: Path,
+    tb: Testbed,
+    timeout: float | None = None,
+    log_file: Path | None = None,
+) -> Path:
     """The behaviour-cloned model directory ``workdir/bc`` (built unless a finished one is there);
     verl's SFT output goes to ``log_file`` (None: the console)."""
     from sampo_verl.bc.sft_data import write_sft_splits
@@ -148,7 +133,9 @@ def bc_start(workdir: Path, tb: Testbed, timeout: float | None = None, log_file:
     corpus = message_texts(data / "train.parquet") if tb.tokenizer_from_data else None
     model = workdir / "init_model"
     shutil.rmtree(model, ignore_errors=True)  # built for other settings, if any
-    build_assets(model, corpus, tb.vocab_size, tb.model, qwen2_split=tb.tokenizer_from_data)
+    build_assets(
+        model, corpus, tb.vocab_size, tb.model, qwen2_split=tb.tokenizer_from_data
+    )
     run_bc(
         model,
         data,
@@ -164,7 +151,9 @@ def bc_start(workdir: Path, tb: Testbed, timeout: float | None = None, log_file:
     return out
 
 
-def rl_config(tb: Testbed, method: str, seed: int, steps: int, test_freq: int, **changes: Any) -> AgentRunConfig:
+def rl_config(
+    tb: Testbed, method: str, seed: int, steps: int, test_freq: int, **changes: Any
+) -> AgentRunConfig:
     """The RL run on ``tb``: validation before training, every ``test_freq`` steps and at the end."""
     return AgentRunConfig(
         env=tb.env,
@@ -193,14 +182,25 @@ def rl_config(tb: Testbed, method: str, seed: int, steps: int, test_freq: int, *
 _LATER_FIELDS = {
     f.name: f.default
     for f in dataclasses.fields(Testbed)
-    if f.name in ("bc_overrides", "vocab_size", "tokenizer_from_data", "bc_last_turn_repeats")
+    if f.name
+    in ("bc_overrides", "vocab_size", "tokenizer_from_data", "bc_last_turn_repeats")
 }
+
+
+_LATER_MODEL_FIELDS = {"head_dim": None}
 
 
 def _fingerprint(tb: Testbed) -> dict[str, Any]:
     """The settings the behaviour-cloned start depends on (the RL ones may change freely)."""
-    return {
+    settings = {
         k: v
         for k, v in dataclasses.asdict(tb).items()
-        if not k.startswith(("rl_", "max_response", "max_prompt")) and _LATER_FIELDS.get(k, object()) != v
+        if not k.startswith(("rl_", "max_response", "max_prompt"))
+        and _LATER_FIELDS.get(k, object()) != v
     }
+    settings["model"] = {
+        k: v
+        for k, v in settings["model"].items()
+        if _LATER_MODEL_FIELDS.get(k, object()) != v
+    }
+    return settings

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from sampo_verl.agent.loop import EnvAgentLoop, EpisodeSpec
 from sampo_verl.agent.prompts import format_response
-from sampo_verl.envs import make_env
+from sampo_verl.envs import env_class, make_env
 from sampo_verl.envs.base import INVALID_ACTION
-from sampo_verl.envs.recipe import shell_assignments
+from sampo_verl.recipe import compose_recipe
 from sampo_verl.agent.math_tasks import main, tasks_from_verl_math, write_math_splits
 from sampo_verl.envs.tir_math import TirMathEnv, ToolAction, answers_match, parse_tool_action
 from sampo_verl.envs.tir_math_gen import problem
@@ -229,12 +229,13 @@ def test_expert_solution_lengths_vary_at_least_fourfold():
 
 
 def test_recipe_settings_follow_the_release():
-    lines = shell_assignments("tir_math", "gspo").splitlines()
-    release = {"max_turns=5", "max_prompt_length=8192", "max_response_length=4096", "batch_size=512", "group_size=5"}
-    assert release <= set(lines)
-    clip = "actor_rollout_ref.actor.clip_ratio_low=0.0003 actor_rollout_ref.actor.clip_ratio_high=0.0004"
-    assert lines[-1] == f"method_overrides=({clip})"
-    assert shell_assignments("tir_math", "grpo").splitlines()[-1] == "method_overrides=()"
+    config, _ = compose_recipe("tir_math", "gspo")
+    data, actor = config.data, config.actor_rollout_ref.actor
+    assert (data.train_batch_size, data.max_prompt_length, data.max_response_length) == (512, 8192, 4096)
+    assert config.actor_rollout_ref.rollout.n == 5 and env_class("tir_math").default_max_turns == 5
+    assert (actor.clip_ratio_low, actor.clip_ratio_high) == (0.0003, 0.0004)
+    grpo, _ = compose_recipe("tir_math", "grpo")
+    assert grpo.actor_rollout_ref.actor.clip_ratio_high == 0.2  # verl's default, as the preset leaves it
 
 
 # the environment with the sandboxed tool -----------------------------------------------------------

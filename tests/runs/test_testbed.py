@@ -11,13 +11,42 @@ from sampo_verl.bc import sft_data
 from sampo_verl.bc import train as bc
 from sampo_verl.runs.agent_run import mark_built
 from sampo_verl.runs.assets import build_tokenizer, default_corpus
-from sampo_verl.runs.testbed import TESTBEDS, BC_DONE_FILE, _fingerprint, bc_start, cpu_testbed, rl_config
+from sampo_verl.runs.assets import ModelSize
+from sampo_verl.runs.testbed import (
+    TESTBEDS, BC_DONE_FILE, TESTBED_DIR, _fingerprint, bc_start, cpu_testbed, load_testbed, rl_config,
+)  # fmt: skip
 
 
 def test_unknown_environment_names_the_known_ones():
     known = "\\['frozenlake', 'sokoban', 'tir_math', 'webshop'\\]"
     with pytest.raises(ValueError, match=f"no CPU testbed for env 'chess'; known: {known}"):
         cpu_testbed("chess")
+
+
+def test_a_testbed_is_one_yaml_file_over_the_defaults(tmp_path):
+    assert sorted(TESTBEDS) == sorted(path.stem for path in TESTBED_DIR.glob("*.yaml"))
+    lake = TESTBEDS["frozenlake"]
+    assert (lake.env, lake.max_turns, lake.rl_val_tasks, lake.rl_lr) == ("frozenlake", 8, 256, 5e-4)
+    tir_math = TESTBEDS["tir_math"]
+    assert tir_math.model == ModelSize(hidden=128, layers=2, heads=4, kv_heads=4, init_std=0.02)
+    assert tir_math.bc_overrides[:2] == (
+        "data.custom_cls.path=pkg://sampo_verl.bc.prompt_loss", "data.custom_cls.name=PromptLossSFTDataset"
+    )  # fmt: skip
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("max_turns: 4\nmodel: {hidden: 64, heads: 4, kv_heads: 2, head_dim: 32}\n")
+    tb = load_testbed(mine)
+    assert (tb.env, tb.max_turns, tb.model.head_dim, tb.bc_steps) == ("mine", 4, 32, 150)
+    mine.write_text("max_turn: 4\n")
+    with pytest.raises(ValueError, match=r"mine.yaml: unknown testbed setting\(s\) \['max_turn'\]"):
+        load_testbed(mine)
+
+
+def test_the_committed_starts_stay_valid():
+    """A field added to the testbed or the model later must not change the fingerprint of a start built
+    before it (studies/*/_start would be rebuilt)."""
+    frozenlake = _fingerprint(TESTBEDS["frozenlake"])
+    assert "head_dim" not in frozenlake["model"] and "bc_overrides" not in frozenlake
+    assert _fingerprint(cpu_testbed("frozenlake", model=ModelSize(head_dim=32)))["model"]["head_dim"] == 32
 
 
 def test_rl_config_follows_the_testbed():
