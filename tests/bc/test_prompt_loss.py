@@ -5,15 +5,18 @@ from omegaconf import OmegaConf
 from verl.trainer.sft_trainer import create_sft_dataset
 from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
 
-from sampo_verl.bc.prompt_loss import PROMPT_LOSS_OVERRIDES, PromptLossSFTDataset
+from sampo_verl.bc.prompt_loss import PromptLossSFTDataset
 from sampo_verl.bc.sft_data import write_sft_splits
 from sampo_verl.runs.assets import build_tokenizer, default_corpus
+from sampo_verl.runs.testbed import TESTBEDS
 
 TOKENIZER = build_tokenizer(default_corpus(), vocab_size=512)
 
 
 def data_config(custom: bool):
-    overrides = dict(o.removeprefix("data.custom_cls.").split("=", 1) for o in PROMPT_LOSS_OVERRIDES) if custom else {}
+    # the dataset class as the TIR-Math testbed selects it (conf/testbed/tir_math.yaml)
+    selected = [o for o in TESTBEDS["tir_math"].bc_overrides if o.startswith("data.custom_cls.")]
+    overrides = dict(o.removeprefix("data.custom_cls.").split("=", 1) for o in selected) if custom else {}
     return OmegaConf.create(
         {
             "pad_mode": "no_padding",
