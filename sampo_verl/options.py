@@ -91,7 +91,12 @@ def reference_markdown() -> str:
         for option in fields(section.options):
             if option.name.startswith("_") or option.name in section.ignore:
                 continue
-            default = option.default if option.default is not MISSING else "(required)"
+            if option.default is not MISSING:
+                default = option.default
+            elif option.default_factory is not MISSING:
+                default = option.default_factory()
+            else:
+                default = "(required)"
             kind = option.type if isinstance(option.type, str) else getattr(option.type, "__name__", str(option.type))
             rows.append(f"| `{prefix}.{option.name}` | `{kind}` | `{default!r}` |")
         doc = inspect.cleandoc(section.options.__doc__ or "")

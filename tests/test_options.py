@@ -1,7 +1,7 @@
 """The options registry: every section the package reads is registered, and start-up validation reads
 each one from the whole config, naming the flag of what it refuses."""
 
-import verl  # noqa: F401  (loads sampo_verl.plugin: every section registered)
+import sampo_verl.validation  # noqa: F401  (what start-up validation imports: every section registered)
 
 from sampo_verl.options import OPTIONS_SECTIONS, section_errors
 
@@ -12,6 +12,7 @@ EXPECTED = {
     "algorithm.empg",
     "algorithm.grpo_steps",
     "sampo.collapse",
+    "sampo.env",
     "sampo.sampler",
     "sampo.old_log_prob",
     "sampo.validation",

@@ -35,7 +35,16 @@ ENTROPY_FLOOR = 0.005
 @options_section("sampo.collapse")
 @dataclass
 class CollapseConfig:
-    """``sampo.collapse.*`` options."""
+    """``sampo.collapse.*``: the collapse detector (docs/concepts.md).
+
+    enable: run it; stop_on_collapse: save a checkpoint and stop when a rule fires; warmup_steps: steps
+    before any rule may fire; window: the median window of the spike rule. Each rule needs both its
+    relative and its absolute condition (a null relative threshold turns the rule off, a null floor
+    drops the absolute condition): ``format_metric`` falls below ``format_drop`` x its best and below
+    ``format_floor``; ``grad_norm_metric`` exceeds ``grad_spike`` x its window median and
+    ``grad_norm_floor``; ``entropy_metric`` falls below ``entropy_collapse`` x its best and below
+    ``entropy_floor``.
+    """
 
     enable: bool = True
     stop_on_collapse: bool = False

@@ -39,7 +39,13 @@ ENTROPY_SOURCE = (
 
 @dataclass(frozen=True)
 class EpisodeOptions:
-    """Episode-term options shared by all three estimators (``algorithm.grpo_steps.*``)."""
+    """Episode-term options shared by all three estimators (``algorithm.grpo_steps.*``).
+
+    mode: group normalisation, ``mean_norm`` (subtract the group mean) or ``mean_std_norm`` (also divide
+    by the group's standard deviation); episode_stats: the group statistics over all turn samples
+    (``steps``) or one value per episode (``episodes``); invalid_penalty: subtracted per invalid turn from
+    the episode's score (and, in GiGPO, from that turn's step reward).
+    """
 
     mode: str = "mean_std_norm"
     episode_stats: str = "steps"
@@ -95,7 +101,12 @@ class GiGPOOptions(EpisodeOptions):
 
 @dataclass(frozen=True)
 class EMPGOptions(EpisodeOptions):
-    """``algorithm.empg.*``: episode options plus EMPG's k, k_f and zeta."""
+    """``algorithm.empg.*``: episode options plus EMPG's entropy modulation.
+
+    k: sharpness of the confidence scale ``g(H) = exp(-k H) / mean(exp(-k H))`` over the batch's
+    min-max-normalised step entropies; k_f and zeta: the future-clarity bonus ``zeta exp(-k_f H_{t+1})``
+    from the next step's entropy.
+    """
 
     k: float = 1.0
     k_f: float = 1.0

@@ -338,7 +338,7 @@ class HFServer:
 
         Agent loops submit a turn's requests one by one as their environments step (a few ms
         apart); taking only what is queued at the first arrival split each turn into a batch of 1-5
-        and one of the rest, each a full decode (measured: 69 batches for 24 turn-rounds). The
+        and one of the rest, each a full decode. The
         batch stays open while requests keep arriving within ``GATHER_IDLE_S`` of each other, for at
         most ``GATHER_MAX_S``.
         """

@@ -26,7 +26,8 @@ def test_unknown_environment_names_the_known_ones():
 def test_a_testbed_is_one_yaml_file_over_the_defaults(tmp_path):
     assert sorted(TESTBEDS) == sorted(path.stem for path in TESTBED_DIR.glob("*.yaml"))
     lake = TESTBEDS["frozenlake"]
-    assert (lake.env, lake.max_turns, lake.rl_val_tasks, lake.rl_lr) == ("frozenlake", 8, 256, 5e-4)
+    assert (lake.env, lake.max_turns, lake.rl_val_tasks, lake.rl_lr) == ("frozenlake", 8, 256, 2.5e-4)
+    assert lake.model == ModelSize(hidden=64, heads=4, kv_heads=2, head_dim=32, init_std=0.3)
     tir_math = TESTBEDS["tir_math"]
     assert tir_math.model == ModelSize(hidden=128, layers=2, heads=4, kv_heads=4, init_std=0.02)
     assert tir_math.bc_overrides[:2] == (
@@ -44,9 +45,10 @@ def test_a_testbed_is_one_yaml_file_over_the_defaults(tmp_path):
 def test_the_committed_starts_stay_valid():
     """A field added to the testbed or the model later must not change the fingerprint of a start built
     before it (studies/*/_start would be rebuilt)."""
-    frozenlake = _fingerprint(TESTBEDS["frozenlake"])
-    assert "head_dim" not in frozenlake["model"] and "bc_overrides" not in frozenlake
-    assert _fingerprint(cpu_testbed("frozenlake", model=ModelSize(head_dim=32)))["model"]["head_dim"] == 32
+    qwen2 = ModelSize(hidden=64, heads=4, kv_heads=2, init_std=0.3)  # the FrozenLake study's start
+    built_before = _fingerprint(cpu_testbed("frozenlake", model=qwen2))
+    assert "head_dim" not in built_before["model"] and "bc_overrides" not in built_before
+    assert _fingerprint(TESTBEDS["frozenlake"])["model"]["head_dim"] == 32
 
 
 def test_rl_config_follows_the_testbed():
