@@ -23,7 +23,10 @@ up broke the answer format; 5e-4 beat behaviour cloning in 2 of 3 seeds on 64 he
 in 5 of 5 (mean +0.213) on 256 with the release's presets and the rollout's old log-probs (README).
 Sampling at temperature 1.0 from the cloned model gave ~20% malformed turns, and RL then learned that a malformed turn
 (a stand-still) beats a move into a hole: the format collapsed. At 0.7 ~3% are malformed and the
-exploration is over moves.
+exploration is over moves. The model (Qwen2, 4 heads of 16) then moved to heads of 32, which vLLM's CPU
+attention needs: Qwen2 with 2 heads of 32 cloned to 0.625 but RL at 5e-4 lost 0.145 and at 2.5e-4 gained
++0.020 (3 seeds); Qwen3 with 4 heads of 32 at width 64 cloned to 0.328 and at 5e-4 one of 3 seeds
+collapsed to 0, at 2.5e-4 all 3 gained (mean +0.190): the testbed's values now (docs/studies).
 """
 
 from __future__ import annotations

@@ -150,17 +150,31 @@ def test_a_model_vllm_cannot_serve_on_cpu_fails_before_ray(tmp_path, tiny_model_
         validate_sampo_inputs(make("preset=cpu_vllm", *data, f"actor_rollout_ref.model.path={tiny_model_dir}"))
 
 
-def test_sampo_trains_and_validates_through_vllm(tiny_model_dir, tmp_path):
+def test_every_cpu_testbed_builds_a_model_vllm_serves(tmp_path):
+    """`--engine vllm` runs on every testbed: each one's model, as built, has a head size vLLM's CPU
+    attention serves (the start-up check reads the same config.json)."""
+    from sampo_verl.runs.testbed import TESTBEDS
+
+    sizes = vllm_checks.cpu_head_sizes()
+    for name, testbed in TESTBEDS.items():
+        model = build_assets(tmp_path / name, vocab_size=300, size=testbed.model)
+        assert vllm_checks.model_head_size(str(model)) in sizes, name
+
+
+def test_sampo_trains_and_validates_through_vllm(tmp_path):
     """2 steps of method=sampo (GiGPO + filtering) on the environment agent loop, rollouts and validation
-    served by verl's vLLM replica: the rollout's log-probs match the trainer's after each weight sync."""
+    served by verl's vLLM replica: the rollout's log-probs match the trainer's after each weight sync.
+    The model is the CPU testbeds' (Qwen3, 4 heads of 32 at width 64, query/key norms synced too)."""
+    from sampo_verl.runs.testbed import TESTBEDS
+
+    model = build_assets(tmp_path / "model", vocab_size=512, size=TESTBEDS["sokoban"].model, seed=0)
     config = AgentRunConfig(
         env="sokoban", method="sampo", engine="vllm", steps=2, max_turns=2, val_tasks=4, val_before_train=True,
         test_freq=2, filter_cold_start_steps=0,
     )  # fmt: skip
     log = tmp_path / "verl.log"
     # verl recomputes the old log-probs (from_rollout=false), and reports the gap to vLLM's
-    history = run_agent(tmp_path, tiny_model_dir, config, ["sampo.old_log_prob.from_rollout=false"], timeout=600,
-                        log_file=log)  # fmt: skip
+    history = run_agent(tmp_path, model, config, ["sampo.old_log_prob.from_rollout=false"], timeout=600, log_file=log)
     trained = {step: m for step, m in history.items() if "training/global_step" in m}
     assert sorted(trained) == [1, 2]
     assert trained[2]["training/rollout_probs_diff_max"] < 1e-4  # step 2 rolled out after the first sync
