@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
+
 from sampo_verl.arena import findings as findings_mod
 from sampo_verl.arena.layout import REPORT_DIR, Cell, find_cells, served_summaries
-from sampo_verl.arena.summary import MethodSummary, Spread, success_metric, summarise_methods
+from sampo_verl.arena.summary import MethodSummary, SeedStats, success_metric, summarise_methods
 from sampo_verl.metrics import VAL_SUCCESS, History, collapse_steps, is_number, read_metrics, skip
 from sampo_verl.plots import TITLES, make_method_panels, plot_metrics, save_png
 from sampo_verl.stats import BOOTSTRAP_SAMPLES
@@ -150,14 +153,14 @@ def _ranking_table(summaries: Sequence[MethodSummary]) -> str:
     head = (
         "<tr><th>rank</th><th>method</th><th>seeds finished</th><th>final success</th><th>best success</th>"
         "<th>drop (best − final)</th><th>collapse steps: mean (per seed)</th>"
-        "<th>lowest valid-format rate</th><th>wall time per finished seed (s)</th><th>intervals over</th></tr>"
+        "<th>lowest valid-format rate</th><th>wall time per finished seed (s): all (training steps / validations / "
+        "the rest)</th><th>intervals over</th></tr>"
     )
     rows = []
     for rank, s in enumerate(summaries, start=1):
         per_seed = ", ".join(str(x.collapses) for x in s.seeds)
         final, best, drop, fmt = (s.estimate(v) for v in ("final", "best", "drop", "format_min"))
-        wall = Spread.of([x.wall_time_s for x in s.seeds])
-        wall_text = f"{wall.mean:.0f}" if wall.n else "–"
+        wall_text = _cost(s.seeds)
         rows.append(
             f'<tr data-method="{html.escape(s.method)}"><td>{rank}</td><td>{html.escape(s.method)}</td>'
             f"<td>{s.finished}/{len(s.seeds)}</td><td>{final.text()}</td><td>{best.text()}</td><td>{drop.text()}</td>"
@@ -165,6 +168,17 @@ def _ranking_table(summaries: Sequence[MethodSummary]) -> str:
             f"<td>{final.basis()}</td></tr>"
         )
     return f'<table class="ranking">\n{head}\n' + "\n".join(rows) + "\n</table>"
+
+
+def _cost(seeds: Sequence[SeedStats]) -> str:
+    """Mean wall time of the finished seeds and its parts: 'all (training / validations / rest)'."""
+    finished = [x for x in seeds if x.finished and math.isfinite(x.wall_time_s)]
+    if not finished:
+        return "–"
+    wall, train, val = (np.mean([getattr(x, f) for x in finished]) for f in ("wall_time_s", "train_s", "validation_s"))
+    if not (math.isfinite(train) and math.isfinite(val)):
+        return f"{wall:.0f}"
+    return f"{wall:.0f} ({train:.0f} / {val:.0f} / {wall - train - val:.0f})"
 
 
 def _served_table(served: Sequence[dict]) -> str:

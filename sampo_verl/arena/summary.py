@@ -19,6 +19,10 @@ Definitions (the report states them too):
   seeds only; none for one seed without per-task outcomes.
 - *drop* of a method: mean best success minus mean final success (how far it fell from its peak).
 - ranking: by mean final success, then mean best success (both descending), then mean collapses.
+- cost of a cell: its wall time (``done.json``, every attempt), of which training steps (verl's
+  ``timing_s/step`` summed, checkpoints included) and validations (``timing_s/testing`` summed; verl
+  does not time the one before training, counted at the mean of the timed ones); the rest is start-up
+  (Ray, workers, loading the model) and shutdown.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from sampo_verl.stats import Interval, bootstrap_mean
 from sampo_verl.trainer.val_outcomes import OUTCOMES_FILE, ValOutcomes, read_val_outcomes
 
 FORMAT_VALID = "sampo/format_valid_rate"
+STEP_TIME, VALIDATION_TIME = "timing_s/step", "timing_s/testing"  # verl's timers, seconds per step
 PER_TASK = ("final", "best", "drop")  # the values that have per-task outcomes
 
 
@@ -67,6 +72,8 @@ class SeedStats:
     wall_time_s: float
     final_tasks: tuple[float, ...] | None = None  # per task of the environment's task list; None: not recorded
     best_tasks: tuple[float, ...] | None = None
+    train_s: float = math.nan  # of the wall time: training steps
+    validation_s: float = math.nan  # and validations
 
     def values(self, value: str) -> np.ndarray:
         """``value`` (a field name, or ``drop`` = best - final) per task when recorded, else ``[scalar]``."""
@@ -206,6 +213,7 @@ def seed_stats(
     if metric == VAL_SUCCESS and outcomes:
         success, outcomes = _common_validations(cell, steps, success, outcomes, skipped)
     _, valid_format = metric_series(history, FORMAT_VALID)
+    train_s = metric_series(history, STEP_TIME)[1]
     done = cell.done(skipped)
     per_task = _per_task(cell, outcomes or {}, tasks) if metric == VAL_SUCCESS else {}
     return SeedStats(
@@ -216,8 +224,19 @@ def seed_stats(
         collapses=len(collapse_steps(history)),
         format_min=float(valid_format.min()) if valid_format.size else math.nan,
         wall_time_s=float(done["wall_time_s"]) if done else math.nan,
+        train_s=float(train_s.sum()) if train_s.size else math.nan,
+        validation_s=_validation_time(history),
         **per_task,
     )
+
+
+def _validation_time(history: History) -> float:
+    """Seconds of the cell's validations: verl's timer summed, the untimed one before training at the
+    timed ones' mean (0 without validations)."""
+    validated, _ = metric_series(history, VAL_SUCCESS)
+    timed_steps, timed = metric_series(history, VALIDATION_TIME)
+    untimed = len(set(validated.tolist()) - set(timed_steps.tolist()))
+    return float(timed.sum() + (timed.mean() * untimed if timed.size else 0.0))
 
 
 def _common_validations(

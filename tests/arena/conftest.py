@@ -6,7 +6,8 @@ sokoban (training success only, steps 1..5), 2 seeds each:
                 collapse/any at steps 4, 5 (seed 0) and 4 (seed 1)
   sapo_seqmask  success [.3 .5 .6 .7 .7] / [.3 .5 .6 .6 .55]       format .95; seed 1 unfinished,
                 its file ends in a truncated line
-frozenlake (validation at steps 0, 2, 4; training success .9 everywhere, steps 1..4):
+frozenlake (validation at steps 0, 2, 4; training success .9 everywhere, steps 1..4; 2 s a step, 4 s and 6 s
+the timed validations; wall time 60 s + seed):
   grpo          val [.1 .3 .4] / [.1 .2 .3]     format [.9 .95 .9 .92] / [.9 .85 .9 .9]
   grpo_filter   val [.1 .4 .4] / [.1 .3 .4]     format [.9 .6 .7 .8] / [.9 .7 .8 .9]; collapse at 3 (seed 0)
   empg          val [.1 .2 .3] (one seed)       format .9
@@ -66,10 +67,12 @@ def frozenlake_lines(val, fmt, collapse_at=()):
             "actor/grad_norm": 1.0,
             "actor/entropy": 1.5,
             "collapse/any": float(step in collapse_at),
+            "timing_s/step": 2.0,
         }
         if step % 2 == 0:
             data[VAL_KEY] = val[step // 2]
             data["val-aux/num_turns/mean"] = 4.0
+            data["timing_s/testing"] = 2.0 + step  # 4 s at step 2, 6 s at step 4 (verl does not time step 0's)
         lines.append({"step": step, "data": data})
     return lines
 

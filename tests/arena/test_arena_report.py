@@ -103,11 +103,11 @@ def test_ranking_tables_match_fixture(report):
     basis = "2 seed(s), no per-task outcomes"
     assert sokoban == [
         ["1", "gspo", "2/2", "0.650 [0.600, 0.700]", "0.650 [0.600, 0.700]", "0.000 [0.000, 0.000]", "0 (0, 0)",
-         "0.900 [0.900, 0.900]", "110", basis],
+         "0.900 [0.900, 0.900]", "110 (15 / 0 / 95)", basis],
         ["2", "sapo_seqmask", "1/2", "0.625 [0.550, 0.700]", "0.650 [0.600, 0.700]", "0.025 [0.000, 0.050]",
-         "0 (0, 0)", "0.950 [0.950, 0.950]", "130", basis],
+         "0 (0, 0)", "0.950 [0.950, 0.950]", "130 (15 / 0 / 115)", basis],
         ["3", "sapo", "2/2", "0.250 [0.200, 0.300]", "0.850 [0.800, 0.900]", "0.600 [0.600, 0.600]", "1.5 (2, 1)",
-         "0.400 [0.300, 0.500]", "100", basis],
+         "0.400 [0.300, 0.500]", "100 (15 / 0 / 85)", basis],
     ]  # fmt: skip
     # frozenlake ranks by validation success (training success is 0.9 everywhere), intervals over seeds x tasks
     frozenlake = section_rows(text, "frozenlake", "ranking")
@@ -124,6 +124,8 @@ def test_ranking_tables_match_fixture(report):
     assert 0.3 < low < 0.55 < high < 0.8  # gigpo: 0.55 on 2 seeds x 40 tasks (the same hard tasks in both): ~ +-0.17
     assert frozenlake[2][6:8] == ["0.5 (1, 0)", "0.650 [0.600, 0.700]"]  # grpo_filter: lowest format (0.6, 0.7)
     assert frozenlake[3][7] == "0.875 [0.850, 0.900]"  # grpo: lowest format (0.9, 0.85)
+    # empg, one seed of 60 s: 4 steps x 2 s; validations 4 + 6 s timed, step 0's counted at their mean 5 s
+    assert frozenlake[4][8] == "60 (8 / 15 / 37)"
 
 
 def test_findings_verdicts(report):
