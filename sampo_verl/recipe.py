@@ -37,24 +37,16 @@ def verl_search_path() -> str:
     """``hydra.searchpath`` with verl's config folder as a file path (``pkg://verl...`` imports verl)."""
     spec = importlib.util.find_spec("verl")
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError(
-            "verl is not installed (pip install -e . installs verl==0.9.1)"
-        )
+        raise ImportError("verl is not installed (pip install -e . installs verl==0.9.1)")
     return f"hydra.searchpath=[file://{Path(next(iter(spec.submodule_search_locations))) / 'trainer' / 'config'}]"
 
 
-def compose_recipe(
-    env: str, method: str, overrides: Sequence[str] = ()
-) -> tuple[DictConfig, list[str]]:
+def compose_recipe(env: str, method: str, overrides: Sequence[str] = ()) -> tuple[DictConfig, list[str]]:
     """The composed config of ``env`` x ``method`` with ``overrides``, and the config groups chosen for ``env``."""
     groups = [f"env={env}"]
     if os.environ.get(f"{env.upper()}_DATA"):
         groups.append(f"env_data={env}_official")
-    search = (
-        []
-        if any(o.startswith("hydra.searchpath=") for o in overrides)
-        else [verl_search_path()]
-    )
+    search = [] if any(o.startswith("hydra.searchpath=") for o in overrides) else [verl_search_path()]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
         while True:
             try:
@@ -75,16 +67,12 @@ def compose_recipe(
 def shell_assignments(env: str, method: str, overrides: Sequence[str] = ()) -> str:
     """The recipe's data settings of ``env`` x ``method`` as shell assignments (see the module docstring)."""
     config, groups = compose_recipe(env, method, overrides)
-    settings: EnvSettings = OPTIONS_SECTIONS["sampo.env"].read(
-        OmegaConf.to_container(config, resolve=True)
-    )
+    settings: EnvSettings = OPTIONS_SECTIONS["sampo.env"].read(OmegaConf.to_container(config, resolve=True))
     values = {
         "max_turns": settings.max_turns or env_class(env).default_max_turns,
         "batch_size": config.data.train_batch_size,
         "env_options": json.dumps(settings.options),
-        "val_env_options": ""
-        if settings.val_options is None
-        else json.dumps(settings.val_options),
+        "val_env_options": "" if settings.val_options is None else json.dumps(settings.val_options),
         "data_name": settings.data_name or env,
     }
     lines = [f"{name}={shlex.quote(str(value))}" for name, value in values.items()]
@@ -93,9 +81,7 @@ def shell_assignments(env: str, method: str, overrides: Sequence[str] = ()) -> s
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m sampo_verl.recipe", description=__doc__.split("\n\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m sampo_verl.recipe", description=__doc__.split("\n\n")[0])
     parser.add_argument("env", help="registered environment name")
     parser.add_argument("method", help="method preset (sampo_verl/conf/method)")
     parser.add_argument("overrides", nargs="*", help="the recipe's hydra overrides")
@@ -110,9 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(shell_assignments(args.env, args.method, args.overrides))
     except (HydraException, ValueError, TypeError) as error:
-        print(
-            f"{args.env} x {args.method}: {str(error).splitlines()[0]}", file=sys.stderr
-        )
+        print(f"{args.env} x {args.method}: {str(error).splitlines()[0]}", file=sys.stderr)
         return 2
     return 0
 

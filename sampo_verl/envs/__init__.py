@@ -11,6 +11,4 @@ from sampo_verl.envs.base import (
 from sampo_verl.envs.settings import EnvSettings
 from sampo_verl.envs import alfworld, frozenlake, sokoban, tir_math, webshop  # noqa: F401  (registration)
 
-__all__ = [
-    "ENV_REGISTRY", "EnvSettings", "TextEnv", "env_class", "import_external_modules", "make_env", "register_env"
-]
+__all__ = ["ENV_REGISTRY", "EnvSettings", "TextEnv", "env_class", "import_external_modules", "make_env", "register_env"]

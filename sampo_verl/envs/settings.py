@@ -29,9 +29,5 @@ class EnvSettings:
     data_name: str | None = None
 
     def __post_init__(self) -> None:
-        if self.max_turns is not None and (
-            not isinstance(self.max_turns, int) or self.max_turns < 1
-        ):
-            raise ValueError(
-                f"sampo.env.max_turns must be a positive integer or null, got {self.max_turns!r}"
-            )
+        if self.max_turns is not None and (not isinstance(self.max_turns, int) or self.max_turns < 1):
+            raise ValueError(f"sampo.env.max_turns must be a positive integer or null, got {self.max_turns!r}")

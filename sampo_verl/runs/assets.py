@@ -75,10 +75,7 @@ def default_corpus() -> list[str]:
             "the lamp",
         )
     ]
-    numbers = [
-        " ".join(str(n) for n in range(start, start + 10))
-        for start in range(0, 100, 10)
-    ]
+    numbers = [" ".join(str(n) for n in range(start, start + 10)) for start in range(0, 100, 10)]
     roles = [
         "system",
         "user",
@@ -92,15 +89,11 @@ def default_corpus() -> list[str]:
     return sentences * 4 + grid_rows + actions + numbers + [" ".join(roles)] * 4
 
 
-def build_tokenizer(
-    corpus: Iterable[str], vocab_size: int = 512, qwen2_split: bool = False
-) -> PreTrainedTokenizerFast:
+def build_tokenizer(corpus: Iterable[str], vocab_size: int = 512, qwen2_split: bool = False) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE (with ChatML specials and chat template) on ``corpus``; ``qwen2_split``: under
     the pre-tokenizer ``AutoTokenizer`` gives the saved tokenizer on loading (see the module docstring)."""
     if vocab_size < 256 + len(SPECIAL_TOKENS):
-        raise ValueError(
-            f"vocab_size={vocab_size} must be at least {256 + len(SPECIAL_TOKENS)} (bytes + specials)"
-        )
+        raise ValueError(f"vocab_size={vocab_size} must be at least {256 + len(SPECIAL_TOKENS)} (bytes + specials)")
     bpe = Tokenizer(models.BPE())
     if qwen2_split:
         bpe.pre_tokenizer = pre_tokenizers.Sequence(
@@ -145,23 +138,15 @@ class ModelSize:
     kv_heads: int = 1
     intermediate: int | None = None  # default 2 * hidden
     max_positions: int = 1024
-    init_std: float = (
-        0.02  # weight init std; ~0.3 gives a random model with peaked, varied outputs
-    )
+    init_std: float = 0.02  # weight init std; ~0.3 gives a random model with peaked, varied outputs
     head_dim: int | None = None
 
 
-def build_model(
-    tokenizer: PreTrainedTokenizerFast, size: ModelSize = ModelSize(), seed: int = 0
-) -> PreTrainedModel:
+def build_model(tokenizer: PreTrainedTokenizerFast, size: ModelSize = ModelSize(), seed: int = 0) -> PreTrainedModel:
     """A randomly initialised causal LM (Qwen2, or Qwen3 with ``size.head_dim``) sized for ``tokenizer``
     (tied embeddings)."""
-    if size.heads % size.kv_heads or (
-        size.head_dim is None and size.hidden % size.heads
-    ):
-        raise ValueError(
-            f"hidden={size.hidden} must divide by heads={size.heads}, heads by kv_heads={size.kv_heads}"
-        )
+    if size.heads % size.kv_heads or (size.head_dim is None and size.hidden % size.heads):
+        raise ValueError(f"hidden={size.hidden} must divide by heads={size.heads}, heads by kv_heads={size.kv_heads}")
     vocab = -(-len(tokenizer) // 64) * 64  # rounded up to a multiple of 64
     config_class, model_class, extra = (
         (Qwen2Config, Qwen2ForCausalLM, {})
@@ -202,18 +187,14 @@ def build_assets(
     """Write tokenizer and model to ``out_dir`` (created if needed) and return it."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(
-        default_corpus() if corpus is None else corpus, vocab_size, qwen2_split
-    )
+    tokenizer = build_tokenizer(default_corpus() if corpus is None else corpus, vocab_size, qwen2_split)
     tokenizer.save_pretrained(out)
     build_model(tokenizer, size, seed).save_pretrained(out)
     return out
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="sampo-verl assets", description=__doc__.split("\n\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="sampo-verl assets", description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir")
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--layers", type=int, default=2)

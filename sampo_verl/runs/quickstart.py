@@ -70,8 +70,8 @@ class Summary:
 
     def text(self) -> str:
         change = self.success_after_rl - self.success_after_bc
-        interval = "" if self.change_ci95 is None else ", paired 95% interval [{:+.3f}, {:+.3f}]".format(
-            *self.change_ci95
+        interval = (
+            "" if self.change_ci95 is None else ", paired 95% interval [{:+.3f}, {:+.3f}]".format(*self.change_ci95)
         )
         return "\n".join(
             [

@@ -51,13 +51,9 @@ class Testbed:
     bc_lr: float = 1e-3
     bc_batch_size: int = 16
     bc_thought: str = DEFAULT_THOUGHT  # the text inside the cloned turns' <think>
-    bc_max_length: int = (
-        1024  # verl's SFT data.max_length: prompt + response tokens of a cloned turn
-    )
+    bc_max_length: int = 1024  # verl's SFT data.max_length: prompt + response tokens of a cloned turn
     bc_last_turn_repeats: int = 1  # rows of an episode's last turn in the cloning data
-    bc_overrides: tuple[
-        str, ...
-    ] = ()  # more verl SFT overrides (e.g. the learning-rate schedule)
+    bc_overrides: tuple[str, ...] = ()  # more verl SFT overrides (e.g. the learning-rate schedule)
     vocab_size: int = 512
     tokenizer_from_data: bool = False  # BPE trained on the cloning data under Qwen2's split (assets.build_tokenizer)
     rl_train_tasks: int = 512
@@ -68,9 +64,7 @@ class Testbed:
     rl_group_size: int = 8  # the testbed's group size
     # the release filters after 15 cold-start steps; a CPU run is about as long as that: filter from step 3
     rl_filter_cold_start_steps: int = 2
-    max_response_length: int = (
-        48  # a cloned turn is ~25 tokens; sampled ones run longer
-    )
+    max_response_length: int = 48  # a cloned turn is ~25 tokens; sampled ones run longer
     max_prompt_length: int = 1024
 
 
@@ -81,9 +75,7 @@ def load_testbed(path: Path) -> Testbed:
     known = {f.name for f in dataclasses.fields(Testbed)} - {"env"}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(
-            f"{path}: unknown testbed setting(s) {unknown}; known: {sorted(known)}"
-        )
+        raise ValueError(f"{path}: unknown testbed setting(s) {unknown}; known: {sorted(known)}")
     if "model" in values:
         values["model"] = ModelSize(**values["model"])
     if "bc_overrides" in values:
@@ -92,9 +84,7 @@ def load_testbed(path: Path) -> Testbed:
 
 
 # the CPU testbeds, one file each (sampo_verl/conf/testbed/<env>.yaml)
-TESTBEDS: dict[str, Testbed] = {
-    path.stem: load_testbed(path) for path in sorted(TESTBED_DIR.glob("*.yaml"))
-}
+TESTBEDS: dict[str, Testbed] = {path.stem: load_testbed(path) for path in sorted(TESTBED_DIR.glob("*.yaml"))}
 
 
 def cpu_testbed(env: str, **changes: Any) -> Testbed:
@@ -133,9 +123,7 @@ def bc_start(
     corpus = message_texts(data / "train.parquet") if tb.tokenizer_from_data else None
     model = workdir / "init_model"
     shutil.rmtree(model, ignore_errors=True)  # built for other settings, if any
-    build_assets(
-        model, corpus, tb.vocab_size, tb.model, qwen2_split=tb.tokenizer_from_data
-    )
+    build_assets(model, corpus, tb.vocab_size, tb.model, qwen2_split=tb.tokenizer_from_data)
     run_bc(
         model,
         data,
@@ -151,9 +139,7 @@ def bc_start(
     return out
 
 
-def rl_config(
-    tb: Testbed, method: str, seed: int, steps: int, test_freq: int, **changes: Any
-) -> AgentRunConfig:
+def rl_config(tb: Testbed, method: str, seed: int, steps: int, test_freq: int, **changes: Any) -> AgentRunConfig:
     """The RL run on ``tb``: validation before training, every ``test_freq`` steps and at the end."""
     return AgentRunConfig(
         env=tb.env,
@@ -182,8 +168,7 @@ def rl_config(
 _LATER_FIELDS = {
     f.name: f.default
     for f in dataclasses.fields(Testbed)
-    if f.name
-    in ("bc_overrides", "vocab_size", "tokenizer_from_data", "bc_last_turn_repeats")
+    if f.name in ("bc_overrides", "vocab_size", "tokenizer_from_data", "bc_last_turn_repeats")
 }
 
 
@@ -195,12 +180,7 @@ def _fingerprint(tb: Testbed) -> dict[str, Any]:
     settings = {
         k: v
         for k, v in dataclasses.asdict(tb).items()
-        if not k.startswith(("rl_", "max_response", "max_prompt"))
-        and _LATER_FIELDS.get(k, object()) != v
+        if not k.startswith(("rl_", "max_response", "max_prompt")) and _LATER_FIELDS.get(k, object()) != v
     }
-    settings["model"] = {
-        k: v
-        for k, v in settings["model"].items()
-        if _LATER_MODEL_FIELDS.get(k, object()) != v
-    }
+    settings["model"] = {k: v for k, v in settings["model"].items() if _LATER_MODEL_FIELDS.get(k, object()) != v}
     return settings

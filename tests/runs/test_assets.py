@@ -21,27 +21,20 @@ def test_saved_tokenizer_round_trips_any_text_and_renders_chat(tiny_model_dir):
         [{"role": "user", "content": "hi"}], add_generation_prompt=True, tokenize=False
     )
     assert rendered == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
-    assert (
-        tokenizer.eos_token == EOS_TOKEN
-        and tokenizer.pad_token_id != tokenizer.eos_token_id
-    )
+    assert tokenizer.eos_token == EOS_TOKEN and tokenizer.pad_token_id != tokenizer.eos_token_id
 
 
 def test_saved_model_matches_tokenizer_and_runs(tiny_model_dir):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    assert (
-        model.config.vocab_size >= len(tokenizer) and model.config.vocab_size % 64 == 0
-    )
+    assert model.config.vocab_size >= len(tokenizer) and model.config.vocab_size % 64 == 0
     assert model.generation_config.eos_token_id == tokenizer.eos_token_id
     logits = model(input_ids=torch.tensor([tokenizer.encode("open the door")])).logits
     assert logits.shape[-1] == model.config.vocab_size and torch.isfinite(logits).all()
 
 
 def test_corpus_and_vocab_size_are_parameters():
-    tokenizer = build_tokenizer(
-        ["zebracorn " * 50, "hello world " * 10], vocab_size=300
-    )
+    tokenizer = build_tokenizer(["zebracorn " * 50, "hello world " * 10], vocab_size=300)
     assert len(tokenizer) <= 300
     assert len(tokenizer.encode("zebracorn")) == 1  # learned from the given corpus
     with pytest.raises(ValueError, match="vocab_size=100"):
@@ -99,9 +92,7 @@ def test_qwen2_split_tokenizer_encodes_the_same_after_loading(tmp_path):
     corpus = [text] * 20 + ["go to the table", "the answer is 42"] * 5
     encoded = {}
     for split in (False, True):
-        out = build_assets(
-            tmp_path / str(split), corpus=corpus, vocab_size=400, qwen2_split=split
-        )
+        out = build_assets(tmp_path / str(split), corpus=corpus, vocab_size=400, qwen2_split=split)
         loaded = AutoTokenizer.from_pretrained(out)
         encoded[split] = (
             build_tokenizer(corpus, 400, split).encode(text),
@@ -112,15 +103,11 @@ def test_qwen2_split_tokenizer_encodes_the_same_after_loading(tmp_path):
     assert before == after
     assert all(
         len(loaded_piece.strip()) <= 1
-        for loaded_piece in [
-            AutoTokenizer.from_pretrained(tmp_path / "True").decode([i]) for i in after
-        ]
+        for loaded_piece in [AutoTokenizer.from_pretrained(tmp_path / "True").decode([i]) for i in after]
         if loaded_piece.strip().isdigit()
     )  # one digit per token
     before, after = encoded[False]
-    assert before != after and len(after) > len(
-        before
-    )  # merges across the split never fire after loading
+    assert before != after and len(after) > len(before)  # merges across the split never fire after loading
 
 
 def test_a_head_size_apart_from_the_width_makes_a_qwen3_model(tmp_path):
@@ -142,15 +129,6 @@ def test_a_head_size_apart_from_the_width_makes_a_qwen3_model(tmp_path):
     ) and attention.k_proj.weight.shape == (64, 64)
     assert attention.o_proj.weight.shape == (64, 128)
     assert model_head_size(str(out)) == 32
-    assert (
-        model_head_size(
-            str(
-                build_assets(
-                    tmp_path / "narrow", size=ModelSize(64, heads=4, kv_heads=2)
-                )
-            )
-        )
-        == 16
-    )
+    assert model_head_size(str(build_assets(tmp_path / "narrow", size=ModelSize(64, heads=4, kv_heads=2)))) == 16
     logits = model(torch.tensor([[1, 2, 3]])).logits
     assert logits.shape[-1] == model.config.vocab_size and torch.isfinite(logits).all()
