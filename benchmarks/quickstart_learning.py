@@ -26,7 +26,8 @@ Sampling at temperature 1.0 from the cloned model gave ~20% malformed turns, and
 exploration is over moves. The model (Qwen2, 4 heads of 16) then moved to heads of 32, which vLLM's CPU
 attention needs: Qwen2 with 2 heads of 32 cloned to 0.625 but RL at 5e-4 lost 0.145 and at 2.5e-4 gained
 +0.020 (3 seeds); Qwen3 with 4 heads of 32 at width 64 cloned to 0.328 and at 5e-4 one of 3 seeds
-collapsed to 0, at 2.5e-4 all 3 gained (mean +0.190): the testbed's values now (docs/studies).
+collapsed to 0, at 2.5e-4 one of 5 fell by 0.160 after peaking, at 1.5e-4 all 5 gained (mean +0.245):
+the testbed's values now (docs/studies/quickstart-learning.md).
 """
 
 from __future__ import annotations

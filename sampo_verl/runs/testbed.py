@@ -59,7 +59,7 @@ class Testbed:
     rl_train_tasks: int = 512
     rl_val_tasks: int = 32
     rl_groups: int = 4  # episode groups per RL step
-    rl_lr: float = 2.5e-4  # tuning: docs/studies/quickstart-learning.md
+    rl_lr: float = 1.5e-4  # tuning: docs/studies/quickstart-learning.md
     rl_temperature: float = 0.7
     rl_group_size: int = 8  # the testbed's group size
     # the release filters after 15 cold-start steps; a CPU run is about as long as that: filter from step 3

@@ -26,7 +26,7 @@ def test_unknown_environment_names_the_known_ones():
 def test_a_testbed_is_one_yaml_file_over_the_defaults(tmp_path):
     assert sorted(TESTBEDS) == sorted(path.stem for path in TESTBED_DIR.glob("*.yaml"))
     lake = TESTBEDS["frozenlake"]
-    assert (lake.env, lake.max_turns, lake.rl_val_tasks, lake.rl_lr) == ("frozenlake", 8, 256, 2.5e-4)
+    assert (lake.env, lake.max_turns, lake.rl_val_tasks, lake.rl_lr) == ("frozenlake", 8, 256, 1.5e-4)
     assert lake.model == ModelSize(hidden=64, heads=4, kv_heads=2, head_dim=32, init_std=0.3)
     tir_math = TESTBEDS["tir_math"]
     assert tir_math.model == ModelSize(hidden=128, layers=2, heads=4, kv_heads=4, init_std=0.02)
