@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from sampo_verl.conf import CONFIG_DIR
 from sampo_verl.envs import ENV_REGISTRY, env_class, import_external_modules
 from sampo_verl.envs.settings import EnvSettings
-from sampo_verl.options import OPTIONS_SECTIONS
+from sampo_verl.options import read_options
 
 
 def verl_search_path() -> str:
@@ -67,7 +67,9 @@ def compose_recipe(env: str, method: str, overrides: Sequence[str] = ()) -> tupl
 def shell_assignments(env: str, method: str, overrides: Sequence[str] = ()) -> str:
     """The recipe's data settings of ``env`` x ``method`` as shell assignments (see the module docstring)."""
     config, groups = compose_recipe(env, method, overrides)
-    settings: EnvSettings = OPTIONS_SECTIONS["sampo.env"].read(OmegaConf.to_container(config, resolve=True))
+    section = OmegaConf.select(config, "sampo.env")  # only this section's interpolations are resolved
+    given = OmegaConf.to_container(section, resolve=True) if section else None
+    settings = read_options(EnvSettings, given, "sampo.env")
     values = {
         "max_turns": settings.max_turns or env_class(env).default_max_turns,
         "batch_size": config.data.train_batch_size,
