@@ -27,14 +27,8 @@ from pathlib import Path
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import (
-    PreTrainedModel,
-    PreTrainedTokenizerFast,
-    Qwen2Config,
-    Qwen2ForCausalLM,
-    Qwen3Config,
-    Qwen3ForCausalLM,
-)
+from transformers import PreTrainedModel, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from transformers import Qwen3Config, Qwen3ForCausalLM
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
 PAD_TOKEN = "<|endoftext|>"
@@ -66,26 +60,10 @@ def default_corpus() -> list[str]:
     actions = [
         f"{verb} {thing}"
         for verb in ("go to", "take", "put", "open", "close", "look at")
-        for thing in (
-            "the key",
-            "the door",
-            "the box",
-            "the table",
-            "the fridge",
-            "the lamp",
-        )
+        for thing in ("the key", "the door", "the box", "the table", "the fridge", "the lamp")
     ]
     numbers = [" ".join(str(n) for n in range(start, start + 10)) for start in range(0, 100, 10)]
-    roles = [
-        "system",
-        "user",
-        "assistant",
-        "tool",
-        "<answer>",
-        "</answer>",
-        "<think>",
-        "</think>",
-    ]
+    roles = ["system", "user", "assistant", "tool", "<answer>", "</answer>", "<think>", "</think>"]
     return sentences * 4 + grid_rows + actions + numbers + [" ".join(roles)] * 4
 
 
