@@ -119,8 +119,9 @@ def _env_section(
     verdicts = findings_mod.judge_findings({s.method: s for s in summaries})
     tasks = max(s.tasks for s in summaries)
     seeds = sorted({len(s.seeds) for s in summaries})
-    scale = f"Seeds per method: {', '.join(map(str, seeds))}; " + (
-        f"{tasks} held-out tasks with per-task outcomes." if tasks else "no per-task outcomes recorded."
+    scale = (
+        f"Seeds per method: {', '.join(map(str, seeds))}; "
+        + (f"{tasks} held-out tasks with per-task outcomes." if tasks else "no per-task outcomes recorded.")
     )
     source = (
         "validation success (<code>val-core/&lt;env&gt;/acc/mean@n</code>)"
@@ -241,8 +242,7 @@ def _page(root: Path, cells: Sequence[Cell], sections: Sequence[str], skipped: S
 <h1>Arena report: {html.escape(str(root))}</h1>
 <p>{len(cells)} cells, {len(finished)} finished, {len(cells) - len(finished)} unfinished;
 wall time of the finished cells {wall:.0f} s. Generated {generated}.{
-        f' <a href="#skipped">{len(skipped)} item(s) left out</a>.' if skipped else ""
-    }</p>
+    f' <a href="#skipped">{len(skipped)} item(s) left out</a>.' if skipped else ""}</p>
 {"".join(sections)}
 {_skipped_section(skipped)}
 <section id="definitions">
