@@ -19,6 +19,13 @@
 #   LOGGER          [console,wandb]
 #   PROJECT         sampo_verl
 #   EXPERIMENT      <env>_<method>_<model name>
+#   TRAINER_MODE    sampo                       sampo (sync) | sampo_colocate_async | sampo_separate_async (docs/async.md)
+#   MAX_STALENESS   2                           async modes: most weight versions a trajectory may span, older
+#                                               groups are dropped (null: no limit)
+#   ROLLOUT_GPUS    NGPUS_PER_NODE/2            sampo_separate_async: GPUs of each node that serve rollouts (the
+#                                               rest train)
+#   SYNC_STEPS      4                           sampo_separate_async: mini-batches per weight sync (each step's
+#                                               batch is split into this many; they must divide it)
 #   SAMPO_DRY_RUN   unset                       1: print the two commands, one argument per line, run nothing
 set -euo pipefail
 
@@ -49,6 +56,33 @@ TOTAL_STEPS=${TOTAL_STEPS:-150}
 LOGGER=${LOGGER:-[console,wandb]}
 PROJECT=${PROJECT:-sampo_verl}
 EXPERIMENT=${EXPERIMENT:-${env_name}_${method}_${MODEL##*/}}
+TRAINER_MODE=${TRAINER_MODE:-sampo}
+MAX_STALENESS=${MAX_STALENESS:-2}
+ROLLOUT_GPUS=${ROLLOUT_GPUS:-$((NGPUS_PER_NODE / 2))}
+SYNC_STEPS=${SYNC_STEPS:-4}
+
+# verl's asynchronous trainers (docs/async.md): staleness bounded by dropping; separate_async also splits
+# each node's GPUs between training and rollout and syncs weights over NCCL every SYNC_STEPS mini-batches.
+mode_args=(trainer.v1.trainer_mode="$TRAINER_MODE")
+train_gpus=$NGPUS_PER_NODE
+case "$TRAINER_MODE" in
+    sampo) ;;
+    sampo_colocate_async)
+        mode_args+=(trainer.v1.sampler.max_off_policy_threshold="$MAX_STALENESS") ;;
+    sampo_separate_async)
+        train_gpus=$((NGPUS_PER_NODE - ROLLOUT_GPUS))
+        mode_args+=(
+            trainer.v1.sampler.max_off_policy_threshold="$MAX_STALENESS"
+            trainer.v1.separate_async.parameter_sync_step="$SYNC_STEPS"
+            actor_rollout_ref.actor.ppo_mini_batch_size=$((batch_size / SYNC_STEPS))
+            actor_rollout_ref.rollout.nnodes="$NNODES"
+            actor_rollout_ref.rollout.n_gpus_per_node="$ROLLOUT_GPUS"
+            actor_rollout_ref.rollout.checkpoint_engine.backend=nccl
+        ) ;;
+    *)
+        echo "TRAINER_MODE=$TRAINER_MODE: one of sampo, sampo_colocate_async, sampo_separate_async" >&2
+        exit 2 ;;
+esac
 
 data_args=(
     --env "$env_name"
@@ -87,13 +121,14 @@ overrides=(
     actor_rollout_ref.rollout.val_kwargs.top_p=0.95
     actor_rollout_ref.rollout.val_kwargs.top_k=20
     trainer.nnodes="$NNODES"
-    trainer.n_gpus_per_node="$NGPUS_PER_NODE"
+    trainer.n_gpus_per_node="$train_gpus"
     trainer.logger="$LOGGER"
     trainer.project_name="$PROJECT"
     trainer.experiment_name="$EXPERIMENT"
     trainer.total_training_steps="$TOTAL_STEPS"
     trainer.test_freq=10
     trainer.save_freq=50
+    "${mode_args[@]}"
     "$@"
 )
 

@@ -21,6 +21,7 @@ from sampo_verl.algorithms.loss_config import SeqMaskConfig
 from sampo_verl.algorithms.losses import SEQ_MASK_LOSSES
 from sampo_verl.cpu.vllm_checks import vllm_rollout_errors
 from sampo_verl.envs import ENV_REGISTRY
+from sampo_verl.trainer.modes import SAMPO_MODES, mode_errors
 from sampo_verl.trainer.old_log_prob import config_errors as old_log_prob_errors
 from sampo_verl.trainer.old_log_prob import old_log_prob_options
 from sampo_verl.options import OPTIONS_SECTIONS, section_errors
@@ -56,12 +57,13 @@ def validate_sampo_config(config: Any) -> None:
         errors.append(str(error.__cause__ or error))
 
     errors += section_errors(config)  # every registered options section, used or not
+    errors += mode_errors(config)
 
     if estimator in MULTI_TURN_ESTIMATORS:
-        if config.trainer.v1.trainer_mode != "sampo":
+        if config.trainer.v1.trainer_mode not in SAMPO_MODES:
             errors.append(
                 f"algorithm.adv_estimator={estimator} needs per-turn fields that only the SAMPO trainer passes: "
-                f"set trainer.v1.trainer_mode=sampo (got {config.trainer.v1.trainer_mode})"
+                f"set trainer.v1.trainer_mode to one of {list(SAMPO_MODES)} (got {config.trainer.v1.trainer_mode})"
             )
         if rollout.agent.default_agent_loop != AGENT_NAME:
             errors.append(
@@ -98,8 +100,11 @@ def validate_sampo_config(config: Any) -> None:
                 f"algorithm.filter_groups.criterion=advantage needs algorithm.adv_estimator in "
                 f"{at_sampling} (computed at sampling time), got {estimator}"
             )
-        if config.trainer.v1.trainer_mode != "sampo":
-            errors.append("algorithm.filter_groups.enable=true needs trainer.v1.trainer_mode=sampo")
+        if config.trainer.v1.trainer_mode not in SAMPO_MODES:
+            errors.append(
+                f"algorithm.filter_groups.enable=true needs trainer.v1.trainer_mode in {list(SAMPO_MODES)} "
+                f"(got {config.trainer.v1.trainer_mode})"
+            )
 
     sampo = config.get("sampo", None) or {}
     known = sorted(p.split(".")[1] for p in OPTIONS_SECTIONS if p.startswith("sampo."))

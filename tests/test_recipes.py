@@ -234,3 +234,34 @@ def test_common_launcher_rejects_an_unknown_environment(home):
         text=True,
     )
     assert result.returncode == 2 and "unknown ENV 'chess'" in result.stderr
+
+
+@pytest.mark.parametrize("mode", ["sampo_colocate_async", "sampo_separate_async"])
+def test_a_recipe_on_an_async_trainer_composes_and_validates(mode, home, monkeypatch):
+    """TRAINER_MODE switches any recipe to verl's async trainers; separate_async splits the node's GPUs,
+    the batch into SYNC_STEPS mini-batches, and syncs over NCCL (registered here as on a GPU machine)."""
+    from verl.checkpoint_engine import CheckpointEngineRegistry
+
+    monkeypatch.setenv("VERL_PLATFORM", "cuda")
+    monkeypatch.setitem(CheckpointEngineRegistry._registry, "nccl", object)
+    args = dry_run("sokoban_sampo.sh", home=home, TRAINER_MODE=mode, ROLLOUT_GPUS="2")[TRAIN_MODULE]
+    cfg = compose_overrides(tuple(args))
+    validate_sampo_config(cfg)
+    validate_config(cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
+    assert cfg.trainer.v1.trainer_mode == mode and cfg.trainer.v1.sampler.max_off_policy_threshold == 2
+    if mode == "sampo_separate_async":
+        assert cfg.trainer.n_gpus_per_node == 6 and cfg.actor_rollout_ref.rollout.n_gpus_per_node == 2
+        assert cfg.actor_rollout_ref.actor.ppo_mini_batch_size * 4 == cfg.data.train_batch_size
+        assert cfg.actor_rollout_ref.rollout.checkpoint_engine.backend == "nccl"
+    else:
+        assert cfg.trainer.n_gpus_per_node == 8
+
+
+def test_an_unknown_trainer_mode_fails_before_anything_runs(home):
+    result = subprocess.run(
+        ["bash", str(RECIPES / "sokoban_sampo.sh")],
+        env={"PATH": os.environ["PATH"], "HOME": str(home), "SAMPO_DRY_RUN": "1", "TRAINER_MODE": "async"},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and "TRAINER_MODE=async: one of sampo" in result.stderr

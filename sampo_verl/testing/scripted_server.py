@@ -15,6 +15,7 @@ from typing import Any, Callable
 from verl.workers.rollout.replica import TokenOutput
 
 Policy = Callable[[str, int], str]
+Versions = Callable[[int], tuple[int, int]]  # call index -> (first, last) weight version it ran on
 
 
 class ScriptedServer:
@@ -23,10 +24,21 @@ class ScriptedServer:
     ``calls`` records (request_id, prompt_ids, sampling_params) of every call; with
     ``logprob`` set, every response token gets that log-probability; ``latency_s`` simulates the
     time a real server takes per call (concurrent calls overlap, as on a batching server).
+    ``versions(call_index)`` gives the weight versions a call ran on, returned in the extra fields as
+    verl's clients return them (``global_steps``, ``min_global_steps``, ``max_global_steps``; the first
+    and last differ for a call aborted and resumed under new weights); by default version 0.
     """
 
-    def __init__(self, tokenizer: Any, policy: Policy, logprob: float | None = None, latency_s: float = 0.0):
+    def __init__(
+        self,
+        tokenizer: Any,
+        policy: Policy,
+        logprob: float | None = None,
+        latency_s: float = 0.0,
+        versions: Versions = lambda index: (0, 0),
+    ):
         self.tokenizer, self.policy, self.logprob, self.latency_s = tokenizer, policy, logprob, latency_s
+        self.versions = versions
         self.calls: list[tuple[str, list[int], dict[str, Any]]] = []
 
     async def generate(
@@ -47,4 +59,6 @@ class ScriptedServer:
         text = self.policy(self.tokenizer.decode(prompt_ids), index)
         token_ids = self.tokenizer.encode(text, add_special_tokens=False) + [self.tokenizer.eos_token_id]
         log_probs = None if self.logprob is None else [self.logprob] * len(token_ids)
-        return TokenOutput(token_ids=token_ids, log_probs=log_probs, stop_reason="completed")
+        first, last = self.versions(index)
+        versions = {"global_steps": last, "min_global_steps": first, "max_global_steps": last}
+        return TokenOutput(token_ids=token_ids, log_probs=log_probs, stop_reason="completed", extra_fields=versions)

@@ -1,13 +1,15 @@
-"""SAMPO trainer: verl 0.9.1's v1 synchronous PPO trainer plus the hooks multi-turn agents need.
+"""SAMPO trainer: verl 0.9.1's v1 PPO trainers plus the hooks multi-turn agents need.
 
-Registered as ``trainer.v1.trainer_mode=sampo``. Everything not listed here is verl's own
-(rollout, KL loss, checkpoints, validation, logging).
+One mixin, :class:`SampoHooks`, over each of verl's v1 modes, registered as ``trainer.v1.trainer_mode=``
+``sampo`` (verl's ``sync``), ``sampo_colocate_async`` and ``sampo_separate_async`` (:mod:`.modes`).
+Everything not listed here is verl's own (rollout, partial rollout, KL loss, checkpoints, validation, logging).
 
-- ``_compute_advantage``: for the multi-turn estimators (``gigpo``, ``empg``, ``grpo_steps``) it
-  reads the per-turn fields that the environment agent loop stored in each sample's
-  ``extra_fields`` (:mod:`.turn_batch`) (verl only hands ``index`` and tensors to registered estimators) and the
+- ``_compute_advantage``: for the multi-turn estimators (``gigpo``, ``empg``, ``grpo_steps``) it runs
+  verl's rollout correction (``algorithm.rollout_correction``) as verl's own step does, then reads the
+  per-turn fields that the environment agent loop stored in each sample's ``extra_fields``
+  (:mod:`.turn_batch`; verl only hands ``index`` and tensors to registered estimators) and the
   old-policy token entropy that verl's ``_compute_old_log_prob`` keeps in TransferQueue.
-- Dynamic filtering: ``SampoReplayBuffer`` (:mod:`.replay_buffer`) replaces verl's sync replay buffer when
+- Dynamic filtering: the buffers of :mod:`.replay_buffer` replace verl's sync and async replay buffers when
   ``algorithm.filter_groups.enable=true`` (criteria ``reward`` or ``advantage``, cold start,
   a limit on refill rounds, then a top-up with signal-free groups).
 - ``_balance_batch``: after verl's balancing, its padding rows are spread evenly over the actor's
@@ -16,7 +18,8 @@ Registered as ``trainer.v1.trainer_mode=sampo``. Everything not listed here is v
   old policy's, without a second forward (:mod:`.old_log_prob`).
 - ``_val_metrics_update``: each validation's per-task outcomes go to ``sampo.validation.outcomes_file``
   (:mod:`.val_outcomes`); verl's means are unchanged.
-- ``_compute_metrics``: per-turn rates (format-valid, action-valid, success) and the collapse
+- ``_compute_metrics``: per-turn rates (format-valid, action-valid, success), staleness per turn and
+  per episode (:mod:`.staleness`; with ``sampo/staleness/optimizer_steps`` from ``_balance_batch``) and the collapse
   detector of :mod:`sampo_verl.algorithms.diagnostics`, which can stop the run with a checkpoint.
 """
 
@@ -31,6 +34,8 @@ from omegaconf import DictConfig, open_dict
 from tensordict import TensorDict
 from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
 from verl.trainer.ppo.v1.trainer_base import register_trainer
+from verl.trainer.ppo.v1.trainer_colocate_async import PPOTrainerColocateAsync
+from verl.trainer.ppo.v1.trainer_separate_async import PPOTrainerSeparateAsync
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.workers.utils.padding import response_to_nested
 
@@ -40,29 +45,34 @@ from sampo_verl.algorithms import multi_turn
 from sampo_verl.algorithms.diagnostics import CollapseDetector, collapse_options
 from sampo_verl.algorithms.filtering import filter_options
 from sampo_verl.trainer.mini_batches import mini_batch_sample_counts, spread_padding
+from sampo_verl.trainer.modes import SAMPO_MODES
 from sampo_verl.trainer.old_log_prob import (
     ENTROPY_METRIC,
     UPDATE_ENTROPY_METRIC,
     old_log_prob_options,
     skips_forward,
 )
-from sampo_verl.trainer.replay_buffer import SampoReplayBuffer, sampler_options
-from sampo_verl.trainer.turn_batch import multi_turn_advantages, pop_extra_fields, real_rows
+from sampo_verl.trainer.replay_buffer import FILTERING_BUFFERS, sampler_options
+from sampo_verl.trainer.staleness import OPTIMIZER_STEPS_METRIC, dropped_metrics, staleness_metrics
+from sampo_verl.trainer.turn_batch import multi_turn_advantages, pop_extra_fields, real_rows, rollout_correction
 from sampo_verl.trainer.val_outcomes import append_outcomes, outcomes_record, take_task_seeds, validation_options
 
 logger = logging.getLogger(__name__)
 
 
-@register_trainer("sampo")
-class SampoTrainer(PPOTrainerSync):
-    """verl's sync v1 trainer with multi-turn advantages, group filtering and collapse detection."""
+class SampoHooks:
+    """The hooks of this project over one of verl's v1 trainers (mixed in before it).
 
-    # verl branches on the literal mode name "sync" (replay buffer class, refill, checkpoints, the
-    # trainer.v1.sync config section), from inside __init__ on; this trainer is its sync trainer
-    # registered under another name, so the mode verl assigns from the config is ignored.
+    verl branches on its literal mode names ("sync" or not: replay buffer class, refill, checkpoints, the
+    ``trainer.v1.<mode>`` config section) from inside ``__init__`` on; each SAMPO mode is verl's trainer
+    registered under another name, so the mode verl assigns from the config is replaced by verl's own.
+    """
+
+    verl_mode: str = "sync"
+
     @property
     def trainer_mode(self) -> str:
-        return "sync"
+        return self.verl_mode
 
     @trainer_mode.setter
     def trainer_mode(self, value: str) -> None:
@@ -95,6 +105,8 @@ class SampoTrainer(PPOTrainerSync):
         counts = mini_batch_sample_counts(padding, dp_size, mini_batch_size)
         metrics["sampo/mini_batch_samples_min"] = int(counts.min())
         metrics["sampo/mini_batch_samples_max"] = int(counts.max())
+        # optimiser steps on this rollout batch: the mini-batch lag of the later ones is this minus one
+        metrics[OPTIMIZER_STEPS_METRIC] = actor.actor.ppo_epochs * len(batch) // mini_batch_size
         return batch
 
     # ------------------------------------------------------------------ old policy
@@ -118,12 +130,16 @@ class SampoTrainer(PPOTrainerSync):
             return super()._compute_advantage(batch, metrics)
 
         tensor_fields = multi_turn.required_tensor_fields(name)
-        fields = ["uid", "response_mask", "rm_scores", "extra_fields", *tensor_fields]
+        fields = ["uid", "response_mask", "rm_scores", "extra_fields", "old_log_probs", "rollout_log_probs"]
+        fields += [field for field in tensor_fields if field not in fields]
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
         response_mask = data["response_mask"]
         uid = np.array(data.pop("uid").tolist(), dtype=object)
         extra = pop_extra_fields(data)
-        padded = data.to_padded_tensor()
+        padded = dict(data.to_padded_tensor().items())
+        corrected, correction_metrics = rollout_correction(self.config.algorithm, padded)
+        metrics.update(correction_metrics)
+        padded.update(corrected)  # rejection sampling's mask is the one the advantages see, as in verl
         adv, returns = multi_turn_advantages(
             self.config.algorithm,
             uid,
@@ -131,11 +147,9 @@ class SampoTrainer(PPOTrainerSync):
             {field: padded[field] for field in ["rm_scores", "response_mask", *tensor_fields]},
             real_rows(batch.tags),
         )
+        output = {"advantages": adv, "returns": returns, **corrected}
         output = TensorDict(
-            {
-                "advantages": response_to_nested(adv, response_mask),
-                "returns": response_to_nested(returns, response_mask),
-            },
+            {field: response_to_nested(value, response_mask) for field, value in output.items()},
             batch_size=len(batch),
         )
         return tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=output)
@@ -145,12 +159,13 @@ class SampoTrainer(PPOTrainerSync):
         replay_buffer = super()._build_replay_buffer()
         replay_buffer.poll_interval = sampler_options(self.config.get("sampo", None)).poll_interval_s
         options = filter_options(self.config.algorithm)
-        if not options.enable or type(replay_buffer) is not ReplayBuffer:
+        filtering_cls = FILTERING_BUFFERS.get(type(replay_buffer))  # None: a user's custom sampler
+        if not options.enable or filtering_cls is None:
             return replay_buffer
-        # verl builds its own sync buffer with the right sizes; rebuild ours from the same arguments.
+        # verl builds its own buffer with the right sizes; rebuild ours from the same arguments.
         params = inspect.signature(ReplayBuffer.__init__).parameters
         kwargs = {name: getattr(replay_buffer, name) for name in params if name != "self"}
-        return SampoReplayBuffer(options=options, algorithm_config=self.config.algorithm, **kwargs)
+        return filtering_cls(options=options, algorithm_config=self.config.algorithm, **kwargs)
 
     # ------------------------------------------------------------------ validation
     def _val_metrics_update(
@@ -169,8 +184,10 @@ class SampoTrainer(PPOTrainerSync):
     def _compute_metrics(self, batch, metrics, timing_raw, global_steps, epoch):
         super()._compute_metrics(batch, metrics, timing_raw, global_steps, epoch)
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_fields"])
-        extra = pop_extra_fields(data)
-        metrics.update(turn_metrics([ef for ef, real in zip(extra, real_rows(batch.tags), strict=True) if real]))
+        extra = [ef for ef, real in zip(pop_extra_fields(data), real_rows(batch.tags), strict=True) if real]
+        metrics.update(turn_metrics(extra))
+        metrics.update(staleness_metrics(extra, global_steps))
+        metrics.update(dropped_metrics(metrics, len({key.split("_")[0] for key in batch.keys})))
 
         fired = self.collapse_detector.update(global_steps, metrics)
         if self.collapse_detector.config.enable:
@@ -184,3 +201,24 @@ class SampoTrainer(PPOTrainerSync):
                     f"(sampo.collapse.*); checkpoint saved to {self.config.trainer.default_local_dir}"
                 )
                 self.total_training_steps = global_steps
+
+
+@register_trainer("sampo")
+class SampoTrainer(SampoHooks, PPOTrainerSync):
+    """verl's v1 ``sync`` trainer with :class:`SampoHooks`."""
+
+    verl_mode = SAMPO_MODES["sampo"]
+
+
+@register_trainer("sampo_colocate_async")
+class SampoColocateAsyncTrainer(SampoHooks, PPOTrainerColocateAsync):
+    """verl's v1 ``colocate_async`` trainer (partial rollout, one pool) with :class:`SampoHooks`."""
+
+    verl_mode = SAMPO_MODES["sampo_colocate_async"]
+
+
+@register_trainer("sampo_separate_async")
+class SampoSeparateAsyncTrainer(SampoHooks, PPOTrainerSeparateAsync):
+    """verl's v1 ``separate_async`` trainer (rollout on its own pool) with :class:`SampoHooks`."""
+
+    verl_mode = SAMPO_MODES["sampo_separate_async"]

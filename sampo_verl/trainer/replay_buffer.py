@@ -1,4 +1,4 @@
-"""The SAMPO trainer's replay buffer: verl's sync replay buffer with the group filter of
+"""The SAMPO trainer's replay buffers: verl's sync and async replay buffers with the group filter of
 :mod:`sampo_verl.algorithms.filtering` (``algorithm.filter_groups.enable=true``)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import transfer_queue as tq
-from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
+from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer, ReplayBufferAsync
 
 from sampo_verl.agent import turns
 from sampo_verl.algorithms import filtering
@@ -41,11 +41,12 @@ def sampler_options(sampo_config: Mapping[str, Any] | None) -> SamplerOptions:
     return read_options(SamplerOptions, section_of(sampo_config, "sampler"), "sampo.sampler")
 
 
-class SampoReplayBuffer(ReplayBuffer):
-    """verl's sync replay buffer with the group filter of :mod:`sampo_verl.algorithms.filtering`.
+class GroupFilter:
+    """The group filter of :mod:`sampo_verl.algorithms.filtering`, mixed in before one of verl's buffers.
 
-    verl's loop stays as it is (poll finished groups, evict those without signal, dispatch twice as
-    many new prompts, drain, select); this class only changes three decisions in it:
+    verl's loops stay as they are (poll finished groups, evict those without signal, dispatch new prompts:
+    twice as many in sync mode, as many in the async modes; select); this class only changes three
+    decisions in them:
 
     - which finished groups carry no signal: ``criterion=reward`` (all episode rewards equal) or
       ``criterion=advantage`` (every advantage of the configured multi-turn estimator is ~0);
@@ -145,3 +146,18 @@ class SampoReplayBuffer(ReplayBuffer):
 
         selected.sort(key=rank)  # signal first, then the signal-free groups
         return selected[:batch_size], partition_snapshot, steps
+
+
+class SampoReplayBuffer(GroupFilter, ReplayBuffer):
+    """verl's sync replay buffer with :class:`GroupFilter`."""
+
+
+class SampoReplayBufferAsync(GroupFilter, ReplayBufferAsync):
+    """verl's async replay buffer (``colocate_async``, ``separate_async``) with :class:`GroupFilter`."""
+
+
+# verl's buffer -> the same buffer with the group filter
+FILTERING_BUFFERS: dict[type[ReplayBuffer], type[ReplayBuffer]] = {
+    ReplayBuffer: SampoReplayBuffer,
+    ReplayBufferAsync: SampoReplayBufferAsync,
+}

@@ -3,16 +3,20 @@
 verl only hands ``index`` and tensors to a registered advantage estimator; the per-turn fields
 (:mod:`sampo_verl.agent.turns`) live in each sample's ``extra_fields``. The trainer's advantage
 step and the replay buffer's ``advantage`` filter criterion both go through
-:func:`multi_turn_advantages`.
+:func:`multi_turn_advantages`; the advantage step also runs verl's rollout correction
+(:func:`rollout_correction`) first, as verl's own does.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
+from verl import DataProto
 from verl.trainer.ppo import core_algos
+from verl.trainer.ppo.rollout_corr_helper import compute_rollout_correction_and_add_to_batch
 
 from sampo_verl.agent import turns
 from sampo_verl.algorithms import advantages  # noqa: F401  (registers the estimators)
@@ -74,3 +78,25 @@ def group_advantages(algorithm_config: Any, uid: np.ndarray, extra_fields: list[
     tensors = {"rm_scores": torch.zeros_like(ones), "response_mask": ones}
     adv, _ = multi_turn_advantages(algorithm_config, uid, extra_fields, tensors, np.ones(len(uid), dtype=bool))
     return adv[:, 0].numpy()
+
+
+def rollout_correction(
+    algorithm_config: Any, tensors: Mapping[str, torch.Tensor]
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """verl's ``algorithm.rollout_correction`` on a batch, as verl's own advantage step runs it: importance
+    weights between the old policy and the rollout (``rollout_is_weights``, when ``rollout_is`` is set) and
+    rejection sampling (a new ``response_mask``), with their ``rollout_corr/*`` metrics.
+
+    ``tensors``: ``old_log_probs``, ``rollout_log_probs``, ``response_mask``, (bs, response_length). Nothing
+    is computed (empty results) without the rollout's log-probs or in verl's ``bypass_mode``.
+    """
+    config = algorithm_config.get("rollout_correction", None)
+    if config is None or config.get("bypass_mode", False) or "rollout_log_probs" not in tensors:
+        return {}, {}
+    fields = ("old_log_probs", "rollout_log_probs", "response_mask")
+    data = DataProto.from_dict(tensors={field: tensors[field] for field in fields})
+    data, metrics = compute_rollout_correction_and_add_to_batch(data, config)
+    corrected = {"response_mask": data.batch["response_mask"]}
+    if "rollout_is_weights" in data.batch:
+        corrected["rollout_is_weights"] = data.batch["rollout_is_weights"]
+    return corrected, metrics

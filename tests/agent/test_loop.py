@@ -23,6 +23,7 @@ from sampo_verl.envs import TextEnv, make_env, register_env
 from sampo_verl.agent.prompts import format_response
 from sampo_verl.runs.assets import build_tokenizer, default_corpus
 from sampo_verl.testing.scripted_server import ScriptedServer
+from sampo_verl.trainer.staleness import staleness_metrics
 
 TOKENIZER = build_tokenizer(default_corpus())  # the tiny model's tokenizer
 LAKE = {"env": "frozenlake", "seed": 3, "env_options": '{"size": 4, "hole_prob": 0.3}'}
@@ -50,8 +51,10 @@ def make_loop(server, config=None, **loop_options):
     )
 
 
-def play(policy, extra_info=LAKE, logprob=None, **loop_options) -> tuple[list[AgentLoopOutput], ScriptedServer]:
-    server = ScriptedServer(TOKENIZER, policy, logprob=logprob)
+def play(
+    policy, extra_info=LAKE, logprob=None, versions=lambda index: (0, 0), **loop_options
+) -> tuple[list[AgentLoopOutput], ScriptedServer]:
+    server = ScriptedServer(TOKENIZER, policy, logprob=logprob, versions=versions)
 
     async def main():
         loop = make_loop(server, **loop_options)
@@ -102,6 +105,23 @@ def test_expert_episode_one_output_per_turn_with_fields():
     td = list_of_dict_to_tensordict([o.as_dict() for o in outputs])
     assert td.batch_size[0] == len(plan)
     assert td["extra_fields"][0]["traj_uid"] == "u1_2"
+
+
+def test_each_turn_carries_the_weight_versions_it_ran_on_when_weights_change_mid_episode():
+    """Weights go from version 3 to 4 during the second call (aborted and resumed: partial rollout) and
+    stay at 4: each turn sample keeps its own versions, and the episode spans two."""
+    plan, _ = expert_plan()
+    assert len(plan) >= 3
+    responses = [format_response(f"go {a}", a) for a in plan]
+    outputs, _ = play(scripted(responses), versions=lambda i: [(3, 3), (3, 4)][i] if i < 2 else (4, 4))
+    versions = [(o.extra_fields["min_global_steps"], o.extra_fields["max_global_steps"]) for o in outputs]
+    assert versions == [(3, 3), (3, 4)] + [(4, 4)] * (len(plan) - 2)
+    metrics = staleness_metrics([o.extra_fields for o in outputs], global_steps=6)  # step 6 trains version 5
+    stale = [2, 1] + [1] * (len(plan) - 2)
+    assert metrics["sampo/staleness/turn_mean"] == pytest.approx(sum(stale) / len(plan))
+    assert metrics["sampo/staleness/turn_span_frac"] == pytest.approx(1 / len(plan))
+    assert metrics["sampo/staleness/episode_span_frac"] == 1.0
+    assert metrics["sampo/staleness/episode_versions_mean"] == 2.0
 
 
 def test_invalid_turns_are_flagged_and_do_not_step_the_env():
@@ -274,6 +294,8 @@ def test_every_turn_carries_exactly_the_schema_fields_with_their_types():
         assert set(fields.pop(turns.REWARD_EXTRA_INFO)) == {
             *asdict_keys(turns.EpisodeOutcome), turns.VAL_ACC, turns.TASK_SEED
         }
+        server_fields = {key: fields.pop(key) for key in ("global_steps", "min_global_steps", "max_global_steps")}
+        assert server_fields == {"global_steps": 0, "min_global_steps": 0, "max_global_steps": 0}  # kept as given
         assert set(fields) == set(turns.SCHEMA)
         for name, value in fields.items():
             assert isinstance(value, turns.SCHEMA[name].kind), (name, value)
