@@ -18,6 +18,7 @@ from sampo_verl.arena.layout import find_cells
 from sampo_verl.arena.report import build_report
 from sampo_verl.arena.runner import CPU_SAVE_FREQ, CPU_TEST_FREQ, cell_commands, run_arena
 from sampo_verl.arena.spec import ArenaSpec, parse_starts
+from sampo_verl.arena.variants import expand
 from sampo_verl.runs.agent_run import add_engine_flag
 
 RUN_EPILOG = """\
@@ -53,7 +54,27 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("--envs", type=_names, required=True, help="comma-separated environments, e.g. sokoban,frozenlake")
-    run.add_argument("--methods", type=_names, required=True, help="comma-separated presets of sampo_verl/conf/method")
+    run.add_argument(
+        "--methods",
+        type=_names,
+        required=True,
+        help="comma-separated presets of sampo_verl/conf/method, or their variants <preset>@mb<k>[+async]",
+    )
+    run.add_argument(
+        "--mini-batches",
+        type=_counts,
+        default=(),
+        metavar="K,...",
+        help="the off-policy axis: train every preset with its batch split into K PPO mini-batches, one cell "
+        "each, named <preset>@mb<K> (CPU testbed; default: the testbed's one)",
+    )
+    run.add_argument(
+        "--modes",
+        type=_names,
+        default=("sync",),
+        metavar="MODE,...",
+        help="sync and/or async (verl's colocate_async trainer: cells named <preset>@async) (default: sync)",
+    )
     seeds = run.add_mutually_exclusive_group()
     seeds.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 of every (env, method) (default: 1)")
     seeds.add_argument("--seed", type=int, default=None, help="this one seed only (one cell per job)")
@@ -128,12 +149,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _counts(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(value) for value in _names(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
 def _run(args: argparse.Namespace) -> int:
     try:
+        plain = args.mini_batches == () and tuple(args.modes) == ("sync",)
         spec = ArenaSpec(
             out=args.out,
             envs=args.envs,
-            methods=args.methods,
+            methods=args.methods if plain else expand(args.methods, args.mini_batches, args.modes),
             seeds=(args.seed,) if args.seed is not None else tuple(range(args.seeds)),
             steps=args.steps,
             test_freq=args.test_freq,

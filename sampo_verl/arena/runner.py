@@ -61,6 +61,7 @@ from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
 
 from sampo_verl.arena.layout import METRICS_FILE, Cell, mark_done
 from sampo_verl.arena.spec import RECIPE_LOGGER, ArenaSpec
+from sampo_verl.arena.variants import parse_variant
 from sampo_verl.metrics import read_metrics
 from sampo_verl.runs.agent_run import CHECKPOINT_DIR, run_agent
 from sampo_verl.processes.guard import LOCK_FILE, last_alive
@@ -231,17 +232,19 @@ def _attempt(spec: ArenaSpec, cell: Cell, start: str, resume: int) -> None:
 
 def _launch(spec: ArenaSpec, cell: Cell, start: str, metrics_file: Path) -> None:
     """One trainer run of the cell: the CPU testbed's, or the recipe's."""
+    variant = parse_variant(cell.method)
     if spec.recipe is None:
+        testbed = cpu_testbed(cell.env)
         config = rl_config(
-            cpu_testbed(cell.env),
-            cell.method,
+            testbed,
+            variant.preset,
             cell.seed,
             spec.steps,
             spec.test_freq or CPU_TEST_FREQ,
             save_freq=spec.save_freq or CPU_SAVE_FREQ,
             engine=spec.engine,
         )
-        overrides = [KEEP_LAST_CHECKPOINT, *spec.overrides]
+        overrides = [KEEP_LAST_CHECKPOINT, *variant.overrides(testbed.rl_groups), *spec.overrides]
         data_dir = shared_dir(spec.out, cell.env) / "rl_data"
         run_agent(
             cell.path, Path(start), config, overrides, data_dir, timeout=spec.timeout, metrics_file=metrics_file,
@@ -309,7 +312,9 @@ def recipe_launch(spec: ArenaSpec, cell: Cell, start: str, metrics_file: Path) -
         "LOGGER": os.environ.get("LOGGER", RECIPE_LOGGER),
         "VERL_FILE_LOGGER_PATH": str(metrics_file),
     }
-    return ["bash", str(spec.recipe), cell.env, cell.method, *overrides, *spec.overrides], variables
+    variant = parse_variant(cell.method)
+    overrides += variant.overrides(None)
+    return ["bash", str(spec.recipe), cell.env, variant.preset, *overrides, *spec.overrides], variables
 
 
 def merge_attempts(path: Path) -> dict[int, dict[str, float]]:

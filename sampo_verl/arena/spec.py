@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sampo_verl.arena.layout import Cell, cell_dir
+from sampo_verl.arena.variants import parse_variant
 from sampo_verl.conf import CONFIG_DIR
 from sampo_verl.processes.launch import VERL_LOG
 from sampo_verl.runs.agent_run import AgentRunConfig
@@ -79,9 +80,13 @@ def _check(spec: ArenaSpec) -> None:
     for env in spec.envs:
         if not _NAME.fullmatch(env):
             raise ValueError(f"--envs: {env!r} is not a plain name (letters, digits, '_', '.', '-')")
-    unknown = sorted(set(spec.methods) - set(known_methods()))
+    variants = [parse_variant(method) for method in spec.methods]  # ValueError names the bad one
+    unknown = sorted({variant.preset for variant in variants} - set(known_methods()))
     if unknown:
         raise ValueError(f"--methods: unknown preset(s) {unknown}; known: {known_methods()}")
+    if spec.recipe is not None and any(variant.mini_batches for variant in variants):
+        raise ValueError("--mini-batches (mb<k> variants) runs on the CPU testbed only: with --recipe pass "
+                         "actor_rollout_ref.actor.ppo_mini_batch_size as an override")  # fmt: skip
     if min(spec.seeds) < 0:
         raise ValueError(f"seeds must be >= 0, got {min(spec.seeds)}")
     for flag, value in (("--steps", spec.steps), ("--test-freq", spec.test_freq), ("--save-freq", spec.save_freq)):

@@ -1,0 +1,97 @@
+"""The arena's off-policy axis: variant names, their overrides, and the cells ``--mini-batches``/``--modes`` run."""
+
+import json
+
+import pytest
+
+from sampo_verl.arena import runner
+from sampo_verl.arena.__main__ import main
+from sampo_verl.arena.layout import cell_dir
+from sampo_verl.arena.variants import Variant, expand, parse_variant
+from sampo_verl.runs import testbed
+
+
+def test_names_and_overrides_of_variants():
+    variant = parse_variant("sapo@mb4+async")
+    assert variant == Variant("sapo", 4, True) and variant.name == "sapo@mb4+async"
+    assert variant.overrides(32) == [
+        "actor_rollout_ref.actor.ppo_mini_batch_size=8",
+        "trainer.v1.trainer_mode=sampo_colocate_async",
+    ]
+    assert parse_variant("grpo") == Variant("grpo") and Variant("grpo").overrides(32) == []
+    assert parse_variant("grpo@async+mb2") == Variant("grpo", 2, True)  # the name writes mb first
+    with pytest.raises(ValueError, match="do not split into 3 mini-batches"):
+        Variant("grpo", 3).overrides(32)
+
+
+@pytest.mark.parametrize("name", ["grpo@mb0", "grpo@fast", "grpo@mb2+mb4", "grpo@", "grpo@async+async"])
+def test_a_bad_variant_part_is_named(name):
+    with pytest.raises(ValueError, match="unknown or repeated variant part"):
+        parse_variant(name)
+
+
+def test_expand_gives_every_preset_mini_batch_and_mode():
+    assert expand(["grpo", "sapo"], [1, 4], ["sync", "async"]) == (
+        "grpo@mb1", "grpo@mb1+async", "grpo@mb4", "grpo@mb4+async",
+        "sapo@mb1", "sapo@mb1+async", "sapo@mb4", "sapo@mb4+async",
+    )  # fmt: skip
+    assert expand(["grpo"], [], ["async"]) == ("grpo@async",)
+    with pytest.raises(ValueError, match="--modes: unknown"):
+        expand(["grpo"], [2], ["fast"])
+    with pytest.raises(ValueError, match="give plain presets"):
+        expand(["grpo@mb2"], [4])
+
+
+def test_mini_batch_cells_train_their_preset_with_the_split_batch(tmp_path, monkeypatch):
+    runs = []
+
+    def run_agent(workdir, model_dir, config, extra_overrides, data_dir, timeout=None, metrics_file=None, **output):
+        runs.append((workdir.parent.name, config.method, extra_overrides))
+        metrics_file.write_text(json.dumps({"step": 1, "data": {"training/global_step": 1}}) + "\n")
+        return []
+
+    monkeypatch.setattr(runner, "run_agent", run_agent)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    out = tmp_path / "arena"
+    argv = ["run", "--envs", "frozenlake", "--methods", "gspo", "--mini-batches", "1,4", "--modes", "sync,async"]
+    assert main([*argv, "--steps", "1", "--out", str(out), "--init-model", str(model), "sampo.x=1"]) == 0
+    groups = testbed.cpu_testbed("frozenlake").rl_groups
+    mini_batch = f"actor_rollout_ref.actor.ppo_mini_batch_size={groups // 4}"
+    assert {folder: (method, overrides[1:]) for folder, method, overrides in runs} == {
+        "gspo@mb1": ("gspo", [f"actor_rollout_ref.actor.ppo_mini_batch_size={groups}", "sampo.x=1"]),
+        "gspo@mb1+async": (
+            "gspo",
+            [f"actor_rollout_ref.actor.ppo_mini_batch_size={groups}", "trainer.v1.trainer_mode=sampo_colocate_async",
+             "sampo.x=1"],
+        ),
+        "gspo@mb4": ("gspo", [mini_batch, "sampo.x=1"]),
+        "gspo@mb4+async": ("gspo", [mini_batch, "trainer.v1.trainer_mode=sampo_colocate_async", "sampo.x=1"]),
+    }  # fmt: skip
+    assert (cell_dir(out, "frozenlake", "gspo@mb4+async", 0) / "done.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--methods", "nope@mb4"], r"unknown preset\(s\) \['nope'\]"),
+        (["--methods", "grpo@mb4x"], "unknown or repeated variant part 'mb4x'"),
+        (["--methods", "grpo", "--mini-batches", "2,x"], None),  # argparse: not integers
+        (["--methods", "grpo", "--modes", "later"], r"--modes: unknown \['later'\]"),
+    ],
+)
+def test_bad_variants_fail_before_anything_runs(tmp_path, argv, message):
+    base = ["run", "--envs", "frozenlake", "--steps", "1", "--out", str(tmp_path / "arena")]
+    with pytest.raises(SystemExit, match=None if message is None else f"^arena run: .*{message}"):
+        main([*base, *argv])
+    assert not (tmp_path / "arena").exists()
+
+
+def test_mini_batch_variants_need_the_cpu_testbed(tmp_path):
+    recipe = tmp_path / "recipe.sh"
+    recipe.write_text("")
+    argv = ["run", "--envs", "frozenlake", "--methods", "grpo", "--mini-batches", "4", "--steps", "1"]
+    argv += ["--out", str(tmp_path / "arena"), "--recipe", str(recipe), "--init-model", "Qwen/Qwen3-4B"]
+    with pytest.raises(SystemExit, match="--mini-batches .* runs on the CPU testbed only"):
+        main(argv)
