@@ -87,6 +87,14 @@ def validate_sampo_config(config: Any) -> None:
             f"(e.g. loss_mode={policy_loss.loss_mode}_seqmask)"
         )
 
+    if (policy_loss.get("seq_mask", None) or {}).get("reference", "old") == "rollout" and not rollout.get(
+        "calculate_log_probs", False
+    ):
+        errors.append(
+            "actor_rollout_ref.actor.policy_loss.seq_mask.reference=rollout needs the rollout's log-probs: set "
+            "actor_rollout_ref.rollout.calculate_log_probs=true"
+        )
+
     options = filter_options(algorithm)
     if options.enable:
         if rollout.n < 2:

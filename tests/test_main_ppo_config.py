@@ -113,6 +113,11 @@ def test_user_overrides_win_over_presets():
         (["method=gigpo", "algorithm.use_kl_in_reward=true"], ["algorithm.use_kl_in_reward"]),
         (["trainer.use_v1=false"], ["trainer.use_v1"]),
         (["sampo.collapse.format_drop=2.0"], ["sampo.collapse.format_drop"]),
+        (["method=sapo_seqmask", "actor_rollout_ref.actor.policy_loss.seq_mask.reference=rollout",
+          "actor_rollout_ref.rollout.calculate_log_probs=false"],
+         ["seq_mask.reference=rollout", "calculate_log_probs"]),
+        (["method=grpo", "actor_rollout_ref.actor.policy_loss.seq_mask.reference=rollout"],
+         ["seq_mask.reference=rollout", "loss_mode=vanilla"]),
     ],
 )
 def test_impossible_combinations_fail_naming_the_flags(overrides, flags):
@@ -152,6 +157,7 @@ BAD_SETTINGS = [
     ("algorithm.adv_estimator=simply", "algorithm.adv_estimator=simply is not registered; known: ["),
     ("actor_rollout_ref.actor.policy_loss.loss_mode=sampo_typo", "loss_mode='sampo_typo' is not a registered"),
     ("actor_rollout_ref.actor.policy_loss.seq_mask.normaliser=tokens", "seq_mask.normaliser must be one of"),
+    ("actor_rollout_ref.actor.policy_loss.seq_mask.reference=behaviour", "seq_mask.reference must be one of"),
 ]
 
 

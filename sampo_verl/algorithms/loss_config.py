@@ -13,6 +13,7 @@ whose config already selects this class and has the ``seq_mask`` node::
     loss_mode=gspo_seqmask                # vanilla_seqmask / gspo_seqmask / sapo_seqmask / cispo_seqmask
     seq_mask.delta=0.223                  # mask A_i < 0 and D_i > delta (strictly greater)
     seq_mask.normaliser=kept              # average over the kept samples (the release) instead of all
+    seq_mask.reference=rollout            # D_i against the policy that generated the sample
 
 On verl's own ``verl.trainer.main_ppo`` add ``_target_=sampo_verl.algorithms.loss_config.SampoPolicyLossConfig``
 and write the new keys with ``+`` (``+seq_mask.delta=0.223``).
@@ -34,6 +35,7 @@ from sampo_verl.options import options_section, read_options
 FLAG_PREFIX = "actor_rollout_ref.actor.policy_loss"
 
 SEQ_MASK_NORMALISERS = ("batch", "kept")
+SEQ_MASK_REFERENCES = ("old", "rollout")
 
 
 @options_section(f"{FLAG_PREFIX}.seq_mask", ignore=("_target_",))
@@ -49,10 +51,14 @@ class SeqMaskConfig(BaseConfig):
             the release, each micro-batch's loss is averaged over its kept tokens (``token-mean``) or kept
             samples (``seq-mean-*``), so masking does not shrink the step (but the loss then depends on
             how the masked samples fall into micro-batches). See :mod:`sampo_verl.algorithms.losses`.
+        reference: the policy ``D_i`` is measured against: ``old`` (the old policy of the update, as the
+            release) or ``rollout`` (the policy that generated the sample, from the rollout's log-probs:
+            differs from ``old`` when the old policy is recomputed on stale data, e.g. in the async trainers).
     """
 
     delta: float = 0.223
     normaliser: str = "batch"
+    reference: str = "old"
 
     def __post_init__(self):
         is_number = isinstance(self.delta, int | float) and not isinstance(self.delta, bool)
@@ -61,6 +67,10 @@ class SeqMaskConfig(BaseConfig):
         if self.normaliser not in SEQ_MASK_NORMALISERS:
             raise ValueError(
                 f"{FLAG_PREFIX}.seq_mask.normaliser must be one of {SEQ_MASK_NORMALISERS}, got {self.normaliser!r}"
+            )
+        if self.reference not in SEQ_MASK_REFERENCES:
+            raise ValueError(
+                f"{FLAG_PREFIX}.seq_mask.reference must be one of {SEQ_MASK_REFERENCES}, got {self.reference!r}"
             )
 
 
@@ -75,7 +85,7 @@ class SampoPolicyLossConfig(PolicyLossConfig):
         if isinstance(self.seq_mask, dict):
             object.__setattr__(self, "seq_mask", _seq_mask_from_dict(self.seq_mask))
         elif not isinstance(self.seq_mask, SeqMaskConfig):
-            raise ValueError(f"{FLAG_PREFIX}.seq_mask must be a mapping with delta/normaliser, got {self.seq_mask!r}")
+            raise ValueError(f"{FLAG_PREFIX}.seq_mask must be a mapping of its settings, got {self.seq_mask!r}")
         if self.loss_mode not in POLICY_LOSS_REGISTRY:
             raise ValueError(
                 f"{FLAG_PREFIX}.loss_mode={self.loss_mode!r} is not a registered policy loss; "

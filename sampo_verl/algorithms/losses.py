@@ -31,13 +31,23 @@ the micro-batch are filled in (non-empty samples; at least 1).
 
 A micro-batch where every sample is dropped gives loss 0 with zero gradient under both (0, not 0/0).
 
+Reference (``policy_loss.seq_mask.reference``): ``old`` measures ``D_i`` against the update's old
+policy; ``rollout`` against the policy that generated the sample, ``log pi_rollout`` in place of
+``log pi_old`` in ``D_i`` only (the clipped ratio keeps ``pi_old``). They differ where the old policy is
+recomputed on stale data (asynchronous trainers, ``sampo.old_log_prob.from_rollout=false``). verl
+passes no rollout log-probs to a loss: ``patches/ppo_loss_rollout_log_probs.py`` makes them readable
+inside verl's loss call (:func:`rollout_log_probs`).
+
 With one mini-batch and one PPO epoch, ``pi_theta == pi_old`` at the update, so ``D_i == 0`` and
 neither clipping nor masking (delta >= 0) has anything to act on.
 """
 
+import contextlib
 import copy
 import functools
 import inspect
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any, Optional
 
 import numpy as np
@@ -53,6 +63,20 @@ from verl.trainer.ppo.core_algos import (
 from verl.workers.config import ActorConfig
 
 from sampo_verl.algorithms.loss_config import seq_mask_config
+
+ROLLOUT_LOG_PROBS = "rollout_log_probs"  # verl's field name
+_ROLLOUT_LOG_PROBS: ContextVar[torch.Tensor | None] = ContextVar(ROLLOUT_LOG_PROBS, default=None)
+
+
+@contextlib.contextmanager
+def rollout_log_probs(values: torch.Tensor | None) -> Iterator[None]:
+    """Within: ``values``, (bs, response_length), are the rollout's log-probs of the batch the policy loss
+    is called on (``seq_mask.reference=rollout`` reads them)."""
+    token = _ROLLOUT_LOG_PROBS.set(values)
+    try:
+        yield
+    finally:
+        _ROLLOUT_LOG_PROBS.reset(token)
 
 
 def sequence_mask_statistics(
@@ -88,7 +112,8 @@ def sequence_masked_policy_loss(
         base_loss_fn: verl policy loss, called unchanged with the masked ``response_mask``.
         old_log_prob, log_prob, advantages, response_mask: (bs, response_length).
         loss_agg_mode: passed through to ``base_loss_fn``.
-        config: the actor config; reads ``clip_ratio_low/high`` and ``policy_loss.seq_mask.delta``.
+        config: the actor config; reads ``clip_ratio_low/high``, ``policy_loss.seq_mask`` and, for
+            ``reference=rollout``, the rollout's log-probs of :func:`rollout_log_probs`.
         rollout_is_weights: passed through.
 
     Returns:
@@ -99,7 +124,18 @@ def sequence_masked_policy_loss(
     seq_mask = seq_mask_config(config.get("policy_loss"))
     clip_low, clip_high = _clip_range(config)
 
-    seq_kl, seq_advantage, lengths = sequence_mask_statistics(old_log_prob, log_prob, advantages, response_mask)
+    reference_log_prob, gap_metrics = old_log_prob, {}
+    if seq_mask.reference == "rollout":
+        reference_log_prob = _ROLLOUT_LOG_PROBS.get()
+        if reference_log_prob is None:
+            raise ValueError(
+                "policy_loss.seq_mask.reference=rollout needs the rollout's log-probs in the loss: "
+                "actor_rollout_ref.rollout.calculate_log_probs=true and the sampo_verl plugin loaded"
+            )
+        gap, _, gap_lengths = sequence_mask_statistics(old_log_prob, reference_log_prob, advantages, response_mask)
+        valid_gap = gap[gap_lengths > 0].abs()
+        gap_metrics["actor/seq_rollout_gap_abs"] = float(valid_gap.mean()) if valid_gap.numel() else 0.0
+    seq_kl, seq_advantage, lengths = sequence_mask_statistics(reference_log_prob, log_prob, advantages, response_mask)
     valid = lengths > 0
     dropped = valid & (seq_advantage < 0) & (seq_kl > seq_mask.delta)
     kept_mask = response_mask * ~dropped.unsqueeze(-1)  # keeps response_mask's dtype
@@ -113,9 +149,8 @@ def sequence_masked_policy_loss(
         config=_with_normalisers(config, lengths, dropped, seq_mask.normaliser),
         rollout_is_weights=rollout_is_weights,
     )
-    pg_metrics.update(
-        _sequence_metrics(seq_kl, seq_advantage, lengths, dropped, dropped, clip_low, clip_high)
-    )
+    pg_metrics.update(_sequence_metrics(seq_kl, seq_advantage, lengths, dropped, dropped, clip_low, clip_high))
+    pg_metrics.update(gap_metrics)
     return pg_loss, pg_metrics
 
 

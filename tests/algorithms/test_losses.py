@@ -16,7 +16,9 @@ from verl.trainer.ppo.core_algos import (
 from verl.workers.config import ActorConfig, PolicyLossConfig
 
 import sampo_verl  # noqa: F401  (registers the losses)
+from sampo_verl.algorithms import losses
 from sampo_verl.algorithms.loss_config import SampoPolicyLossConfig, SeqMaskConfig
+from sampo_verl.algorithms.losses import rollout_log_probs
 
 BASES = {
     "vanilla": compute_policy_loss_vanilla,
@@ -460,3 +462,59 @@ def test_cispo_without_lower_bound_as_released(name):
     loss, grad, metrics = loss_and_grad(get_policy_loss_fn(name), *batch, "token-mean", config)
     assert math.isfinite(loss.item()) and torch.isfinite(grad).all()
     assert 0.0 <= metrics["actor/seq_clipfrac"] <= 1.0
+
+
+def test_masking_against_the_rollout_policy_by_hand():
+    """hand_batch's sample 1 (A = -2) is D = 0.3 > delta away from the old policy: masked. The policy that
+    generated it gave its tokens log-probs 0.3 lower than the old policy did, so against that policy
+    D = mean(-0.1, +0.1) = 0: kept. The clipped ratio is the old policy's either way."""
+    old_log_prob, log_prob, advantages, response_mask = hand_batch()
+    rollout = old_log_prob - torch.tensor([[0.0, 0.0, 0.0], [0.3, 0.3, 0.0]])
+    fn = get_policy_loss_fn("gspo_seqmask")
+    old_ref = loss_and_grad(fn, *hand_batch(), "seq-mean-token-mean", actor_config())  # reference=old
+    rollout_config = actor_config(
+        policy_loss=SampoPolicyLossConfig(loss_mode="gspo_seqmask", seq_mask=SeqMaskConfig(reference="rollout"))
+    )
+    with rollout_log_probs(rollout):
+        loss, grad, metrics = loss_and_grad(fn, old_log_prob, log_prob, advantages, response_mask,
+                                            "seq-mean-token-mean", rollout_config)  # fmt: skip
+    assert old_ref[2]["actor/seq_mask_frac"] == 0.5 and metrics["actor/seq_mask_frac"] == 0.0
+    unmasked = loss_and_grad(compute_policy_loss_gspo, *hand_batch(), "seq-mean-token-mean", actor_config())
+    torch.testing.assert_close(loss, unmasked[0])
+    torch.testing.assert_close(grad, unmasked[1])
+    assert metrics["actor/seq_rollout_gap_abs"] == pytest.approx((0.0 + 0.3) / 2)
+
+
+def test_masking_against_the_rollout_policy_without_its_log_probs_names_the_flag():
+    config = actor_config(
+        policy_loss=SampoPolicyLossConfig(loss_mode="gspo_seqmask", seq_mask=SeqMaskConfig(reference="rollout"))
+    )
+    with pytest.raises(ValueError, match="seq_mask.reference=rollout needs the rollout's log-probs"):
+        loss_and_grad(get_policy_loss_fn("gspo_seqmask"), *hand_batch(), "token-mean", config)
+
+
+def test_verl_ppo_loss_hands_the_rollout_log_probs_to_the_loss():
+    """patches/ppo_loss_rollout_log_probs.py: verl's ppo_loss, given a batch with the rollout's log-probs (as
+    verl's actor fetches it: nested, one row per sample), runs the loss with them padded, and with none for a
+    batch without."""
+    from tensordict import TensorDict
+    from verl.workers.utils import losses as verl_losses
+
+    from sampo_verl.patches import ppo_loss_rollout_log_probs
+
+    ppo_loss_rollout_log_probs.apply()
+    ppo_loss_rollout_log_probs.apply()  # idempotent
+    assert getattr(verl_losses.ppo_loss, "_sampo_rollout_log_probs", False)
+    assert not getattr(verl_losses.ppo_loss.__wrapped__, "_sampo_rollout_log_probs", False)
+
+    seen = []
+    patched = ppo_loss_rollout_log_probs.with_rollout_log_probs(
+        lambda config, model_output, data, dp_group=None: seen.append(losses._ROLLOUT_LOG_PROBS.get())
+    )
+    rows = [torch.tensor([-0.1, -0.2, -0.3]), torch.tensor([-0.4])]
+    data = TensorDict({"rollout_log_probs": torch.nested.as_nested_tensor(rows, layout=torch.jagged)}, batch_size=[2])
+    config = actor_config()
+    patched(config, {}, data)
+    torch.testing.assert_close(seen[0], torch.tensor([[-0.1, -0.2, -0.3], [-0.4, 0.0, 0.0]]))
+    patched(config, {}, TensorDict({}, batch_size=[2]))
+    assert seen[1] is None and losses._ROLLOUT_LOG_PROBS.get() is None  # nothing left behind
