@@ -35,3 +35,17 @@ def test_each_mode_runs_verls_own_mode_with_the_filtering_buffer(mode, method):
     assert buffer.trainer_config == config.trainer.v1[verl_mode]
     verl_buffer = VERL_BUFFERS[verl_mode]
     assert type(buffer) is (FILTERING[verl_buffer] if method == "sampo" else verl_buffer)
+
+
+HOOKS = ["_balance_batch", "_compute_old_log_prob", "_update_actor", "_compute_advantage", "_build_replay_buffer",
+         "_val_metrics_update", "_compute_metrics"]  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", list(SAMPO_MODES))
+def test_every_mode_runs_the_one_implementation_of_the_hooks(mode):
+    """The modes share SampoHooks' methods (same advantages, filter verdicts and metrics on the same batch):
+    none of them overrides a hook, and each hook still reaches verl's own trainer of that mode via super()."""
+    cls = get_trainer_cls(mode)
+    for hook in HOOKS:
+        assert getattr(cls, hook) is getattr(SampoHooks, hook), hook
+        assert hasattr(get_trainer_cls(SAMPO_MODES[mode]), hook)
