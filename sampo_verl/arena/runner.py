@@ -9,6 +9,8 @@ the runner also keeps in the cell folder::
     attempts/from_step<s>.jsonl   verl's file-logger output of the attempt that started from the
                                   step-s checkpoint (0: from scratch)
     attempts/from_step<s>.started the attempt's start time while it runs (left behind by a killed runner)
+    attempts/reused_step0.jsonl   the validation before training, taken from an earlier cell of the same
+                                  start (CPU cells; :mod:`sampo_verl.arena.first_validation`)
     runs.jsonl                    one line per attempt: start step, wall time, error or null
     error.log                     traceback and output tail of the latest failed attempt
     verl.log                      verl's console output of every attempt (``--verbose``: shown live instead)
@@ -16,7 +18,8 @@ the runner also keeps in the cell folder::
 
 and, per environment, ``DIR/<env>/_start/``: what every CPU cell of that environment shares, the
 behaviour-cloned start (:func:`sampo_verl.runs.testbed.bc_start`: ``bc/``, ``init_model/``, ``sft_data/``,
-the SFT trainer's ``verl.log``) and the RL tasks (``rl_data/``). ``layout.find_cells`` does not see it
+the SFT trainer's ``verl.log``), the RL tasks (``rl_data/``) and the start's validation before training
+(``first_validation/``). ``layout.find_cells`` does not see it
 (no ``seed<k>`` folder).
 
 Kills: every trainer runs under a guard that stops it when the runner dies (``kill -9`` of the
@@ -59,6 +62,7 @@ from pathlib import Path
 
 from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
 
+from sampo_verl.arena import first_validation
 from sampo_verl.arena.layout import METRICS_FILE, Cell, mark_done
 from sampo_verl.arena.spec import RECIPE_LOGGER, ArenaSpec
 from sampo_verl.arena.variants import parse_variant
@@ -211,27 +215,37 @@ def checkpoint_step(ckpt: Path) -> int:
 
 
 def _attempt(spec: ArenaSpec, cell: Cell, start: str, resume: int) -> None:
-    """Launch the trainer once; record the attempt in ``runs.jsonl`` and rebuild ``metrics.jsonl``, whatever happens."""
+    """Launch the trainer once; record the attempt in ``runs.jsonl`` and rebuild ``metrics.jsonl``, whatever happens.
+
+    A CPU cell trained from scratch takes the validation before training from an earlier cell of the same
+    start when one ran it (:mod:`.first_validation`), or keeps its own for the next.
+    """
     metrics_file = cell.path / ATTEMPTS_DIR / f"from_step{resume}.jsonl"
     metrics_file.parent.mkdir(parents=True, exist_ok=True)
+    cache = None
+    if resume == 0 and spec.recipe is None:
+        cache = first_validation.cache_file(shared_dir(spec.out, cell.env), start, spec.engine, spec.overrides)
+    reused = cache is not None and first_validation.copy_in(cache, cell.path, metrics_file.parent)
     began, error = time.monotonic(), None
     started = metrics_file.with_suffix(STARTED_SUFFIX)  # left behind only when this process is killed
     started.write_text(json.dumps({"from_step": resume, "started": time.time()}), encoding="utf-8")
     name = _name(cell)
     try:
         with StepProgress(metrics_file, spec.steps, f"  {name}", rl_progress(spec.steps, f"  [arena] {name}", "start")):
-            _launch(spec, cell, start, metrics_file)
+            _launch(spec, cell, start, metrics_file, [first_validation.NO_VALIDATION_BEFORE_TRAINING] if reused else [])
     except BaseException as err:
         error = _summary(err)
         raise
     finally:
         _record_run(cell.path, resume, time.monotonic() - began, error)
         started.unlink()
+        if cache is not None and not reused:
+            first_validation.keep(cache, metrics_file, cell.path)
         merge_attempts(cell.path)
 
 
-def _launch(spec: ArenaSpec, cell: Cell, start: str, metrics_file: Path) -> None:
-    """One trainer run of the cell: the CPU testbed's, or the recipe's."""
+def _launch(spec: ArenaSpec, cell: Cell, start: str, metrics_file: Path, extra: list[str]) -> None:
+    """One trainer run of the cell: the CPU testbed's (with the ``extra`` overrides), or the recipe's."""
     variant = parse_variant(cell.method)
     if spec.recipe is None:
         testbed = cpu_testbed(cell.env)
@@ -244,7 +258,7 @@ def _launch(spec: ArenaSpec, cell: Cell, start: str, metrics_file: Path) -> None
             save_freq=spec.save_freq or CPU_SAVE_FREQ,
             engine=spec.engine,
         )
-        overrides = [KEEP_LAST_CHECKPOINT, *variant.overrides(testbed.rl_groups), *spec.overrides]
+        overrides = [KEEP_LAST_CHECKPOINT, *variant.overrides(testbed.rl_groups), *extra, *spec.overrides]
         data_dir = shared_dir(spec.out, cell.env) / "rl_data"
         run_agent(
             cell.path, Path(start), config, overrides, data_dir, timeout=spec.timeout, metrics_file=metrics_file,
@@ -324,7 +338,8 @@ def merge_attempts(path: Path) -> dict[int, dict[str, float]]:
         for file in (path / ATTEMPTS_DIR).glob("from_step*.jsonl")
         if (match := _ATTEMPT_FILE.fullmatch(file.name))
     )
-    history: dict[int, dict[str, float]] = {}
+    reused = path / ATTEMPTS_DIR / first_validation.REUSED_ATTEMPT  # the validation before training, copied in
+    history: dict[int, dict[str, float]] = read_metrics(reused) if reused.exists() else {}
     for (_, file), upto in zip(attempts, [start for start, _ in attempts[1:]] + [None]):
         for step, metrics in read_metrics(file).items():
             if upto is None or step <= upto:
