@@ -23,6 +23,7 @@ import numpy as np
 from sampo_verl.arena import findings as findings_mod
 from sampo_verl.arena.layout import REPORT_DIR, Cell, find_cells, served_summaries
 from sampo_verl.arena.summary import MethodSummary, SeedStats, success_metric, summarise_methods
+from sampo_verl.arena.variants import VARIANT_SEP, parse_variant
 from sampo_verl.metrics import VAL_SUCCESS, History, collapse_steps, is_number, read_metrics, skip
 from sampo_verl.plots import TITLES, make_method_panels, plot_metrics, save_png
 from sampo_verl.stats import BOOTSTRAP_SAMPLES
@@ -137,6 +138,7 @@ def _env_section(
 <figure>{_img(stability_png, f"{env}: stability panel per method")}</figure>
 <h3>Ranking</h3>
 {_ranking_table(summaries)}
+{_off_policy_table(summaries)}
 {_served_table(served)}
 <h3>Findings</h3>
 {_findings_table(verdicts)}
@@ -168,6 +170,35 @@ def _ranking_table(summaries: Sequence[MethodSummary]) -> str:
             f"<td>{final.basis()}</td></tr>"
         )
     return f'<table class="ranking">\n{head}\n' + "\n".join(rows) + "\n</table>"
+
+
+def _off_policy_table(summaries: Sequence[MethodSummary]) -> str:
+    """The off-policy axis (:mod:`.variants`), when the run has it: one row per preset and mode, one column
+    per number of mini-batches; each entry final success, drop (best - final) and mean collapse steps."""
+    grid: dict[tuple[str, bool], dict[int | None, MethodSummary]] = {}
+    for summary in summaries:
+        if VARIANT_SEP in summary.method:
+            variant = parse_variant(summary.method)
+            grid.setdefault((variant.preset, variant.colocate_async), {})[variant.mini_batches] = summary
+    if not grid:
+        return ""
+    columns = sorted({k for row in grid.values() for k in row}, key=lambda k: (k is not None, k or 0))
+    head = "<tr><th>preset (trainer)</th>" + "".join(
+        f"<th>{'the preset' if k is None else k} mini-batch(es): final / drop / collapse steps</th>" for k in columns
+    )
+    rows = []
+    for (preset, colocate_async), row in sorted(grid.items()):
+        entries = []
+        for k in columns:
+            s = row.get(k)
+            if s is None:
+                entries.append("<td>–</td>")
+            else:
+                final, drop = s.estimate("final").text(), s.estimate("drop").text()
+                entries.append(f"<td>{final} / {drop} / {s.collapses.mean:g}</td>")
+        label = f"{preset} ({'colocate_async' if colocate_async else 'sync'})"
+        rows.append(f'<tr data-preset="{html.escape(label)}"><td>{html.escape(label)}</td>{"".join(entries)}</tr>')
+    return '<h3>Off-policy axis</h3>\n<table class="off-policy">\n' + head + "</tr>\n" + "\n".join(rows) + "\n</table>"
 
 
 def _cost(seeds: Sequence[SeedStats]) -> str:

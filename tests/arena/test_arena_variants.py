@@ -95,3 +95,25 @@ def test_mini_batch_variants_need_the_cpu_testbed(tmp_path):
     argv += ["--out", str(tmp_path / "arena"), "--recipe", str(recipe), "--init-model", "Qwen/Qwen3-4B"]
     with pytest.raises(SystemExit, match="--mini-batches .* runs on the CPU testbed only"):
         main(argv)
+
+
+def test_the_report_tables_the_off_policy_axis(tmp_path):
+    """Rows preset x trainer, columns the mini-batch counts; a plain preset stays out of that table."""
+    import re
+
+    from conftest import sokoban_lines, write_cell
+
+    from sampo_verl.arena.report import build_report
+
+    root = tmp_path / "arena"
+    for method, success in {"gspo": [0.2, 0.4], "gspo@mb1": [0.2, 0.5], "gspo@mb4": [0.6, 0.3],
+                            "gspo@mb4+async": [0.4, 0.4]}.items():  # fmt: skip
+        write_cell(root, "sokoban", method, 0, sokoban_lines(success, [0.9, 0.9]), wall=10.0)
+    page = build_report(root, tmp_path / "report").read_text(encoding="utf-8")
+    table = page[page.index('<table class="off-policy">') : page.index("</table>", page.index('class="off-policy"'))]
+    assert re.findall(r"<th>(\d+) mini-batch", table) == ["1", "4"]
+    rows = dict(re.findall(r'<tr data-preset="([^"]+)">(.*?)</tr>', table))
+    assert set(rows) == {"gspo (sync)", "gspo (colocate_async)"}
+    sync = re.findall(r"<td>(.*?)</td>", rows["gspo (sync)"])[1:]
+    assert sync[0].startswith("0.500") and sync[1].startswith("0.300") and "/ 0.300" in sync[1]  # mb4 dropped 0.3
+    assert re.findall(r"<td>(.*?)</td>", rows["gspo (colocate_async)"])[1] == "–"
