@@ -24,6 +24,7 @@ import yaml
 
 from sampo_verl.bc.sft_data import DEFAULT_THOUGHT, message_texts
 from sampo_verl.conf import CONFIG_DIR
+from sampo_verl.options import read_options
 from sampo_verl.runs.agent_run import AgentRunConfig, is_built, mark_built
 from sampo_verl.runs.assets import ModelSize, build_assets
 
@@ -71,16 +72,13 @@ class Testbed:
 def load_testbed(path: Path) -> Testbed:
     """The testbed a ``conf/testbed/<env>.yaml`` file describes: the :class:`Testbed` defaults with the
     file's values (``model`` a :class:`ModelSize`'s); an unknown or misspelt key fails naming the file."""
-    values = yaml.safe_load(path.read_text()) or {}
-    known = {f.name for f in dataclasses.fields(Testbed)} - {"env"}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"{path}: unknown testbed setting(s) {unknown}; known: {sorted(known)}")
+    values = {**(yaml.safe_load(path.read_text()) or {}), "env": path.stem}
+    prefix = f"testbed ({path})"
     if "model" in values:
-        values["model"] = ModelSize(**values["model"])
+        values["model"] = read_options(ModelSize, values["model"], f"{prefix} model")
     if "bc_overrides" in values:
         values["bc_overrides"] = tuple(values["bc_overrides"])
-    return Testbed(env=path.stem, **values)
+    return read_options(Testbed, values, prefix)
 
 
 # the CPU testbeds, one file each (sampo_verl/conf/testbed/<env>.yaml)

@@ -38,7 +38,10 @@ def test_a_testbed_is_one_yaml_file_over_the_defaults(tmp_path):
     tb = load_testbed(mine)
     assert (tb.env, tb.max_turns, tb.model.head_dim, tb.bc_steps) == ("mine", 4, 32, 150)
     mine.write_text("max_turn: 4\n")
-    with pytest.raises(ValueError, match=r"mine.yaml: unknown testbed setting\(s\) \['max_turn'\]"):
+    with pytest.raises(ValueError, match=r"unknown testbed \(.*mine.yaml\) option\(s\) \['max_turn'\]"):
+        load_testbed(mine)
+    mine.write_text("model: {hidden: 64, head: 4}\n")
+    with pytest.raises(ValueError, match=r"unknown testbed \(.*mine.yaml\) model option\(s\) \['head'\]"):
         load_testbed(mine)
 
 
