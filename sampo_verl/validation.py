@@ -87,9 +87,7 @@ def validate_sampo_config(config: Any) -> None:
             f"(e.g. loss_mode={policy_loss.loss_mode}_seqmask)"
         )
 
-    if (policy_loss.get("seq_mask", None) or {}).get("reference", "old") == "rollout" and not rollout.get(
-        "calculate_log_probs", False
-    ):
+    if ("reference", "rollout") in changed and not rollout.get("calculate_log_probs", False):
         errors.append(
             "actor_rollout_ref.actor.policy_loss.seq_mask.reference=rollout needs the rollout's log-probs: set "
             "actor_rollout_ref.rollout.calculate_log_probs=true"

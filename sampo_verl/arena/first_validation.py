@@ -19,13 +19,13 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from sampo_verl.arena.summary import VALIDATION_TIME
 from sampo_verl.metrics import read_metrics
 from sampo_verl.trainer.val_outcomes import OUTCOMES_FILE, ValOutcomes, append_outcomes, read_val_outcomes
 
 CACHE_DIR = "first_validation"
 REUSED_ATTEMPT = "reused_step0.jsonl"
 REUSED_MARKER = "arena/reused_validation"
-VALIDATION_TIME = "timing_s/testing"
 NO_VALIDATION_BEFORE_TRAINING = "trainer.val_before_train=false"
 
 

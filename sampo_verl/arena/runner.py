@@ -246,8 +246,8 @@ def _attempt(spec: ArenaSpec, cell: Cell, start: str, resume: int) -> None:
 
 def _launch(spec: ArenaSpec, cell: Cell, start: str, metrics_file: Path, extra: list[str]) -> None:
     """One trainer run of the cell: the CPU testbed's (with the ``extra`` overrides), or the recipe's."""
-    variant = parse_variant(cell.method)
     if spec.recipe is None:
+        variant = parse_variant(cell.method)
         testbed = cpu_testbed(cell.env)
         config = rl_config(
             testbed,
