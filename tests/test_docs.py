@@ -1,5 +1,5 @@
 """The documentation site builds in strict mode (no broken link or page); its configuration reference
-and per-turn schema are generated from the code."""
+and per-turn schema are generated from the code, its study pages take in the arena reports."""
 
 import shutil
 import subprocess
@@ -26,6 +26,10 @@ def test_the_docs_build_strictly_with_the_generated_reference(tmp_path):
     assert "options-reference" not in page
     concepts = (tmp_path / "concepts" / "index.html").read_text(encoding="utf-8")
     assert all(f"<code>{name}</code>" in concepts for name in SCHEMA) and "turn-schema" not in concepts
+    # a study page takes in the arena report's Markdown, its figures linked from the page's place
+    study = (tmp_path / "studies" / "frozenlake-qwen3" / "index.html").read_text(encoding="utf-8")
+    assert "<!-- include:" not in study and "Ranking, beside the paper" in study
+    assert 'src="../frozenlake_qwen3/frozenlake_success.png"' in study
 
 
 def test_the_readme_keeps_to_its_size_and_starts_with_the_two_set_up_commands():

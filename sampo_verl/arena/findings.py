@@ -20,14 +20,21 @@ rule:
   masking collapsed; inconclusive otherwise (neither collapsed: nothing for masking to prevent).
 
 A finding whose methods (or metric) are missing from the run is "not tested on this run".
+
+For an inconclusive finding, :func:`seeds_needed` projects what would decide it: the number of seeds at
+which a normal interval of the per-seed values (mean m, sample spread s) would leave the threshold t
+(0 for a comparison, ``DROP`` for a collapse), n = ceil((1.96 s / |m - t|)^2), if m and s stayed as measured.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sampo_verl.arena.summary import MethodSummary, paired
+import numpy as np
+
+from sampo_verl.arena.summary import Estimate, MethodSummary, paired
 
 # the methods of the paper's table besides SAMPO (sampo_plus is ours, not the paper's)
 PAPER_RIVALS = (
@@ -43,6 +50,8 @@ PARTLY = "partly held"
 NOT_HELD = "did not hold"
 INCONCLUSIVE = "inconclusive"
 NOT_TESTED = "not tested on this run"
+Z95 = 1.96  # the normal quantile of a two-sided 95% interval
+NEGLIGIBLE = 0.01  # a mean this close to its threshold: no number of seeds is a realistic answer
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,19 @@ class Finding:
     claim: str
     verdict: str
     evidence: str
+    needs: str = ""  # for an inconclusive verdict: what would decide it (:func:`seeds_needed`)
+
+
+def seeds_needed(estimate: Estimate, threshold: float = 0.0) -> str:
+    """What would move ``estimate``'s interval off ``threshold``, projected from its per-seed values."""
+    values = np.asarray(estimate.seed_means, dtype=float)
+    if values.size < 2:
+        return "a second seed, to measure how much seeds differ"
+    gap, spread = abs(float(values.mean()) - threshold), float(values.std(ddof=1))
+    if gap < NEGLIGIBLE:
+        return f"no realistic number of seeds: the mean is {values.mean():+.3f}, {gap:.3f} from {threshold:g}"
+    n = max(math.ceil((Z95 * spread / gap) ** 2), values.size + 1)
+    return f"~{n} seeds if the mean ({values.mean():+.3f}) and the per-seed spread ({spread:.3f}) hold"
 
 
 def _compare(
@@ -83,6 +105,7 @@ def _compare(
         claim,
         verdict,
         f"{what}: {listed}; {favoured} - {rival} = {d.text(signed=True)} (paired over {d.basis()}){untested}",
+        f"{favoured} - {rival}: {seeds_needed(d)}" if verdict == INCONCLUSIVE else "",
     )
 
 
@@ -107,6 +130,12 @@ def collapse_state(summary: MethodSummary) -> tuple[str, str]:
 def _states(summaries: Mapping[str, MethodSummary], methods: Sequence[str]) -> tuple[dict[str, str], str]:
     pairs = {m: collapse_state(summaries[m]) for m in methods}
     return {m: state for m, (state, _) in pairs.items()}, "; ".join(text for _, text in pairs.values())
+
+
+def _unclear_needs(summaries: Mapping[str, MethodSummary], states: Mapping[str, str]) -> str:
+    """What would settle each unclear method's state: seeds for its drop's interval to leave ``DROP``."""
+    unclear = [m for m, state in states.items() if state == UNCLEAR]
+    return "; ".join(f"{m}'s drop: {seeds_needed(summaries[m].estimate('drop'), DROP)}" for m in unclear)
 
 
 def _untested_success(summaries: Mapping[str, MethodSummary], methods: Sequence[str]) -> list[str]:
@@ -135,7 +164,8 @@ def clipping(summaries: Mapping[str, MethodSummary]) -> Finding:
         verdict = INCONCLUSIVE
     untested = ", ".join(m for m in ("sapo", "cispo") if m not in summaries)
     untested = f"; not tested: {untested}" if untested else ""
-    return Finding("2", claim, verdict, f"{evidence}{untested}")
+    needs = _unclear_needs(summaries, states) if verdict == INCONCLUSIVE else ""
+    return Finding("2", claim, verdict, f"{evidence}{untested}", needs)
 
 
 def masking(summaries: Mapping[str, MethodSummary]) -> Finding:
@@ -153,7 +183,12 @@ def masking(summaries: Mapping[str, MethodSummary]) -> Finding:
     else:
         verdict = HELD if states["sapo"] == COLLAPSED and states["sapo_seqmask"] == STABLE else INCONCLUSIVE
     note = "; sapo did not collapse, so there was nothing for masking to prevent" * (states["sapo"] == STABLE)
-    return Finding("mask", claim, verdict, f"{evidence}{note}")
+    needs = ""
+    if verdict == INCONCLUSIVE:
+        nothing_to_prevent = states["sapo"] == STABLE
+        needs = "a run in which sapo collapses (longer, or a harder testbed)" if nothing_to_prevent else ""
+        needs = needs or _unclear_needs(summaries, states)
+    return Finding("mask", claim, verdict, f"{evidence}{note}", needs)
 
 
 def judge_findings(summaries: Mapping[str, MethodSummary]) -> list[Finding]:

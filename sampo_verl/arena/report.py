@@ -6,35 +6,27 @@ offline on its own) and, per environment, ``<env>_success.png``, ``<env>_success
 ``<env>_stability.png`` beside it. Per environment the page shows the success curves per method (mean
 over seeds, band min..max), the same curves one panel per method in ranking order (every seed, the
 other methods' means in grey), the stability panel, collapse steps as dotted lines, the ranking table
-(:mod:`sampo_verl.arena.summary`) and the findings (:mod:`sampo_verl.arena.findings`).
+(:mod:`sampo_verl.arena.summary`) and the findings (:mod:`sampo_verl.arena.findings`). The same numbers
+go into ``results.md`` (:mod:`sampo_verl.arena.markdown`) for documentation pages.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import math
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
-
 from sampo_verl.arena import findings as findings_mod
 from sampo_verl.arena.layout import REPORT_DIR, Cell, find_cells, served_summaries
-from sampo_verl.arena.summary import MethodSummary, SeedStats, success_metric, summarise_methods
+from sampo_verl.arena.markdown import RESULTS_MD, results_markdown
+from sampo_verl.arena.results import EnvResults, cost_text, definitions, env_results
+from sampo_verl.arena.summary import MethodSummary
 from sampo_verl.arena.variants import VARIANT_SEP, parse_variant
-from sampo_verl.metrics import VAL_SUCCESS, History, collapse_steps, is_number, read_metrics, skip
-from sampo_verl.plots import TITLES, make_method_panels, plot_metrics, save_png
-from sampo_verl.stats import BOOTSTRAP_SAMPLES
+from sampo_verl.metrics import VAL_SUCCESS, History, is_number, read_metrics, skip
+from sampo_verl.plots import TITLES
 
-STABILITY = (
-    "actor/grad_norm",
-    "actor/entropy",
-    "actor/seq_mask_frac",
-    "actor/seq_neg_adv_low_ratio_frac",
-    "sampo/format_valid_rate",
-)
 # the ARLArena matrix order, used for curve colours and legends; other methods follow by name
 METHOD_ORDER = (
     "grpo",
@@ -76,7 +68,8 @@ def load_results(root: str | Path, skipped: list[str] | None = None) -> dict[str
 
 
 def build_report(root: str | Path, out: str | Path | None = None, skipped: list[str] | None = None) -> Path:
-    """Write the report for results folder ``root`` into ``out`` (default ``root/report``).
+    """Write the report for results folder ``root`` into ``out`` (default ``root/report``): ``index.html``
+    and, for documentation, the same in Markdown (:data:`~sampo_verl.arena.markdown.RESULTS_MD`).
 
     Returns the path of ``index.html``; raises ``FileNotFoundError`` when ``root`` holds no cell. What
     was left out (each line, file or cell the readers could not use, with why) is listed on the page and
@@ -85,63 +78,58 @@ def build_report(root: str | Path, out: str | Path | None = None, skipped: list[
     root = Path(root)
     out = Path(out) if out is not None else root / REPORT_DIR
     notes: list[str] = []
-    results = load_results(root, notes)
-    if not results:
+    by_env = load_results(root, notes)
+    if not by_env:
         raise FileNotFoundError(f"no arena cells under {root} (expected {root}/<env>/<method>/seed<k>/metrics.jsonl)")
-    sections = [
-        _env_section(env, cells, out, served_summaries(root, env, notes), notes) for env, cells in results.items()
-    ]
-    cells = [cell for env_cells in results.values() for cell, _ in env_cells]
+    results = [env_results(env, cells, out, served_summaries(root, env, notes), notes) for env, cells in by_env.items()]
+    cells = [cell for env_cells in by_env.values() for cell, _ in env_cells]
     notes = list(dict.fromkeys(notes))  # a file read twice is noted once
+    line = _summary_line(cells)
     index = out / "index.html"
-    index.write_text(_page(root, cells, sections, notes), encoding="utf-8")
+    index.write_text(_page(root, line, [_env_section(r) for r in results], notes), encoding="utf-8")
+    (out / RESULTS_MD).write_text(results_markdown(root, results, line, notes), encoding="utf-8")
     if skipped is not None:
         skipped.extend(notes)
     return index
 
 
-def _env_section(
-    env: str, cells: Sequence[tuple[Cell, History]], out: Path, served: Sequence[dict], skipped: list[str]
-) -> str:
-    metric = success_metric([history for _, history in cells])
-    runs: dict[str, list[History]] = {}
-    events: dict[str, set[int]] = {}
-    for cell, history in cells:
-        runs.setdefault(cell.method, []).append(history)
-        events.setdefault(cell.method, set()).update(collapse_steps(history))
-    marks = {method: sorted(steps) for method, steps in events.items()}
-    success_png = plot_metrics(runs, [metric], out / f"{env}_success.png", f"{env}: success rate", marks)
-    stability_png = plot_metrics(runs, STABILITY, out / f"{env}_stability.png", f"{env}: stability", marks)
-    summaries = summarise_methods(cells, metric, skipped=skipped)
-    ranking = [s.method for s in summaries]
-    panels_title = f"{env}: {TITLES[metric]}, one panel per method (ranking order)"
-    panels = make_method_panels(runs, metric, panels_title, marks, ranking)
-    panels_png = save_png(panels, out / f"{env}_success_by_method.png")
-    verdicts = findings_mod.judge_findings({s.method: s for s in summaries})
+def _summary_line(cells: Sequence[Cell]) -> str:
+    done = [cell.done() for cell in cells]
+    finished = [d for d in done if d is not None]
+    wall = sum(float(d["wall_time_s"]) for d in finished)
+    generated = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    return (
+        f"{len(cells)} cells, {len(finished)} finished, {len(cells) - len(finished)} unfinished; "
+        f"wall time of the finished cells {wall:.0f} s. Generated {generated}."
+    )
+
+
+def _env_section(results: EnvResults) -> str:
+    env, summaries, metric = results.env, results.summaries, results.metric
     tasks = max(s.tasks for s in summaries)
     seeds = sorted({len(s.seeds) for s in summaries})
-    scale = (
-        f"Seeds per method: {', '.join(map(str, seeds))}; "
-        + (f"{tasks} held-out tasks with per-task outcomes." if tasks else "no per-task outcomes recorded.")
+    scale = f"Seeds per method: {', '.join(map(str, seeds))}; " + (
+        f"{tasks} held-out tasks with per-task outcomes." if tasks else "no per-task outcomes recorded."
     )
     source = (
         "validation success (<code>val-core/&lt;env&gt;/acc/mean@n</code>)"
         if metric == VAL_SUCCESS
         else "training success (<code>sampo/success_rate</code>; not every cell logged validation after step 0)"
     )
+    figures = results.figures
     return f"""
 <section id="env-{html.escape(env)}">
 <h2>{html.escape(env)}</h2>
 <p>Success metric: {source}. {scale} Dotted vertical lines: steps at which the collapse detector fired.</p>
-<figure>{_img(success_png, f"{env}: {TITLES[metric]} per method")}</figure>
-<figure>{_img(panels_png, f"{env}: {TITLES[metric]}, one panel per method with every seed")}</figure>
-<figure>{_img(stability_png, f"{env}: stability panel per method")}</figure>
+<figure>{_img(figures["success"], f"{env}: {TITLES[metric]} per method")}</figure>
+<figure>{_img(figures["panels"], f"{env}: {TITLES[metric]}, one panel per method with every seed")}</figure>
+<figure>{_img(figures["stability"], f"{env}: stability panel per method")}</figure>
 <h3>Ranking</h3>
 {_ranking_table(summaries)}
 {_off_policy_table(summaries)}
-{_served_table(served)}
+{_served_table(results.served)}
 <h3>Findings</h3>
-{_findings_table(verdicts)}
+{_findings_table(results.findings)}
 </section>"""
 
 
@@ -162,7 +150,7 @@ def _ranking_table(summaries: Sequence[MethodSummary]) -> str:
     for rank, s in enumerate(summaries, start=1):
         per_seed = ", ".join(str(x.collapses) for x in s.seeds)
         final, best, drop, fmt = (s.estimate(v) for v in ("final", "best", "drop", "format_min"))
-        wall_text = _cost(s.seeds)
+        wall_text = cost_text(s.seeds)
         rows.append(
             f'<tr data-method="{html.escape(s.method)}"><td>{rank}</td><td>{html.escape(s.method)}</td>'
             f"<td>{s.finished}/{len(s.seeds)}</td><td>{final.text()}</td><td>{best.text()}</td><td>{drop.text()}</td>"
@@ -201,17 +189,6 @@ def _off_policy_table(summaries: Sequence[MethodSummary]) -> str:
     return '<h3>Off-policy axis</h3>\n<table class="off-policy">\n' + head + "</tr>\n" + "\n".join(rows) + "\n</table>"
 
 
-def _cost(seeds: Sequence[SeedStats]) -> str:
-    """Mean wall time of the finished seeds and its parts: 'all (training / validations / rest)'."""
-    finished = [x for x in seeds if x.finished and math.isfinite(x.wall_time_s)]
-    if not finished:
-        return "–"
-    wall, train, val = (np.mean([getattr(x, f) for x in finished]) for f in ("wall_time_s", "train_s", "validation_s"))
-    if not (math.isfinite(train) and math.isfinite(val)):
-        return f"{wall:.0f}"
-    return f"{wall:.0f} ({train:.0f} / {val:.0f} / {wall - train - val:.0f})"
-
-
 def _served_table(served: Sequence[dict]) -> str:
     """Served models evaluated on the environment (``sampo-verl evaluate --base-url``), as reference rows."""
     if not served:
@@ -241,10 +218,13 @@ def _number(value: object) -> str:
 def _findings_table(verdicts: Sequence[findings_mod.Finding]) -> str:
     rows = [
         f'<tr data-finding="{f.key}"><td>{html.escape(f.claim)}</td>'
-        f'<td class="{f.verdict.replace(" ", "-")}"><b>{f.verdict}</b></td><td>{html.escape(f.evidence)}</td></tr>'
+        f'<td class="{f.verdict.replace(" ", "-")}"><b>{f.verdict}</b></td><td>{html.escape(f.evidence)}</td>'
+        f"<td>{html.escape(f.needs or '–')}</td></tr>"
         for f in verdicts
     ]
-    head = "<tr><th>finding (ARLArena paper)</th><th>on this run</th><th>evidence</th></tr>"
+    head = (
+        "<tr><th>finding (ARLArena paper)</th><th>on this run</th><th>evidence</th><th>what would decide it</th></tr>"
+    )
     return f'<table class="findings">\n{head}\n' + "\n".join(rows) + "\n</table>"
 
 
@@ -262,50 +242,30 @@ def _skipped_section(skipped: Sequence[str]) -> str:
 </section>"""
 
 
-def _page(root: Path, cells: Sequence[Cell], sections: Sequence[str], skipped: Sequence[str]) -> str:
-    done = [cell.done() for cell in cells]
-    finished = [d for d in done if d is not None]
-    wall = sum(float(d["wall_time_s"]) for d in finished)
-    generated = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+def _page(root: Path, summary_line: str, sections: Sequence[str], skipped: Sequence[str]) -> str:
+    left_out = f' <a href="#skipped">{len(skipped)} item(s) left out</a>.' if skipped else ""
+    how = "\n".join(f"<li>{_code_spans(item)}</li>" for item in definitions())
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Arena report: {html.escape(root.name)}</title>
 <style>{STYLE}</style></head><body>
 <h1>Arena report: {html.escape(str(root))}</h1>
-<p>{len(cells)} cells, {len(finished)} finished, {len(cells) - len(finished)} unfinished;
-wall time of the finished cells {wall:.0f} s. Generated {generated}.{
-    f' <a href="#skipped">{len(skipped)} item(s) left out</a>.' if skipped else ""}</p>
+<p>{html.escape(summary_line)}{left_out}</p>
 {"".join(sections)}
 {_skipped_section(skipped)}
 <section id="definitions">
 <h2>How the numbers are computed</h2>
 <ul>
-<li>Success metric per environment: validation success when every cell logged it after training started
-(a step &gt; 0), else the training success rate <code>sampo/success_rate</code>.</li>
-<li>Curves: mean over seeds; the band spans the seeds' minimum to maximum.</li>
-<li>Per seed: final success = last logged value; best success = largest logged value; collapse steps = steps at
-which the collapse detector fired (<code>collapse/any</code> &gt; 0); lowest valid-format rate = minimum of
-<code>sampo/format_valid_rate</code>.</li>
-<li>Per task: each cell's per-task validation outcomes (<code>val_outcomes.jsonl</code>) on the
-environment's task list (every task a cell validated); final = the last validation, best = the seed's best one.
-</li>
-<li>Table values: mean [95% interval], a percentile bootstrap ({BOOTSTRAP_SAMPLES} resamples) over seeds and,
-when every seed recorded per-task outcomes, over tasks (the same task draw for every seed); the last column
-says which. One seed without per-task outcomes: the value alone. Drop = best − final success. Ranking: mean
-final success, then mean best success, then fewer collapse steps.</li>
-<li>Findings: comparisons (1, 3a, 3b, 4, 5a, 5b) take the paired difference favoured − rival over the common seeds
-(and tasks) and hold when its 95% interval lies above 0, fail when it lies below 0, and are inconclusive when
-it contains 0 (finding 4 compares gigpo with the rival of the higher mean among grpo and empg, 5b sampo with
-the rival of the highest mean among the paper's other methods). A method
-collapsed when the interval of its drop lies at or above {findings_mod.DROP} or the collapse detector fired in
-every seed, and was stable when the drop's interval lies below {findings_mod.DROP}. Finding 2 holds when gspo was
-stable and every tested tolerant method (sapo, cispo) collapsed (partly: some collapsed, the rest were stable),
-fails when gspo collapsed or every tolerant method was stable; sequence masking holds when sapo collapsed and
-sapo_seqmask was stable, fails when sapo_seqmask collapsed. Anything else is inconclusive; a finding whose
-methods are absent is not tested on this run.</li>
+{how}
 </ul>
 </section>
 </body></html>
 """
+
+
+def _code_spans(text: str) -> str:
+    """HTML of a Markdown text whose only markup is `code` spans."""
+    parts = html.escape(text).split("`")
+    return "".join(f"<code>{part}</code>" if i % 2 else part for i, part in enumerate(parts))
 
 
 def _method_rank(method: str) -> tuple[int, str]:

@@ -92,6 +92,7 @@ class Estimate:
     interval: Interval | None
     seeds: int
     tasks: int  # 0: per-seed values only
+    seed_means: tuple[float, ...] = ()  # each seed's mean (over tasks, where it has them)
 
     def text(self, signed: bool = False) -> str:
         """'mean [low, high]', the mean alone without an interval, '–' without data."""
@@ -118,7 +119,7 @@ def estimate(rows: Sequence[np.ndarray]) -> Estimate:
     tasks = len(rows[0]) if len(rows[0]) > 1 else 0
     values = np.stack(rows)
     interval = bootstrap_mean(values) if len(rows) > 1 or tasks else None
-    return Estimate(float(values.mean()), interval, len(rows), tasks)
+    return Estimate(float(values.mean()), interval, len(rows), tasks, tuple(values.mean(axis=1).tolist()))
 
 
 @dataclass(frozen=True)

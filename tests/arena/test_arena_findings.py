@@ -7,6 +7,7 @@ import pytest
 
 from sampo_verl.arena.findings import (
     COLLAPSED,
+    DROP,
     HELD,
     INCONCLUSIVE,
     NOT_HELD,
@@ -16,6 +17,7 @@ from sampo_verl.arena.findings import (
     UNCLEAR,
     collapse_state,
     judge_findings,
+    seeds_needed,
 )
 from sampo_verl.arena.summary import MethodSummary, SeedStats, paired
 
@@ -177,3 +179,42 @@ def test_sampo_verdicts_against_grpo_and_the_best_paper_method():
               if f.key == "5b"]
     assert f5b.verdict == NOT_HELD and "sampo - empg" in f5b.evidence
     assert verdicts(method("grpo", [0.5]))["5a"] == NOT_TESTED
+
+
+def finding(key, *summaries):
+    (found,) = [f for f in judge_findings({s.method: s for s in summaries}) if f.key == key]
+    return found
+
+
+def test_seeds_needed_projects_the_per_seed_spread_onto_the_threshold():
+    # per-seed differences 0.0, 0.1, 0.2: mean 0.1, spread 0.1 -> (1.96 x 0.1 / 0.1)^2 = 3.84 -> 4 seeds
+    d = paired(method("grpo", [0.5, 0.6, 0.7]), method("grpo_seqmean", [0.5, 0.5, 0.5]), "final")
+    assert d.seed_means == pytest.approx((0.0, 0.1, 0.2))
+    assert seeds_needed(d) == "~4 seeds if the mean (+0.100) and the per-seed spread (0.100) hold"
+    # +0.1 and +0.3: (1.96 x 0.1414 / 0.2)^2 = 1.92 -> 2, but never fewer than one more seed than measured
+    two = paired(method("grpo", [0.6, 0.8]), method("grpo_seqmean", [0.5, 0.5]), "final")
+    assert seeds_needed(two).startswith("~3 seeds")
+    # against a threshold: drops 0.02 and 0.12 around DROP = 0.1: gap 0.03, spread 0.0707 -> 21.3 -> 22
+    drops = method("sapo", [0.5, 0.5], bests=[0.52, 0.62]).estimate("drop")
+    assert seeds_needed(drops, DROP).startswith("~22 seeds")
+    centred = method("sapo", [0.5, 0.5], bests=[0.55, 0.65]).estimate("drop")  # mean drop exactly DROP
+    assert seeds_needed(centred, DROP).startswith("no realistic")
+    assert seeds_needed(method("sapo", [0.5]).estimate("final")).startswith("a second seed")
+
+
+def test_only_inconclusive_findings_say_what_would_decide_them():
+    inconclusive = finding("1", method("grpo", [0.5, 0.6, 0.7]), method("grpo_seqmean", [0.5, 0.5, 0.5]))
+    assert inconclusive.verdict == INCONCLUSIVE and inconclusive.needs == "grpo - grpo_seqmean: ~4 seeds if the " \
+        "mean (+0.100) and the per-seed spread (0.100) hold"  # fmt: skip
+    held = finding("1", method("grpo", [0.6, 0.6]), method("grpo_seqmean", [0.4, 0.5]))
+    assert held.verdict == HELD and held.needs == ""
+    # finding 2: the unclear method's drop decides it (cispo: drops 0.02 and 0.12)
+    gspo = method("gspo", [0.6, 0.6])
+    cispo = method("cispo", [0.5, 0.5], bests=[0.52, 0.62])
+    sapo = method("sapo", [0.1, 0.1], bests=[0.6, 0.7])
+    clipping = finding("2", gspo, sapo, cispo)
+    assert clipping.verdict == INCONCLUSIVE and clipping.needs.startswith("cispo's drop: ~22 seeds")
+    # masking: sapo never collapsed, so no number of seeds of this run can show masking prevent it
+    masked = method("sapo_seqmask", [0.6, 0.6])
+    assert finding("mask", method("sapo", [0.7, 0.7]), masked).needs.startswith("a run in which sapo collapses")
+    assert finding("mask", sapo, masked).needs == ""  # held

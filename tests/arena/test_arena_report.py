@@ -8,6 +8,7 @@ import pytest
 from sampo_verl import plots
 from sampo_verl.arena.__main__ import main
 from sampo_verl.arena.layout import find_cells
+from sampo_verl.arena.markdown import RESULTS_MD
 from sampo_verl.arena.report import build_report, load_results
 from sampo_verl.arena.summary import success_metric, summarise_methods
 from sampo_verl.metrics import TRAIN_SUCCESS, VAL_SUCCESS
@@ -297,3 +298,32 @@ def test_a_damaged_results_folder_still_gives_a_report_that_lists_what_it_left_o
     torn = summaries["gigpo_filter"].seeds[1]
     assert torn.final == 0.5 and sum(torn.final_tasks) / len(torn.final_tasks) == 0.5  # step 2 in both
     assert summaries["gigpo"].seeds[0].final_tasks == tuple(float(k < 24) for k in range(40))  # step 4, 0.6
+
+
+def markdown_rows(text, env, heading):
+    """Rows (without header and rule) of the Markdown table under ``### heading`` in ``## env``."""
+    section = text[text.index(f"## {env}\n") :]
+    section = section[section.index(f"### {heading}\n") + 1 :]
+    body = section[: section.index("\n#")] if "\n#" in section else section
+    lines = [line for line in body.splitlines() if line.startswith("| ")]
+    return [[cell.strip() for cell in line.strip("| ").split(" | ")] for line in lines[2:]]
+
+
+def test_the_markdown_report_sets_the_paper_beside_the_ranking(report):
+    index, _ = report
+    text = (index.parent / RESULTS_MD).read_text(encoding="utf-8")
+    assert not text.startswith("#")  # no title: a docs page takes it in under its own
+    rows = markdown_rows(text, "frozenlake", "Ranking, beside the paper")
+    assert [row[1] for row in rows] == ["`gigpo_filter`", "`gigpo`", "`grpo_filter`", "`grpo`", "`empg`"]
+    gigpo_filter, empg = rows[0], rows[4]
+    assert gigpo_filter[7] == "s0: .100 .600 .700<br>s1: .100 .500 .800"  # the fixture's validations per seed
+    assert empg[8] == "s0: 60 (8 / 15 / 37)"  # as the HTML table's mean, per seed
+    assert gigpo_filter[9:12] == ["60.55", "76.82", "86.20"]  # the paper's ALFWorld, WebShop, Sokoban
+    # here 1..5; the paper's ranks among these five, per task (ALFWorld / WebShop / Sokoban), averaged:
+    # gigpo_filter 3,1,1; gigpo 1,4,3; grpo_filter 5,5,4; grpo 2,3,2; empg 4,2,5
+    assert [row[12] for row in rows] == ["1 / 1.7", "2 / 2.7", "3 / 4.7", "4 / 2.3", "5 / 3.7"]
+    findings = markdown_rows(text, "frozenlake", "Findings")
+    assert [row[1] for row in findings][3:6] == ["**held**"] * 3 and [row[3] for row in findings][3:6] == ["–"] * 3
+    assert "![frozenlake: validation success rate per method](frozenlake_success.png)" in text
+    html_findings = section_rows(index.read_text(encoding="utf-8"), "frozenlake", "findings")
+    assert {len(row) for row in html_findings} == {4}  # claim, verdict, evidence, what would decide it
