@@ -24,6 +24,7 @@ import yaml
 
 from sampo_verl.bc.sft_data import DEFAULT_THOUGHT, message_texts
 from sampo_verl.conf import CONFIG_DIR
+from sampo_verl.envs import ENV_REGISTRY
 from sampo_verl.options import read_options
 from sampo_verl.runs.agent_run import AgentRunConfig, is_built, mark_built
 from sampo_verl.runs.assets import ModelSize, build_assets
@@ -70,10 +71,13 @@ class Testbed:
 
 
 def load_testbed(path: Path) -> Testbed:
-    """The testbed a ``conf/testbed/<env>.yaml`` file describes: the :class:`Testbed` defaults with the
-    file's values (``model`` a :class:`ModelSize`'s); an unknown or misspelt key fails naming the file."""
-    values = {**(yaml.safe_load(path.read_text()) or {}), "env": path.stem}
+    """The testbed a ``conf/testbed/<name>.yaml`` file describes: the :class:`Testbed` defaults with the
+    file's values (``model`` a :class:`ModelSize`'s; ``env`` the environment, default ``<name>``, so that
+    one environment can have several testbeds); an unknown or misspelt key fails naming the file."""
+    values = {"env": path.stem, **(yaml.safe_load(path.read_text()) or {})}
     prefix = f"testbed ({path})"
+    if values["env"] not in ENV_REGISTRY:
+        raise ValueError(f"{prefix}: env {values['env']!r} is not an environment; known: {sorted(ENV_REGISTRY)}")
     if "model" in values:
         values["model"] = read_options(ModelSize, values["model"], f"{prefix} model")
     if "bc_overrides" in values:
@@ -81,15 +85,15 @@ def load_testbed(path: Path) -> Testbed:
     return read_options(Testbed, values, prefix)
 
 
-# the CPU testbeds, one file each (sampo_verl/conf/testbed/<env>.yaml)
+# the CPU testbeds by name, one file each (sampo_verl/conf/testbed/<name>.yaml)
 TESTBEDS: dict[str, Testbed] = {path.stem: load_testbed(path) for path in sorted(TESTBED_DIR.glob("*.yaml"))}
 
 
-def cpu_testbed(env: str, **changes: Any) -> Testbed:
-    """The CPU testbed of ``env`` with ``changes`` applied (an unknown name fails naming the known ones)."""
-    if env not in TESTBEDS:
-        raise ValueError(f"no CPU testbed for env {env!r}; known: {sorted(TESTBEDS)}")
-    return dataclasses.replace(TESTBEDS[env], **changes)
+def cpu_testbed(name: str, **changes: Any) -> Testbed:
+    """The CPU testbed ``name`` with ``changes`` applied (an unknown name fails naming the known ones)."""
+    if name not in TESTBEDS:
+        raise ValueError(f"no CPU testbed {name!r}; known: {sorted(TESTBEDS)}")
+    return dataclasses.replace(TESTBEDS[name], **changes)
 
 
 def bc_start(

@@ -251,7 +251,7 @@ def test_checkpoint_step_and_a_cell_killed_after_its_final_checkpoint(tmp_path, 
     ("changes", "message"),
     [
         ({"--methods": "grpo,bogus"}, r"--methods: unknown preset\(s\) \['bogus'\]; known: \['cispo'"),
-        ({"--envs": "chess"}, "no CPU testbed for env 'chess'; known: "),
+        ({"--envs": "chess"}, "no CPU testbed 'chess'; known: "),
         ({"--steps": "0"}, "--steps must be >= 1, got 0"),
         ({"--methods": "grpo,grpo"}, "--methods repeats a value: grpo,grpo"),
         ({"--init-model": "/no/such/model"}, r"--init-model /no/such/model \(for sokoban\): not a local model folder"),

@@ -19,7 +19,7 @@ from sampo_verl.runs.testbed import (
 
 def test_unknown_environment_names_the_known_ones():
     known = "\\['frozenlake', 'sokoban', 'tir_math', 'webshop'\\]"
-    with pytest.raises(ValueError, match=f"no CPU testbed for env 'chess'; known: {known}"):
+    with pytest.raises(ValueError, match=f"no CPU testbed 'chess'; known: {known}"):
         cpu_testbed("chess")
 
 
@@ -33,16 +33,23 @@ def test_a_testbed_is_one_yaml_file_over_the_defaults(tmp_path):
     assert tir_math.bc_overrides[:2] == (
         "data.custom_cls.path=pkg://sampo_verl.bc.prompt_loss", "data.custom_cls.name=PromptLossSFTDataset"
     )  # fmt: skip
-    mine = tmp_path / "mine.yaml"
+    mine = tmp_path / "sokoban.yaml"  # the environment is the file's name unless the file says otherwise
     mine.write_text("max_turns: 4\nmodel: {hidden: 64, heads: 4, kv_heads: 2, head_dim: 32}\n")
     tb = load_testbed(mine)
-    assert (tb.env, tb.max_turns, tb.model.head_dim, tb.bc_steps) == ("mine", 4, 32, 150)
+    assert (tb.env, tb.max_turns, tb.model.head_dim, tb.bc_steps) == ("sokoban", 4, 32, 150)
     mine.write_text("max_turn: 4\n")
-    with pytest.raises(ValueError, match=r"unknown testbed \(.*mine.yaml\) option\(s\) \['max_turn'\]"):
+    with pytest.raises(ValueError, match=r"unknown testbed \(.*sokoban.yaml\) option\(s\) \['max_turn'\]"):
         load_testbed(mine)
     mine.write_text("model: {hidden: 64, head: 4}\n")
-    with pytest.raises(ValueError, match=r"unknown testbed \(.*mine.yaml\) model option\(s\) \['head'\]"):
+    with pytest.raises(ValueError, match=r"unknown testbed \(.*sokoban.yaml\) model option\(s\) \['head'\]"):
         load_testbed(mine)
+    # a second testbed of one environment names it
+    lakes = tmp_path / "lakes_6x6.yaml"
+    lakes.write_text("env: frozenlake\nenv_options: {size: 6}\n")
+    assert (load_testbed(lakes).env, load_testbed(lakes).env_options) == ("frozenlake", {"size": 6})
+    lakes.write_text("env_options: {size: 6}\n")
+    with pytest.raises(ValueError, match=r"lakes_6x6.yaml\): env 'lakes_6x6' is not an environment; known: \["):
+        load_testbed(lakes)
 
 
 def test_the_committed_starts_stay_valid():
