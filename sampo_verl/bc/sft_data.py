@@ -48,7 +48,8 @@ def expert_episode(
     The last turn's row comes ``last_turn_repeats`` times (more weight on a turn that is rarer than the others).
 
     The prompt of every turn is built as :class:`sampo_verl.agent.loop.EnvAgentLoop` builds it (by an
-    :class:`EpisodePrompt`); ``thought`` is the text inside ``<think>``, ``{action}`` replaced by the action.
+    :class:`EpisodePrompt`); ``thought`` is the text inside ``<think>``, ``{action}`` replaced by the action and
+    ``{plan}`` by the expert's planned actions from there (:meth:`~sampo_verl.envs.base.TextEnv.expert_plan`).
     """
     if last_turn_repeats < 1:
         raise ValueError(f"last_turn_repeats must be >= 1, got {last_turn_repeats}")
@@ -60,8 +61,9 @@ def expert_episode(
         rows = []
         for _ in range(max_turns):
             messages = prompt.messages(observation, info.get("admissible_actions"))
-            action = env.expert_action()
-            response = format_response(thought.format(action=action), action)
+            plan = env.expert_plan()
+            action = plan[0]
+            response = format_response(thought.format(action=action, plan=" ".join(plan)), action)
             rows.append(
                 {
                     "messages": [*messages, {"role": "assistant", "content": response}],
@@ -141,7 +143,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--task", default="{}", help="JSON dict passed to reset(seed, task)")
     parser.add_argument("--max-turns", type=int, default=None, help="turn limit (default: the agent loop's)")
     parser.add_argument("--history-length", type=int, default=2, help="past turns shown (the agent loop's option)")
-    parser.add_argument("--thought", default=DEFAULT_THOUGHT, help="text inside <think>; {action} is replaced")
+    parser.add_argument(
+        "--thought",
+        default=DEFAULT_THOUGHT,
+        help="text inside <think>; {action}, {plan} (the expert's next actions) replaced",
+    )
     args = parser.parse_args(argv)
     import_external_modules()  # a user's environments
     written = write_sft_splits(

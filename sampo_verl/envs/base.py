@@ -12,7 +12,8 @@ or prompt template, used by GiGPO to group identical states), ``won`` (bool), an
 ``invalid_action`` (a short reason) after a ``step`` whose action the environment refuses (its own
 grammar, e.g. ``search[...]`` without a search box): the state stays, the reward is 0 and the agent
 loop counts the turn as an invalid action.
-``expert_action()`` returns the expert's next action from the current state (behaviour cloning).
+``expert_action()`` returns the expert's next action from the current state (behaviour cloning), and
+``expert_plan()`` the actions it plans from there (the next one, unless the environment plans further).
 
 Construction options (room size, number of boxes, ...) are keyword arguments of the class; they
 come from the dataset row's ``extra_info.env_options``.
@@ -108,6 +109,10 @@ class TextEnv(ABC):
     def expert_action(self) -> str:
         """The expert's next action from the current state."""
         raise NotImplementedError(f"{type(self).__name__} has no expert")
+
+    def expert_plan(self) -> list[str]:
+        """The expert's actions from the current state on, as far as it plans ahead (by default the next one)."""
+        return [self.expert_action()]
 
     def close(self) -> None:
         """Release external resources (engine processes, files)."""

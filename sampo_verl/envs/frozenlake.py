@@ -106,10 +106,14 @@ class FrozenLakeEnv(TextEnv):
         return obs, float(won), won or bool(self.holes[self.player]), self._info(obs)
 
     def expert_action(self) -> str:
+        return self.expert_plan()[0]
+
+    def expert_plan(self) -> list[str]:
+        """A shortest safe path from the player to the goal."""
         plan = shortest_path(self.holes, self.player, self.goal)
         if not plan:
             raise RuntimeError("frozenlake: the episode is over, no expert action")
-        return plan[0]
+        return plan
 
     def _render(self) -> str:
         grid = np.where(self.holes, "H", "_")

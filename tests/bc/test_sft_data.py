@@ -151,3 +151,24 @@ def test_cli_writes_parquet_for_verls_sft_dataset(tmp_path, capsys):
     trained = TOKENIZER.decode(item["input_ids"][item["loss_mask"].bool()])
     assert trained == f"<think>go {action}</think><action>{action}</action><|im_end|>\n"
     assert torch.equal(item["position_ids"], torch.arange(len(item["input_ids"])))
+
+
+def test_a_planning_thought_clones_the_remaining_path_so_turn_lengths_vary():
+    """``{plan}``: each turn thinks the expert's whole remaining path; on FrozenLake it shrinks by one move
+    a turn, and following it wins."""
+    options = {"size": 6, "hole_prob": 0.25}
+    rows = expert_episode("frozenlake", 3, options, max_turns=14, thought="{plan}")
+    thoughts = [r["messages"][-1]["content"].split("<think>")[1].split("</think>")[0] for r in rows]
+    plans = [t.split() for t in thoughts]
+    assert [len(p) for p in plans] == list(range(len(rows), 0, -1)) and len(rows) >= 10
+    assert all(later == plan[1:] for plan, later in zip(plans, plans[1:]))  # the same path, one move on
+    env = make_env("frozenlake", **options)
+    env.reset(3)
+    for row, plan in zip(rows, plans):
+        assert row["messages"][-1]["content"] == format_response(" ".join(plan), plan[0])
+        _, _, done, info = env.step(plan[0])
+    assert done and info["won"]
+    # an environment that does not plan ahead thinks its next action
+    first = expert_episode("sokoban", 0, SOKOBAN, thought="{plan}")[0]
+    action = expert_actions("sokoban", 0, SOKOBAN)[0]
+    assert first["messages"][1]["content"] == format_response(action, action)

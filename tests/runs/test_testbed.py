@@ -18,7 +18,7 @@ from sampo_verl.runs.testbed import (
 
 
 def test_unknown_environment_names_the_known_ones():
-    known = "\\['frozenlake', 'sokoban', 'tir_math', 'webshop'\\]"
+    known = "\\['frozenlake', 'frozenlake_long', 'sokoban', 'tir_math', 'webshop'\\]"
     with pytest.raises(ValueError, match=f"no CPU testbed 'chess'; known: {known}"):
         cpu_testbed("chess")
 
@@ -129,6 +129,16 @@ def test_tir_math_testbed_clones_turns_of_varying_length(tmp_path):
     lengths = np.sort([r for _, r in cloned_turn_lengths(tb, tmp_path, episodes=200)])
     decile = len(lengths) // 10
     assert len(lengths) == (1 + tb.bc_last_turn_repeats) * 200  # the expert runs one program, then answers
+    assert lengths[-decile:].mean() >= 2 * lengths[:decile].mean()
+
+
+def test_the_long_frozenlake_testbed_clones_long_episodes_of_varying_turn_lengths(tmp_path):
+    """The long-horizon testbed: every expert episode takes 10 or more turns (6x6 lakes), and the planning
+    thought makes the last decile of cloned turns over twice as long as the first (26-81 tokens)."""
+    tb = cpu_testbed("frozenlake_long")
+    lengths = np.sort([r for _, r in cloned_turn_lengths(tb, tmp_path, episodes=50)])
+    decile = len(lengths) // 10
+    assert len(lengths) >= 10 * 50
     assert lengths[-decile:].mean() >= 2 * lengths[:decile].mean()
 
 
