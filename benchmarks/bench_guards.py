@@ -4,7 +4,7 @@
                                       [--method sampo] [--steps 5] [hydra overrides for every run ...]
 
 The guards (docs/async.md), each one run in this invocation, in the order given; the first is the baseline
-every ratio is taken against:
+every ratio is taken against (a run that fails is reported and left out):
 
 - ``none``: the CPU preset as it is: the old policy is the rollout's (``sampo.old_log_prob.from_rollout``).
 - ``recompute``: the old policy recomputed by the actor (one more forward pass), which rollout correction needs.
@@ -94,21 +94,24 @@ def main() -> None:
     testbed = cpu_testbed(args.env)
     config = rl_config(testbed, args.method, seed=0, steps=args.steps, test_freq=-1, engine=args.engine)
     config = dataclasses.replace(config, val_before_train=False)
+    histories: dict[str, History] = {}
     with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
         model = prepare_model(Path(tmp) / "model", servable_size(testbed.model))
-        histories = {
-            guard: run_agent(
-                Path(tmp) / guard, model, config, [*GUARDS[guard], *overrides], data_dir=Path(tmp) / "data",
-                timeout=args.timeout,
-            )
-            for guard in args.guards
-        }  # fmt: skip
+        for guard in args.guards:
+            workdir = Path(tmp) / guard
+            try:
+                histories[guard] = run_agent(
+                    workdir, model, config, [*GUARDS[guard], *overrides], data_dir=Path(tmp) / "data",
+                    timeout=args.timeout,
+                )  # fmt: skip
+            except RuntimeError as error:  # one guard's failure leaves the others' numbers
+                print(f"[bench_guards] {guard} failed: {error}")
     phases = {guard: phase_means(history) for guard, history in histories.items()}
     effects = {guard: effect_means(history) for guard, history in histories.items()}
-    base = phases[args.guards[0]]["step"]
+    base = phases[next(iter(phases))]["step"]
     print(f"\nGuards on the CPU testbed ({args.env}, {args.method}, {args.engine}; mean of steps 2-{args.steps})")
     print(f"  {'guard':<14}" + "".join(f"{p:>14}" for p in PHASES) + f"{'step ratio':>12}  what it did")
-    for guard in args.guards:
+    for guard in phases:
         times = "".join(f"{phases[guard][p]:>13.2f}s" if p in phases[guard] else f"{'-':>14}" for p in PHASES)
         did = ", ".join(f"{EFFECTS[k]} {v:.3f}" for k, v in effects[guard].items())
         print(f"  {guard:<14}{times}{phases[guard]['step'] / base:>11.2f}x  {did}")
