@@ -9,7 +9,7 @@ from pathlib import Path
 
 OPTIONS = "<!-- options-reference -->"
 TURN_SCHEMA = "<!-- turn-schema -->"
-INCLUDE = re.compile(r"<!-- include: (\S+) -->")
+INCLUDE = re.compile(r"^<!-- include: (\S+) -->$", re.MULTILINE)  # alone on its line
 FIGURE = re.compile(r"\]\(([^():/]+\.png)\)")  # a link to a PNG beside the included file
 
 
