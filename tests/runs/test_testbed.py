@@ -134,7 +134,7 @@ def test_tir_math_testbed_clones_turns_of_varying_length(tmp_path):
 
 def test_the_long_frozenlake_testbed_clones_long_episodes_of_varying_turn_lengths(tmp_path):
     """The long-horizon testbed: every expert episode takes 10 or more turns (6x6 lakes), and the planning
-    thought makes the last decile of cloned turns over twice as long as the first (26-81 tokens)."""
+    thought makes the last decile of cloned turns over twice as long as the first (25-81 tokens)."""
     tb = cpu_testbed("frozenlake_long")
     lengths = np.sort([r for _, r in cloned_turn_lengths(tb, tmp_path, episodes=50)])
     decile = len(lengths) // 10
