@@ -12,8 +12,6 @@ from pathlib import Path
 
 from sampo_verl.arena.paper import PAPER_SUCCESS, PAPER_TASKS, mean_paper_rank
 from sampo_verl.arena.results import EnvResults, cost_text, curve_text, definitions
-from sampo_verl.metrics import VAL_SUCCESS
-from sampo_verl.plots import TITLES
 
 RESULTS_MD = "results.md"
 AGENT_TASKS = PAPER_TASKS[:3]  # the paper's columns set beside ours: the multi-turn agent tasks
@@ -49,9 +47,7 @@ def ranking_table(results: EnvResults) -> str:
     ]  # fmt: skip
     rows = []
     for rank, s in enumerate(results.summaries, start=1):
-        curves = "<br>".join(
-            f"s{seed}: {curve_text(steps, values)}" for seed, steps, values in results.curves[s.method]
-        )
+        curves = "<br>".join(f"s{x.seed}: {curve_text(x)}" for x in s.seeds)
         paper_rank = f"{ours[s.method]} / {theirs[s.method]:.1f}" if s.method in ours else "–"
         rows.append([
             rank, f"`{s.method}`", s.estimate("final").text(), s.estimate("best").text(), s.estimate("drop").text(),
@@ -69,25 +65,10 @@ def findings_table(results: EnvResults) -> str:
 
 
 def _env_section(results: EnvResults) -> str:
-    env, summaries = results.env, results.summaries
-    source = "validation success (`val-core/<env>/acc/mean@n`)" if results.metric == VAL_SUCCESS else (
-        "training success (`sampo/success_rate`; not every cell logged validation after step 0)"
-    )  # fmt: skip
-    seeds = ", ".join(str(n) for n in sorted({len(s.seeds) for s in summaries}))
-    tasks = max(s.tasks for s in summaries)
-    scale = f"{tasks} held-out tasks with per-task outcomes" if tasks else "no per-task outcomes recorded"
-    figures = "\n\n".join(
-        f"![{env}: {what}]({path.name})"
-        for what, path in (
-            (f"{TITLES[results.metric]} per method", results.figures["success"]),
-            (f"{TITLES[results.metric]}, one panel per method with every seed", results.figures["panels"]),
-            ("stability panel per method", results.figures["stability"]),
-        )
-    )
-    return f"""## {env}
+    figures = "\n\n".join(f"![{what}]({path.name})" for path, what in results.figures)
+    return f"""## {results.env}
 
-Success metric: {source}. Seeds per method: {seeds}; {scale}. Dotted vertical lines in the figures: steps at
-which the collapse detector fired.
+{results.intro()}
 
 {figures}
 

@@ -24,8 +24,7 @@ from sampo_verl.arena.markdown import RESULTS_MD, results_markdown
 from sampo_verl.arena.results import EnvResults, cost_text, definitions, env_results
 from sampo_verl.arena.summary import MethodSummary
 from sampo_verl.arena.variants import VARIANT_SEP, parse_variant
-from sampo_verl.metrics import VAL_SUCCESS, History, is_number, read_metrics, skip
-from sampo_verl.plots import TITLES
+from sampo_verl.metrics import History, is_number, read_metrics, skip
 
 # the ARLArena matrix order, used for curve colours and legends; other methods follow by name
 METHOD_ORDER = (
@@ -105,25 +104,13 @@ def _summary_line(cells: Sequence[Cell]) -> str:
 
 
 def _env_section(results: EnvResults) -> str:
-    env, summaries, metric = results.env, results.summaries, results.metric
-    tasks = max(s.tasks for s in summaries)
-    seeds = sorted({len(s.seeds) for s in summaries})
-    scale = f"Seeds per method: {', '.join(map(str, seeds))}; " + (
-        f"{tasks} held-out tasks with per-task outcomes." if tasks else "no per-task outcomes recorded."
-    )
-    source = (
-        "validation success (<code>val-core/&lt;env&gt;/acc/mean@n</code>)"
-        if metric == VAL_SUCCESS
-        else "training success (<code>sampo/success_rate</code>; not every cell logged validation after step 0)"
-    )
-    figures = results.figures
+    env, summaries = results.env, results.summaries
+    figures = "\n".join(f"<figure>{_img(path, what)}</figure>" for path, what in results.figures)
     return f"""
 <section id="env-{html.escape(env)}">
 <h2>{html.escape(env)}</h2>
-<p>Success metric: {source}. {scale} Dotted vertical lines: steps at which the collapse detector fired.</p>
-<figure>{_img(figures["success"], f"{env}: {TITLES[metric]} per method")}</figure>
-<figure>{_img(figures["panels"], f"{env}: {TITLES[metric]}, one panel per method with every seed")}</figure>
-<figure>{_img(figures["stability"], f"{env}: stability panel per method")}</figure>
+<p>{_code_spans(results.intro())}</p>
+{figures}
 <h3>Ranking</h3>
 {_ranking_table(summaries)}
 {_off_policy_table(summaries)}

@@ -13,7 +13,7 @@ import numpy as np
 from sampo_verl.arena import findings as findings_mod
 from sampo_verl.arena.layout import Cell
 from sampo_verl.arena.summary import MethodSummary, SeedStats, success_metric, summarise_methods
-from sampo_verl.metrics import History, collapse_steps, metric_series
+from sampo_verl.metrics import VAL_SUCCESS, History, collapse_steps
 from sampo_verl.plots import TITLES, make_method_panels, plot_metrics, save_png
 from sampo_verl.stats import BOOTSTRAP_SAMPLES
 
@@ -34,9 +34,23 @@ class EnvResults:
     metric: str  # the success metric (:func:`~sampo_verl.arena.summary.success_metric`)
     summaries: tuple[MethodSummary, ...]  # in ranking order
     findings: tuple[findings_mod.Finding, ...]
-    curves: dict[str, tuple[tuple[int, np.ndarray, np.ndarray], ...]]  # method -> (seed, steps, success) per seed
-    figures: dict[str, Path]  # "success", "panels", "stability" -> PNG
+    figures: tuple[tuple[Path, str], ...]  # the PNGs with their descriptions
     served: tuple[dict, ...] = ()  # served models' summaries (reference rows)
+
+    def intro(self) -> str:
+        """What the section's numbers are (Markdown: only `code` spans)."""
+        source = (
+            "validation success (`val-core/<env>/acc/mean@n`)"
+            if self.metric == VAL_SUCCESS
+            else "training success (`sampo/success_rate`; not every cell logged validation after step 0)"
+        )
+        seeds = ", ".join(str(n) for n in sorted({len(s.seeds) for s in self.summaries}))
+        tasks = max(s.tasks for s in self.summaries)
+        scale = f"{tasks} held-out tasks with per-task outcomes" if tasks else "no per-task outcomes recorded"
+        return (
+            f"Success metric: {source}. Seeds per method: {seeds}; {scale}. Dotted vertical lines in the figures: "
+            "steps at which the collapse detector fired."
+        )
 
 
 def env_results(
@@ -46,35 +60,41 @@ def env_results(
     metric = success_metric([history for _, history in cells])
     runs: dict[str, list[History]] = {}
     events: dict[str, set[int]] = {}
-    curves: dict[str, list[tuple[int, np.ndarray, np.ndarray]]] = {}
     for cell, history in cells:
         runs.setdefault(cell.method, []).append(history)
         events.setdefault(cell.method, set()).update(collapse_steps(history))
-        curves.setdefault(cell.method, []).append((cell.seed, *metric_series(history, metric)))
     marks = {method: sorted(steps) for method, steps in events.items()}
     summaries = summarise_methods(cells, metric, skipped=skipped)
     ranking = [s.method for s in summaries]
     panels_title = f"{env}: {TITLES[metric]}, one panel per method (ranking order)"
     panels = make_method_panels(runs, metric, panels_title, marks, ranking)
-    figures = {
-        "success": plot_metrics(runs, [metric], out / f"{env}_success.png", f"{env}: success rate", marks),
-        "panels": save_png(panels, out / f"{env}_success_by_method.png"),
-        "stability": plot_metrics(runs, STABILITY, out / f"{env}_stability.png", f"{env}: stability", marks),
-    }
+    figures = (
+        (
+            plot_metrics(runs, [metric], out / f"{env}_success.png", f"{env}: success rate", marks),
+            f"{env}: {TITLES[metric]} per method",
+        ),
+        (
+            save_png(panels, out / f"{env}_success_by_method.png"),
+            f"{env}: {TITLES[metric]}, one panel per method with every seed",
+        ),
+        (
+            plot_metrics(runs, STABILITY, out / f"{env}_stability.png", f"{env}: stability", marks),
+            f"{env}: stability panel per method",
+        ),
+    )
     return EnvResults(
         env,
         metric,
         tuple(summaries),
         tuple(findings_mod.judge_findings({s.method: s for s in summaries})),
-        {method: tuple(sorted(seeds, key=lambda c: c[0])) for method, seeds in curves.items()},
         figures,
         tuple(served),
     )
 
 
-def curve_text(steps: np.ndarray, values: np.ndarray) -> str:
-    """A seed's success curve as '.328 .617 .723 .836' (values at the logged steps)."""
-    return " ".join(f"{v:.3f}".removeprefix("0") for v in values) if len(steps) else "–"
+def curve_text(seed: SeedStats) -> str:
+    """A seed's success curve as '.328 .617 .723 .836' (the values at its logged steps)."""
+    return " ".join(f"{v:.3f}".removeprefix("0") for v in seed.curve) or "–"
 
 
 def cost_text(seeds: Sequence[SeedStats]) -> str:

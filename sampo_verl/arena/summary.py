@@ -74,6 +74,7 @@ class SeedStats:
     best_tasks: tuple[float, ...] | None = None
     train_s: float = math.nan  # of the wall time: training steps
     validation_s: float = math.nan  # and validations
+    curve: tuple[float, ...] = ()  # the success metric at each logged step (final and best come from it)
 
     def values(self, value: str) -> np.ndarray:
         """``value`` (a field name, or ``drop`` = best - final) per task when recorded, else ``[scalar]``."""
@@ -227,6 +228,7 @@ def seed_stats(
         wall_time_s=float(done["wall_time_s"]) if done else math.nan,
         train_s=float(train_s.sum()) if train_s.size else math.nan,
         validation_s=_validation_time(history),
+        curve=tuple(success.tolist()),
         **per_task,
     )
 
