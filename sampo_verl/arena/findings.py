@@ -10,7 +10,7 @@ rule:
   above 0, did not hold when it lies below 0, inconclusive when it contains 0 (or there is no
   interval: one seed without per-task outcomes).
 - *collapse* (finding 2, sequence masking): a method *collapsed* when the interval of its drop
-  (best minus final success) lies at or above ``DROP``, or when the collapse detector fired in
+  (the largest fall from a validation to a later one) lies at or above ``DROP``, or when the collapse detector fired in
   every seed (the interval of its collapse count lies above 0); it was *stable* when the drop's
   interval lies below ``DROP`` and it did not collapse; otherwise *unclear*.
   Finding 2 held when GSPO was stable and every tested tolerant method (SAPO, CISPO) collapsed;
@@ -42,7 +42,7 @@ PAPER_RIVALS = (
     "grpo_filter", "gigpo", "gigpo_filter", "empg",
 )  # fmt: skip
 
-DROP = 0.10  # a drop (best - final success) whose interval lies at or above this: the method collapsed
+DROP = 0.10  # a drop (the largest fall of success) whose interval lies at or above this: the method collapsed
 COLLAPSED, STABLE, UNCLEAR = "collapsed", "stable", "unclear"
 
 HELD = "held"

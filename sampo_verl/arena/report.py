@@ -129,7 +129,7 @@ def _img(png: Path, alt: str) -> str:
 def _ranking_table(summaries: Sequence[MethodSummary]) -> str:
     head = (
         "<tr><th>rank</th><th>method</th><th>seeds finished</th><th>final success</th><th>best success</th>"
-        "<th>drop (best − final)</th><th>collapse steps: mean (per seed)</th>"
+        "<th>drop (largest fall)</th><th>collapse steps: mean (per seed)</th>"
         "<th>lowest valid-format rate</th><th>wall time per finished seed (s): all (training steps / validations / "
         "the rest)</th><th>intervals over</th></tr>"
     )
@@ -149,7 +149,7 @@ def _ranking_table(summaries: Sequence[MethodSummary]) -> str:
 
 def _off_policy_table(summaries: Sequence[MethodSummary]) -> str:
     """The off-policy axis (:mod:`.variants`), when the run has it: one row per preset and mode, one column
-    per number of mini-batches; each entry final success, drop (best - final) and mean collapse steps."""
+    per number of mini-batches; each entry final success, drop (largest fall) and mean collapse steps."""
     grid: dict[tuple[str, bool], dict[int | None, MethodSummary]] = {}
     for summary in summaries:
         if VARIANT_SEP in summary.method:

@@ -119,11 +119,13 @@ def definitions() -> list[str]:
         "at which the collapse detector fired (`collapse/any` > 0); lowest valid-format rate = minimum of "
         "`sampo/format_valid_rate`.",
         "Per task: each cell's per-task validation outcomes (`val_outcomes.jsonl`) on the environment's task "
-        "list (every task a cell validated); final = the last validation, best = the seed's best one.",
+        "list (every task a cell validated); final = the last validation, best = the seed's best one, drop = the "
+        "difference between the two validations of the seed's largest fall.",
         f"Table values: mean [95% interval], a percentile bootstrap ({BOOTSTRAP_SAMPLES} resamples) over seeds "
         "and, when every seed recorded per-task outcomes, over tasks (the same task draw for every seed). One "
-        "seed without per-task outcomes: the value alone. Drop = best − final success. Ranking: mean final "
-        "success, then mean best success, then fewer collapse steps.",
+        "seed without per-task outcomes: the value alone. Drop = the largest fall of a seed's success from one "
+        "validation to a later one (best − final when the run ends at its lowest point after the peak). Ranking: "
+        "mean final success, then mean best success, then fewer collapse steps.",
         "Wall time per finished seed, in seconds: all (training steps, checkpoints included / validations / the "
         "rest: start-up and shutdown).",
         "Findings: comparisons (1, 3a, 3b, 4, 5a, 5b) take the paired difference favoured − rival over the common "

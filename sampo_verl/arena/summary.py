@@ -5,19 +5,20 @@ Definitions (the report states them too):
 - success metric of an environment: validation success (:data:`~sampo_verl.metrics.VAL_SUCCESS`)
   when every cell of the environment logged it after training started (at a step > 0), otherwise
   the training success rate ``sampo/success_rate``; one metric for all methods of an environment.
-- per seed: *final* success is the last logged value, *best* the largest; *collapses* the number of
+- per seed: *final* success is the last logged value, *best* the largest, *drop* the largest fall from a
+  value to a later one (a run that falls to 0 and recovers dropped too; best - final when the lowest
+  point after the peak is the last); *collapses* the number of
   steps at which the collapse detector fired (``collapse/any`` > 0); *lowest valid-format rate* the
   minimum of ``sampo/format_valid_rate`` over the run.
 - per task: the cells' per-task validation outcomes (``val_outcomes.jsonl``,
   :mod:`sampo_verl.trainer.val_outcomes`) on the environment's task list (every task any cell
   validated); *final* is the last validation's success per task, *best* the one of the seed's best
-  validation.
+  validation, *drop* the difference between the two validations of the seed's largest fall.
 - over seeds: the mean and the sample standard deviation (ddof 1) of the seeds that logged the
   value; the spread of a single seed is undefined (NaN).
 - intervals (:meth:`MethodSummary.estimate`, :func:`paired`): 95% bootstrap over seeds and tasks
   (:func:`sampo_verl.stats.bootstrap_mean`) when every seed has per-task outcomes, otherwise over
   seeds only; none for one seed without per-task outcomes.
-- *drop* of a method: mean best success minus mean final success (how far it fell from its peak).
 - ranking: by mean final success, then mean best success (both descending), then mean collapses.
 - cost of a cell: its wall time (``done.json``, every attempt), of which training steps (verl's
   ``timing_s/step`` summed, checkpoints included) and validations (``timing_s/testing`` summed; verl
@@ -40,7 +41,6 @@ from sampo_verl.trainer.val_outcomes import OUTCOMES_FILE, ValOutcomes, read_val
 
 FORMAT_VALID = "sampo/format_valid_rate"
 STEP_TIME, VALIDATION_TIME = "timing_s/step", "timing_s/testing"  # verl's timers, seconds per step
-PER_TASK = ("final", "best", "drop")  # the values that have per-task outcomes
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,14 @@ class Spread:
         return cls(mean, std, int(finite.size))
 
 
+def largest_fall(values: np.ndarray) -> tuple[int, int]:
+    """Indices ``(peak, trough)``, peak <= trough, of the largest fall from a value to a later one (the
+    earliest of ties; ``(i, i)`` when the values never fall)."""
+    fall = np.maximum.accumulate(values) - values
+    trough = int(np.argmax(fall))
+    return int(np.argmax(values[: trough + 1])), trough
+
+
 @dataclass(frozen=True)
 class SeedStats:
     """One cell's numbers (NaN where the metric was never logged)."""
@@ -72,17 +80,24 @@ class SeedStats:
     wall_time_s: float
     final_tasks: tuple[float, ...] | None = None  # per task of the environment's task list; None: not recorded
     best_tasks: tuple[float, ...] | None = None
+    drop_tasks: tuple[float, ...] | None = None  # the largest fall's first minus its second validation, per task
     train_s: float = math.nan  # of the wall time: training steps
     validation_s: float = math.nan  # and validations
     curve: tuple[float, ...] = ()  # the success metric at each logged step (final and best come from it)
 
+    @property
+    def drop(self) -> float:
+        """The curve's largest fall from a value to a later one (NaN without a curve)."""
+        if not self.curve:
+            return math.nan
+        curve = np.asarray(self.curve)
+        peak, trough = largest_fall(curve)
+        return float(curve[peak] - curve[trough])
+
     def values(self, value: str) -> np.ndarray:
-        """``value`` (a field name, or ``drop`` = best - final) per task when recorded, else ``[scalar]``."""
-        if value in PER_TASK and self.final_tasks is not None and self.best_tasks is not None:
-            final, best = np.asarray(self.final_tasks), np.asarray(self.best_tasks)
-            return {"final": final, "best": best, "drop": best - final}[value]
-        scalar = self.best - self.final if value == "drop" else float(getattr(self, value))
-        return np.asarray([scalar], dtype=float)
+        """``value`` (a field name) per task when recorded, else ``[scalar]``."""
+        tasks = getattr(self, f"{value}_tasks", None)
+        return np.asarray(tasks if tasks is not None else [getattr(self, value)], dtype=float)
 
 
 @dataclass(frozen=True)
@@ -150,10 +165,6 @@ class MethodSummary:
     def format_min(self) -> Spread:
         return Spread.of([s.format_min for s in self.seeds])
 
-    @property
-    def drop(self) -> float:
-        return self.best.mean - self.final.mean
-
     def estimate(self, value: str) -> Estimate:
         """Mean of ``value`` over seeds (and tasks, when every seed has them) with its interval."""
         return estimate(_rows(self, value, per_task=self.per_task))
@@ -198,12 +209,18 @@ def task_list(outcomes: Sequence[dict[int, ValOutcomes]]) -> list[int]:
 
 
 def _per_task(cell: Cell, outcomes: dict[int, ValOutcomes], tasks: Sequence[int]) -> dict[str, tuple]:
-    """The final and best validations' per-task success (the best: highest mean, the earliest of ties)."""
+    """The final and best validations' per-task success (the best: highest mean, the earliest of ties) and
+    the per-task difference across the seed's largest fall."""
     if not outcomes or not tasks:
         return {}
-    success = {step: record.success(tasks, cell.env) for step, record in outcomes.items()}
-    best = max(success, key=lambda step: (success[step].mean(), -step))
-    return {"final_tasks": tuple(success[max(success)].tolist()), "best_tasks": tuple(success[best].tolist())}
+    success = np.stack([outcomes[step].success(tasks, cell.env) for step in sorted(outcomes)])
+    means = success.mean(axis=1)
+    peak, trough = largest_fall(means)
+    return {
+        "final_tasks": tuple(success[-1].tolist()),
+        "best_tasks": tuple(success[int(np.argmax(means))].tolist()),
+        "drop_tasks": tuple((success[peak] - success[trough]).tolist()),
+    }
 
 
 def seed_stats(

@@ -19,29 +19,35 @@ from sampo_verl.arena.findings import (
     judge_findings,
     seeds_needed,
 )
-from sampo_verl.arena.summary import MethodSummary, SeedStats, paired
+from sampo_verl.arena.summary import MethodSummary, SeedStats, largest_fall, paired
 
 TASKS = 256
 
 
 def method(name, finals, bests=None, format_min=0.9, collapses=0):
-    """A summary whose seeds have these final (and best, default = final) successes, no per-task outcomes."""
+    """A summary whose seeds have these final (and best, default = final) successes, no per-task outcomes;
+    each seed's largest fall is from its best to its final."""
     bests = bests or finals
     seeds = tuple(
-        SeedStats(seed=i, finished=True, final=f, best=b, collapses=collapses, format_min=format_min, wall_time_s=1.0)
+        SeedStats(
+            seed=i, finished=True, final=f, best=b, collapses=collapses, format_min=format_min, wall_time_s=1.0,
+            curve=(b, f),
+        )  # fmt: skip
         for i, (f, b) in enumerate(zip(finals, bests))
     )
     return MethodSummary(name, seeds)
 
 
 def tasks_method(name, final_tasks, best_tasks=None, collapses=0):
-    """A summary from per-task outcomes: ``final_tasks`` [seeds, tasks] (best default = final)."""
+    """A summary from per-task outcomes: ``final_tasks`` [seeds, tasks] (best default = final); each seed's
+    largest fall is from its best validation to its final one."""
     final_tasks = np.asarray(final_tasks, dtype=float)
     best_tasks = final_tasks if best_tasks is None else np.asarray(best_tasks, dtype=float)
     seeds = tuple(
         SeedStats(
             seed=i, finished=True, final=float(f.mean()), best=float(b.mean()), collapses=collapses, format_min=0.9,
-            wall_time_s=1.0, final_tasks=tuple(f), best_tasks=tuple(b),
+            wall_time_s=1.0, curve=(b.mean(), f.mean()), final_tasks=tuple(f), best_tasks=tuple(b),
+            drop_tasks=tuple(b - f),
         )  # fmt: skip
         for i, (f, b) in enumerate(zip(final_tasks, best_tasks))
     )
@@ -117,6 +123,32 @@ def collapse_case(final_rate, best_rate, collapses=0):
 def test_collapse_states(final_rate, best_rate, collapses, expected):
     state, evidence = collapse_state(collapse_case(final_rate, best_rate, collapses))
     assert state == expected and evidence.startswith(f"m {expected}: best ")
+
+
+@pytest.mark.parametrize(
+    "values, expected",
+    [
+        ([0.2, 0.6, 0.1, 0.5, 0.0, 0.3], (1, 4)),  # falls 0.6 -> 0.0, not best -> final (0.3)
+        ([0.1, 0.2, 0.3], (0, 0)),  # never falls
+        ([0.5, 0.1, 0.5, 0.1], (0, 1)),  # two equal falls: the earliest
+    ],
+)
+def test_largest_fall(values, expected):
+    assert largest_fall(np.asarray(values)) == expected
+
+
+def test_a_fall_inside_the_run_is_a_collapse_even_when_the_run_recovers():
+    """Each seed peaks at 0.6, falls to 0 and comes back to 0.55: best - final is 0.05, the drop 0.6."""
+    seeds = tuple(
+        SeedStats(
+            seed=i, finished=True, final=0.55, best=0.6, collapses=0, format_min=0.9, wall_time_s=1.0,
+            curve=(0.3, 0.6, 0.0, 0.55 + 0.01 * i),
+        )  # fmt: skip
+        for i in range(3)
+    )
+    summary = MethodSummary("sapo", seeds)
+    assert [s.drop for s in seeds] == pytest.approx([0.6] * 3)
+    assert collapse_state(summary)[0] == COLLAPSED
 
 
 def test_clipping_verdicts():

@@ -86,14 +86,14 @@ def test_sokoban_summary_numbers(arena_dir):
     # sapo: final (0.2, 0.3), best (0.8, 0.9), collapse steps (2, 1), lowest format (0.3, 0.5)
     assert [x.final for x in sapo.seeds] == [0.2, 0.3] and [x.best for x in sapo.seeds] == [0.8, 0.9]
     assert sapo.final.mean == pytest.approx(0.25) and sapo.final.std == pytest.approx(0.0707107, abs=1e-6)
-    assert sapo.drop == pytest.approx(0.6)
+    assert sapo.estimate("drop").mean == pytest.approx(0.6)
     assert [x.collapses for x in sapo.seeds] == [2, 1] and sapo.collapses.mean == 1.5
     assert sapo.format_min.mean == pytest.approx(0.4)
     # sapo_seqmask: final (0.7, 0.55) -> 0.625 +- 0.1061; best (0.7, 0.6); one seed unfinished, no wall time
     assert seqmask.final.mean == pytest.approx(0.625) and seqmask.final.std == pytest.approx(0.1060660, abs=1e-6)
-    assert seqmask.drop == pytest.approx(0.025) and seqmask.finished == 1
+    assert seqmask.estimate("drop").mean == pytest.approx(0.025) and seqmask.finished == 1
     assert not sapo.per_task and sapo.tasks == 0  # training success: no per-task outcomes
-    assert gspo.final.mean == pytest.approx(0.65) and gspo.drop == pytest.approx(0.0)
+    assert gspo.final.mean == pytest.approx(0.65) and gspo.estimate("drop").mean == pytest.approx(0.0)
 
 
 def test_ranking_tables_match_fixture(report):
@@ -250,7 +250,29 @@ def test_per_task_outcomes_of_a_resumed_cell(tmp_path):
     (seed,) = summary.seeds
     assert seed.final_tasks == (0.0, 1.0, 1.0, 0.0)  # the resumed attempt's step 4
     assert seed.best_tasks == (1.0, 1.0, 0.0, 0.0)  # steps 2 and 4 tie at 0.5: the earlier one
+    assert seed.drop == 0.0 and seed.drop_tasks == (0.0,) * 4  # the mean never fell
     assert summary.tasks == 4
+
+
+def test_per_task_drop_is_read_across_the_largest_fall(tmp_path):
+    """A cell at 0.5, 0.75, 0.0, 0.5: its drop is step 2 minus step 4 (0.75), per task too, not best - final."""
+    import json
+
+    from sampo_verl.arena.layout import cell_dir
+    from sampo_verl.trainer.val_outcomes import ValOutcomes, append_outcomes
+
+    cell = cell_dir(tmp_path, "frozenlake", "sapo", 0)
+    cell.mkdir(parents=True)
+    acc = {0: [1, 1, 0, 0], 2: [1, 1, 1, 0], 4: [0, 0, 0, 0], 6: [0, 1, 1, 0]}
+    lines = [{"step": step, "data": {VAL_KEY: sum(a) / 4}} for step, a in acc.items()]
+    (cell / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    for step, a in acc.items():
+        append_outcomes(cell / "val_outcomes.jsonl", ValOutcomes(step, ["frozenlake"] * 4, [7, 8, 9, 10], a))
+    (summary,) = summarise_methods(load_results(tmp_path)["frozenlake"], VAL_SUCCESS)
+    (seed,) = summary.seeds
+    assert seed.drop == pytest.approx(0.75) and seed.best - seed.final == pytest.approx(0.25)
+    assert seed.drop_tasks == (1.0, 1.0, 1.0, 0.0)
+    assert summary.estimate("drop").mean == pytest.approx(0.75)
 
 
 def test_a_damaged_results_folder_still_gives_a_report_that_lists_what_it_left_out(arena_dir, tmp_path, capsys):
