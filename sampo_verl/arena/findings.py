@@ -21,9 +21,14 @@ rule:
 
 A finding whose methods (or metric) are missing from the run is "not tested on this run".
 
-For an inconclusive finding, :func:`seeds_needed` projects what would decide it: the number of seeds at
+For an inconclusive finding, :func:`seeds_needed` projects what would decide it: the number of seeds n at
 which a normal interval of the per-seed values (mean m, sample spread s) would leave the threshold t
-(0 for a comparison, ``DROP`` for a collapse), n = ceil((1.96 s / |m - t|)^2), if m and s stayed as measured.
+(0 for a comparison, ``DROP`` for a collapse), if m and s stayed as measured. Over seeds alone,
+n = ceil((1.96 s / |m - t|)^2). With per-task outcomes s is at least the noise of the tasks' outcomes, and
+the interval also spans the tasks' own differences, a variance v that more seeds do not reduce
+(:func:`~sampo_verl.arena.summary.variance_parts`):
+n = ceil(s^2 / ((|m - t| / 1.96)^2 - v)), and when v alone reaches (|m - t| / 1.96)^2 no number of seeds
+will do (more tasks would).
 """
 
 from __future__ import annotations
@@ -66,14 +71,22 @@ class Finding:
 
 
 def seeds_needed(estimate: Estimate, threshold: float = 0.0) -> str:
-    """What would move ``estimate``'s interval off ``threshold``, projected from its per-seed values."""
+    """What would move ``estimate``'s interval off ``threshold``, projected from its per-seed values and,
+    with per-task outcomes, the variance its task list adds (module docstring)."""
     values = np.asarray(estimate.seed_means, dtype=float)
     if values.size < 2:
         return "a second seed, to measure how much seeds differ"
-    gap, spread = abs(float(values.mean()) - threshold), float(values.std(ddof=1))
+    gap = abs(float(values.mean()) - threshold)
+    spread = math.sqrt(estimate.seed_var) if math.isfinite(estimate.seed_var) else float(values.std(ddof=1))
     if gap < NEGLIGIBLE:
         return f"no realistic number of seeds: the mean is {values.mean():+.3f}, {gap:.3f} from {threshold:g}"
-    n = max(math.ceil((Z95 * spread / gap) ** 2), values.size + 1)
+    room = (gap / Z95) ** 2 - estimate.tasks_var
+    if room <= 0:
+        return (
+            f"no number of seeds: the spread over the {estimate.tasks} tasks alone keeps the interval around "
+            f"{threshold:g} (more held-out tasks would)"
+        )
+    n = max(math.ceil(spread**2 / room), values.size + 1)
     return f"~{n} seeds if the mean ({values.mean():+.3f}) and the per-seed spread ({spread:.3f}) hold"
 
 

@@ -140,5 +140,10 @@ def definitions() -> list[str]:
         "collapsed. Anything else is inconclusive; a finding whose methods are absent is not tested on this run.",
         "What would decide an inconclusive finding: the number of seeds at which a normal 95% interval of the "
         "per-seed values (mean m, sample spread s) would leave the threshold t (0 for a comparison, "
-        f"{findings_mod.DROP} for a drop): n = ceil((1.96 s / |m − t|)²), if m and s stayed as measured.",
+        f"{findings_mod.DROP} for a drop), if m and s stayed as measured: n = ceil((1.96 s / |m − t|)²) over seeds "
+        "alone; with per-task outcomes s is at least the seed-by-task noise over the number of tasks, and the "
+        "tasks' own differences add a variance v that more seeds do not reduce (the between-task variance of a "
+        "two-way random-effects model over seeds and tasks, divided by the number of tasks), "
+        "n = ceil(s² / ((|m − t| / 1.96)² − v)), and no number of seeds will do when v alone reaches "
+        "(|m − t| / 1.96)².",
     ]

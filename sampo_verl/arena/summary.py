@@ -109,6 +109,8 @@ class Estimate:
     seeds: int
     tasks: int  # 0: per-seed values only
     seed_means: tuple[float, ...] = ()  # each seed's mean (over tasks, where it has them)
+    seed_var: float = math.nan  # the variance of one seed's mean (variance_parts; NaN: fewer than two seeds)
+    tasks_var: float = 0.0  # the mean's variance from the tasks' own differences: more seeds leave it (variance_parts)
 
     def text(self, signed: bool = False) -> str:
         """'mean [low, high]', the mean alone without an interval, '–' without data."""
@@ -126,6 +128,24 @@ class Estimate:
         return 1 if self.interval.low > 0 else -1 if self.interval.high < 0 else 0
 
 
+def variance_parts(values: np.ndarray) -> tuple[float, float]:
+    """``(seed_var, tasks_var)`` of ``values`` [seeds, tasks] under a two-way random-effects model (seed,
+    task, seed-by-task residual with mean square r): the variance of one seed's mean, the seed means' sample
+    variance but at least r / T (no seed's mean is less noisy than its tasks' outcomes), and the variance the
+    task list adds to the grand mean, which more seeds do not reduce: (variance of the per-task means - r /
+    seeds) / T, at least 0. ``(NaN, 0)`` with one seed; without tasks r is 0."""
+    seeds, tasks = values.shape
+    if seeds < 2:
+        return math.nan, 0.0
+    seed_means = values.mean(axis=1)
+    if tasks < 2:
+        return float(seed_means.var(ddof=1)), 0.0
+    residual = values - seed_means[:, None] - values.mean(axis=0) + values.mean()
+    r = float((residual**2).sum()) / ((seeds - 1) * (tasks - 1))
+    between = float(values.mean(axis=0).var(ddof=1)) - r / seeds
+    return max(float(seed_means.var(ddof=1)), r / tasks), max(between, 0.0) / tasks
+
+
 def estimate(rows: Sequence[np.ndarray]) -> Estimate:
     """The mean of per-seed rows (equal lengths: per task, or one value each) and its interval;
     rows with a NaN are left out."""
@@ -135,7 +155,8 @@ def estimate(rows: Sequence[np.ndarray]) -> Estimate:
     tasks = len(rows[0]) if len(rows[0]) > 1 else 0
     values = np.stack(rows)
     interval = bootstrap_mean(values) if len(rows) > 1 or tasks else None
-    return Estimate(float(values.mean()), interval, len(rows), tasks, tuple(values.mean(axis=1).tolist()))
+    seed_means = tuple(values.mean(axis=1).tolist())
+    return Estimate(float(values.mean()), interval, len(rows), tasks, seed_means, *variance_parts(values))
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ from sampo_verl.arena.findings import (
     judge_findings,
     seeds_needed,
 )
-from sampo_verl.arena.summary import MethodSummary, SeedStats, largest_fall, paired
+from sampo_verl.arena.summary import Estimate, MethodSummary, SeedStats, largest_fall, paired, variance_parts
+from sampo_verl.stats import Interval
 
 TASKS = 256
 
@@ -30,7 +31,13 @@ def method(name, finals, bests=None, format_min=0.9, collapses=0):
     bests = bests or finals
     seeds = tuple(
         SeedStats(
-            seed=i, finished=True, final=f, best=b, collapses=collapses, format_min=format_min, wall_time_s=1.0,
+            seed=i,
+            finished=True,
+            final=f,
+            best=b,
+            collapses=collapses,
+            format_min=format_min,
+            wall_time_s=1.0,
             curve=(b, f),
         )  # fmt: skip
         for i, (f, b) in enumerate(zip(finals, bests))
@@ -45,8 +52,16 @@ def tasks_method(name, final_tasks, best_tasks=None, collapses=0):
     best_tasks = final_tasks if best_tasks is None else np.asarray(best_tasks, dtype=float)
     seeds = tuple(
         SeedStats(
-            seed=i, finished=True, final=float(f.mean()), best=float(b.mean()), collapses=collapses, format_min=0.9,
-            wall_time_s=1.0, curve=(b.mean(), f.mean()), final_tasks=tuple(f), best_tasks=tuple(b),
+            seed=i,
+            finished=True,
+            final=float(f.mean()),
+            best=float(b.mean()),
+            collapses=collapses,
+            format_min=0.9,
+            wall_time_s=1.0,
+            curve=(b.mean(), f.mean()),
+            final_tasks=tuple(f),
+            best_tasks=tuple(b),
             drop_tasks=tuple(b - f),
         )  # fmt: skip
         for i, (f, b) in enumerate(zip(final_tasks, best_tasks))
@@ -141,7 +156,13 @@ def test_a_fall_inside_the_run_is_a_collapse_even_when_the_run_recovers():
     """Each seed peaks at 0.6, falls to 0 and comes back to 0.55: best - final is 0.05, the drop 0.6."""
     seeds = tuple(
         SeedStats(
-            seed=i, finished=True, final=0.55, best=0.6, collapses=0, format_min=0.9, wall_time_s=1.0,
+            seed=i,
+            finished=True,
+            final=0.55,
+            best=0.6,
+            collapses=0,
+            format_min=0.9,
+            wall_time_s=1.0,
             curve=(0.3, 0.6, 0.0, 0.55 + 0.01 * i),
         )  # fmt: skip
         for i in range(3)
@@ -207,8 +228,11 @@ def test_sampo_verdicts_against_grpo_and_the_best_paper_method():
         method("sampo_plus", [0.95, 0.95]),  # ours, not the paper's: never the rival
     )
     assert (found["5a"], found["5b"]) == (HELD, INCONCLUSIVE)
-    (f5b,) = [f for f in judge_findings({"sampo": method("sampo", [0.7, 0.8]), "empg": method("empg", [0.9, 0.9])})
-              if f.key == "5b"]
+    (f5b,) = [
+        f
+        for f in judge_findings({"sampo": method("sampo", [0.7, 0.8]), "empg": method("empg", [0.9, 0.9])})
+        if f.key == "5b"
+    ]
     assert f5b.verdict == NOT_HELD and "sampo - empg" in f5b.evidence
     assert verdicts(method("grpo", [0.5]))["5a"] == NOT_TESTED
 
@@ -232,6 +256,36 @@ def test_seeds_needed_projects_the_per_seed_spread_onto_the_threshold():
     centred = method("sapo", [0.5, 0.5], bests=[0.55, 0.65]).estimate("drop")  # mean drop exactly DROP
     assert seeds_needed(centred, DROP).startswith("no realistic")
     assert seeds_needed(method("sapo", [0.5]).estimate("final")).startswith("a second seed")
+
+
+@pytest.mark.parametrize(
+    "values, expected",
+    [
+        ([[1, 0, 0], [1, 0, 0]], (0.0, 1 / 9)),  # the same task wins in every seed: var of task means 1/3, / 3 tasks
+        ([[1, 0, 1], [1, 1, 0]], (1 / 6, 0.0)),  # equal seed means, but all noise: residual 0.5, / 3 tasks a seed
+        ([[0.1], [0.3]], (0.02, 0.0)),  # no tasks: the seed values' sample variance
+    ],
+)
+def test_variance_parts(values, expected):
+    assert variance_parts(np.asarray(values, dtype=float)) == pytest.approx(expected)
+    one_seed = variance_parts(np.asarray(values[:1], dtype=float))
+    assert math.isnan(one_seed[0]) and one_seed[1] == 0.0
+
+
+def test_seeds_needed_leaves_the_task_variance_in_place():
+    """Seed means 0.15 and 0.25 (m 0.2, s^2 0.005) over 256 tasks. Task variance 0.00898: room
+    (0.2 / 1.96)^2 - 0.00898 = 0.00143, n = 0.005 / 0.00143 = 3.49 -> 4 (over seeds alone it would be 3).
+    Task variance 0.01377 exceeds (0.2 / 1.96)^2 = 0.01041: no number of seeds."""
+
+    def on_tasks(tasks_var):
+        return Estimate(0.2, Interval(0.2, 0.0, 0.4), 2, 256, (0.15, 0.25), 0.005, tasks_var)
+
+    assert seeds_needed(on_tasks(0.00898)).startswith("~4 seeds")
+    assert seeds_needed(on_tasks(0.01377)) == (
+        "no number of seeds: the spread over the 256 tasks alone keeps the interval around 0 (more held-out tasks "
+        "would)"
+    )
+    assert seeds_needed(on_tasks(0.0)).startswith("~3 seeds")
 
 
 def test_only_inconclusive_findings_say_what_would_decide_them():
