@@ -25,23 +25,21 @@ from sampo_verl.stats import Interval
 TASKS = 256
 
 
+def seed(i, final, best, curve, collapses=0, format_min=0.9, **per_task):
+    """One finished seed's numbers (wall time 1 s)."""
+    return SeedStats(i, True, final, best, collapses, format_min, 1.0, curve=curve, **per_task)
+
+
+def tasks(**values):
+    """Per-task fields of a seed: ``final=array`` -> ``final_tasks=(...)``."""
+    return {f"{name}_tasks": tuple(array.tolist()) for name, array in values.items()}
+
+
 def method(name, finals, bests=None, format_min=0.9, collapses=0):
     """A summary whose seeds have these final (and best, default = final) successes, no per-task outcomes;
     each seed's largest fall is from its best to its final."""
     bests = bests or finals
-    seeds = tuple(
-        SeedStats(
-            seed=i,
-            finished=True,
-            final=f,
-            best=b,
-            collapses=collapses,
-            format_min=format_min,
-            wall_time_s=1.0,
-            curve=(b, f),
-        )  # fmt: skip
-        for i, (f, b) in enumerate(zip(finals, bests))
-    )
+    seeds = tuple(seed(i, f, b, (b, f), collapses, format_min) for i, (f, b) in enumerate(zip(finals, bests)))
     return MethodSummary(name, seeds)
 
 
@@ -51,19 +49,7 @@ def tasks_method(name, final_tasks, best_tasks=None, collapses=0):
     final_tasks = np.asarray(final_tasks, dtype=float)
     best_tasks = final_tasks if best_tasks is None else np.asarray(best_tasks, dtype=float)
     seeds = tuple(
-        SeedStats(
-            seed=i,
-            finished=True,
-            final=float(f.mean()),
-            best=float(b.mean()),
-            collapses=collapses,
-            format_min=0.9,
-            wall_time_s=1.0,
-            curve=(b.mean(), f.mean()),
-            final_tasks=tuple(f),
-            best_tasks=tuple(b),
-            drop_tasks=tuple(b - f),
-        )  # fmt: skip
+        seed(i, f.mean(), b.mean(), (b.mean(), f.mean()), collapses, **tasks(final=f, best=b, drop=b - f))
         for i, (f, b) in enumerate(zip(final_tasks, best_tasks))
     )
     return MethodSummary(name, seeds)
@@ -154,19 +140,7 @@ def test_largest_fall(values, expected):
 
 def test_a_fall_inside_the_run_is_a_collapse_even_when_the_run_recovers():
     """Each seed peaks at 0.6, falls to 0 and comes back to 0.55: best - final is 0.05, the drop 0.6."""
-    seeds = tuple(
-        SeedStats(
-            seed=i,
-            finished=True,
-            final=0.55,
-            best=0.6,
-            collapses=0,
-            format_min=0.9,
-            wall_time_s=1.0,
-            curve=(0.3, 0.6, 0.0, 0.55 + 0.01 * i),
-        )  # fmt: skip
-        for i in range(3)
-    )
+    seeds = tuple(seed(i, 0.55, 0.6, (0.3, 0.6, 0.0, 0.55 + 0.01 * i)) for i in range(3))
     summary = MethodSummary("sapo", seeds)
     assert [s.drop for s in seeds] == pytest.approx([0.6] * 3)
     assert collapse_state(summary)[0] == COLLAPSED
