@@ -9,9 +9,9 @@ rule:
   seeds and tasks (:func:`~sampo_verl.arena.summary.paired`). Held when the interval of ``d`` lies
   above 0, did not hold when it lies below 0, inconclusive when it contains 0 (or there is no
   interval: one seed without per-task outcomes).
-- *collapse* (finding 2, sequence masking): a method *collapsed* when the interval of its drop
-  (the largest fall from a validation to a later one) lies at or above ``DROP``, or when the collapse detector fired in
-  every seed (the interval of its collapse count lies above 0); it was *stable* when the drop's
+- *collapse* (finding 2, sequence masking): a method *collapsed* when the interval of its drop (the
+  largest fall from a validation to a later one) lies at or above ``DROP``, or when the collapse detector
+  fired in every seed (the interval of its collapse count lies above 0); it was *stable* when the drop's
   interval lies below ``DROP`` and it did not collapse; otherwise *unclear*.
   Finding 2 held when GSPO was stable and every tested tolerant method (SAPO, CISPO) collapsed;
   partly held when GSPO was stable, some collapsed and the rest were stable; did not hold when GSPO
@@ -77,7 +77,7 @@ def seeds_needed(estimate: Estimate, threshold: float = 0.0) -> str:
     if values.size < 2:
         return "a second seed, to measure how much seeds differ"
     gap = abs(float(values.mean()) - threshold)
-    spread = math.sqrt(estimate.seed_var) if math.isfinite(estimate.seed_var) else float(values.std(ddof=1))
+    spread = math.sqrt(estimate.seed_var)
     if gap < NEGLIGIBLE:
         return f"no realistic number of seeds: the mean is {values.mean():+.3f}, {gap:.3f} from {threshold:g}"
     room = (gap / Z95) ** 2 - estimate.tasks_var
