@@ -109,7 +109,12 @@ def _check(spec: ArenaSpec) -> None:
             raise ValueError(f"LOGGER={os.environ['LOGGER']} must include file: the arena reads verl's file logger")
         return
     for env in spec.envs:
-        cpu_testbed(env)  # an environment without a CPU testbed fails here, naming the known ones
+        groups = cpu_testbed(env).rl_groups  # an environment without a CPU testbed fails here, naming the known ones
+        for variant in variants:
+            try:
+                variant.overrides(groups)
+            except ValueError as err:
+                raise ValueError(f"--methods/--mini-batches: {err} (the {env} testbed; use a divisor)") from None
     for env, start in spec.starts.items():
         if not (Path(start) / "config.json").is_file():
             raise ValueError(f"--init-model {start} (for {env}): not a local model folder (no config.json)")

@@ -6,7 +6,7 @@ verl's colocated asynchronous trainer, as a cell "method" of its own named ``<pr
   (every turn is a sample, so ``k = 1`` already makes several; ``sampo/staleness/optimizer_steps``);
 - ``async``: ``trainer.v1.trainer_mode=sampo_colocate_async`` (the next batch generated while a step trains).
 
-E.g. ``sapo@mb4``, ``grpo@mb8+async``. ``arena run --mini-batches 1,4,8 --modes sync,async`` writes
+E.g. ``sapo@mb4``, ``grpo@mb2+async``. ``arena run --mini-batches 1,2,4 --modes sync,async`` writes
 these names for every ``--methods`` preset; ``--methods`` also takes them directly (one cell per job).
 """
 

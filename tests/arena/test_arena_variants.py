@@ -79,6 +79,7 @@ def test_mini_batch_cells_train_their_preset_with_the_split_batch(tmp_path, monk
         (["--methods", "grpo@mb4x"], "unknown or repeated variant part 'mb4x'"),
         (["--methods", "grpo", "--mini-batches", "2,x"], None),  # argparse: not integers
         (["--methods", "grpo", "--modes", "later"], r"--modes: unknown \['later'\]"),
+        (["--methods", "grpo", "--mini-batches", "1,8"], "grpo@mb8: 4 prompts a step do not split into 8 mini-batches"),
     ],
 )
 def test_bad_variants_fail_before_anything_runs(tmp_path, argv, message):
