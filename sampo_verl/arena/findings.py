@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sampo_verl.arena.summary import Estimate, MethodSummary, paired
+from sampo_verl.arena.variants import VARIANT_SEP, Variant, parse_variant
 
 # the methods of the paper's table besides SAMPO (sampo_plus is ours, not the paper's)
 PAPER_RIVALS = (
@@ -204,8 +205,44 @@ def masking(summaries: Mapping[str, MethodSummary]) -> Finding:
     return Finding("mask", claim, verdict, f"{evidence}{note}", needs)
 
 
+def _collapses_more(summaries: Mapping[str, MethodSummary], key: str, ladder: Sequence[str], what: str) -> Finding:
+    """Off-policy rule on the cells ``ladder`` (least to most off-policy): the drop of the last minus that of
+    the first, paired; held when its interval lies above 0."""
+    base, most = ladder[0], ladder[-1]
+    claim = f"Off-policy: {parse_variant(base).preset} collapses more {what} (its drop grows)"
+    d, final = (paired(summaries[most], summaries[base], value) for value in ("drop", "final"))
+    verdict = {1: HELD, -1: NOT_HELD, 0: INCONCLUSIVE}[d.side()]
+    states = "; ".join(collapse_state(summaries[m])[1] for m in ladder)
+    evidence = (
+        f"{states}; drop {most} - {base} = {d.text(signed=True)}, final success {final.text(signed=True)} "
+        f"(paired over {d.basis()})"
+    )
+    needs = f"{most} - {base}: {seeds_needed(d)}" if verdict == INCONCLUSIVE else ""
+    return Finding(key, claim, verdict, evidence, needs)
+
+
+def off_policy(summaries: Mapping[str, MethodSummary]) -> list[Finding]:
+    """The off-policy axis (:mod:`.variants`): per preset, does its drop grow from the fewest mini-batches
+    run to the most (sync trainer), and from a sync cell to its asynchronous twin?"""
+    variants = {name: parse_variant(name) for name in sorted(summaries) if VARIANT_SEP in name}
+    findings = []
+    for preset in sorted({v.preset for v in variants.values()}):
+        sync = {v.mini_batches: name for name, v in variants.items() if v.preset == preset and not v.colocate_async}
+        counts = sorted(sync)  # every sync variant names its mini-batches
+        if len(counts) >= 2:
+            what = f"at {counts[-1]} mini-batches than at {counts[0]}"
+            findings.append(_collapses_more(summaries, f"{preset}@mb", [sync[k] for k in counts], what))
+        for name, v in variants.items():
+            twin = Variant(v.preset, v.mini_batches).name
+            if v.preset == preset and v.colocate_async and twin in summaries:
+                what = "on the asynchronous trainer than on the sync one"
+                findings.append(_collapses_more(summaries, name, [twin, name], what))
+    return findings
+
+
 def judge_findings(summaries: Mapping[str, MethodSummary]) -> list[Finding]:
-    """Every finding's verdict for one environment's methods (keyed by method name)."""
+    """Every finding's verdict for one environment's methods (keyed by method name): the paper's, then the
+    off-policy axis's where the run has it."""
     return [
         _compare(
             summaries,
@@ -263,4 +300,5 @@ def judge_findings(summaries: Mapping[str, MethodSummary]) -> list[Finding]:
             "final",
             "final success",
         ),
+        *off_policy(summaries),
     ]

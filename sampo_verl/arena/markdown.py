@@ -1,8 +1,9 @@
 """The arena report as Markdown (``results.md`` beside the HTML page and its figures), for documentation.
 
 Per environment: the figures, the ranking beside the ARLArena paper's table (:mod:`.paper`) with each seed's
-curve and the wall time, the findings with what would decide the inconclusive ones, then what was left out
-and how the numbers are computed. A docs page takes it in whole (``docs/hooks/generated.py``).
+curve and the wall time, the off-policy axis where the run has one, the findings with what would decide the
+inconclusive ones, then what was left out and how the numbers are computed. A docs page takes it in whole
+(``docs/hooks/generated.py``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sampo_verl.arena.paper import PAPER_SUCCESS, PAPER_TASKS, mean_paper_rank
-from sampo_verl.arena.results import EnvResults, cost_text, curve_text, definitions
+from sampo_verl.arena.results import (
+    EnvResults,
+    cost_text,
+    curve_text,
+    definitions,
+    off_policy_column,
+    off_policy_entry,
+    off_policy_grid,
+)
 
 RESULTS_MD = "results.md"
 AGENT_TASKS = PAPER_TASKS[:3]  # the paper's columns set beside ours: the multi-turn agent tasks
@@ -58,8 +67,19 @@ def ranking_table(results: EnvResults) -> str:
     return _table(head, rows)
 
 
+def off_policy_table(results: EnvResults) -> str:
+    """The off-policy axis under its heading, when the run has it; else nothing."""
+    columns, grid = off_policy_grid(results.summaries)
+    if not columns:
+        return ""
+    head = ["preset (trainer)", *(off_policy_column(k) for k in columns)]
+    rows = [[label, *(off_policy_entry(row.get(k)) for k in columns)] for label, row in grid.items()]
+    what = "Each entry: final success / drop / mean collapse steps / mean optimiser steps a sampled batch."
+    return f"\n### Off-policy axis\n\n{what}\n\n{_table(head, rows)}\n"
+
+
 def findings_table(results: EnvResults) -> str:
-    head = ["finding (ARLArena paper)", "here", "evidence", "what would decide it"]
+    head = ["finding", "here", "evidence", "what would decide it"]
     rows = [[f.claim, f"**{f.verdict}**", f.evidence, f.needs or "–"] for f in results.findings]
     return _table(head, rows)
 
@@ -78,7 +98,7 @@ The paper's columns are its reported success (%) with Qwen3-4B; the last column 
 reports, here by final success and there by the mean of their ranks over its three agent tasks.
 
 {ranking_table(results)}
-
+{off_policy_table(results)}
 ### Findings
 
 {findings_table(results)}

@@ -21,9 +21,16 @@ from pathlib import Path
 from sampo_verl.arena import findings as findings_mod
 from sampo_verl.arena.layout import REPORT_DIR, Cell, find_cells, served_summaries
 from sampo_verl.arena.markdown import RESULTS_MD, results_markdown
-from sampo_verl.arena.results import EnvResults, cost_text, definitions, env_results
+from sampo_verl.arena.results import (
+    EnvResults,
+    cost_text,
+    definitions,
+    env_results,
+    off_policy_column,
+    off_policy_entry,
+    off_policy_grid,
+)
 from sampo_verl.arena.summary import MethodSummary
-from sampo_verl.arena.variants import VARIANT_SEP, parse_variant
 from sampo_verl.metrics import History, is_number, read_metrics, skip
 
 # the ARLArena matrix order, used for curve colours and legends; other methods follow by name
@@ -148,31 +155,19 @@ def _ranking_table(summaries: Sequence[MethodSummary]) -> str:
 
 
 def _off_policy_table(summaries: Sequence[MethodSummary]) -> str:
-    """The off-policy axis (:mod:`.variants`), when the run has it: one row per preset and mode, one column
-    per number of mini-batches; each entry final success, drop (largest fall) and mean collapse steps."""
-    grid: dict[tuple[str, bool], dict[int | None, MethodSummary]] = {}
-    for summary in summaries:
-        if VARIANT_SEP in summary.method:
-            variant = parse_variant(summary.method)
-            grid.setdefault((variant.preset, variant.colocate_async), {})[variant.mini_batches] = summary
-    if not grid:
+    """The off-policy axis, when the run has it (:func:`~sampo_verl.arena.results.off_policy_grid`)."""
+    columns, grid = off_policy_grid(summaries)
+    if not columns:
         return ""
-    columns = sorted({k for row in grid.values() for k in row}, key=lambda k: (k is not None, k or 0))
     head = "<tr><th>preset (trainer)</th>" + "".join(
-        f"<th>{'the preset' if k is None else k} mini-batch(es): final / drop / collapse steps</th>" for k in columns
+        f"<th>{off_policy_column(k)}: final / drop / collapse steps / optimiser steps a batch</th>" for k in columns
     )
-    rows = []
-    for (preset, colocate_async), row in sorted(grid.items()):
-        entries = []
-        for k in columns:
-            s = row.get(k)
-            if s is None:
-                entries.append("<td>–</td>")
-            else:
-                final, drop = s.estimate("final").text(), s.estimate("drop").text()
-                entries.append(f"<td>{final} / {drop} / {s.collapses.mean:g}</td>")
-        label = f"{preset} ({'colocate_async' if colocate_async else 'sync'})"
-        rows.append(f'<tr data-preset="{html.escape(label)}"><td>{html.escape(label)}</td>{"".join(entries)}</tr>')
+    rows = [
+        f'<tr data-preset="{html.escape(label)}"><td>{html.escape(label)}</td>'
+        + "".join(f"<td>{off_policy_entry(row.get(k))}</td>" for k in columns)
+        + "</tr>"
+        for label, row in grid.items()
+    ]
     return '<h3>Off-policy axis</h3>\n<table class="off-policy">\n' + head + "</tr>\n" + "\n".join(rows) + "\n</table>"
 
 
@@ -209,9 +204,7 @@ def _findings_table(verdicts: Sequence[findings_mod.Finding]) -> str:
         f"<td>{html.escape(f.needs or '–')}</td></tr>"
         for f in verdicts
     ]
-    head = (
-        "<tr><th>finding (ARLArena paper)</th><th>on this run</th><th>evidence</th><th>what would decide it</th></tr>"
-    )
+    head = "<tr><th>finding</th><th>on this run</th><th>evidence</th><th>what would decide it</th></tr>"
     return f'<table class="findings">\n{head}\n' + "\n".join(rows) + "\n</table>"
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from sampo_verl.arena import findings as findings_mod
 from sampo_verl.arena.layout import Cell
 from sampo_verl.arena.summary import MethodSummary, SeedStats, success_metric, summarise_methods
+from sampo_verl.arena.variants import VARIANT_SEP, parse_variant
 from sampo_verl.metrics import VAL_SUCCESS, History, collapse_steps
 from sampo_verl.plots import TITLES, make_method_panels, plot_metrics, save_png
 from sampo_verl.stats import BOOTSTRAP_SAMPLES
@@ -108,6 +109,38 @@ def cost_text(seeds: Sequence[SeedStats]) -> str:
     return f"{wall:.0f} ({train:.0f} / {val:.0f} / {wall - train - val:.0f})"
 
 
+OffPolicyGrid = tuple[list[int | None], dict[str, dict[int | None, MethodSummary]]]
+
+
+def off_policy_grid(summaries: Sequence[MethodSummary]) -> OffPolicyGrid:
+    """The off-policy axis (:mod:`.variants`) as (columns, rows): a row per 'preset (trainer)', a column per
+    mini-batch count (None, first: the preset's own); no columns when no method is a variant."""
+    rows: dict[str, dict[int | None, MethodSummary]] = {}
+    for summary in summaries:
+        if VARIANT_SEP in summary.method:
+            variant = parse_variant(summary.method)
+            label = f"{variant.preset} ({'colocate_async' if variant.colocate_async else 'sync'})"
+            rows.setdefault(label, {})[variant.mini_batches] = summary
+    columns = sorted({k for row in rows.values() for k in row}, key=lambda k: (k is not None, k or 0))
+    return columns, dict(sorted(rows.items()))
+
+
+def off_policy_column(mini_batches: int | None) -> str:
+    """The heading of an off-policy table's column."""
+    return "the preset's own mini-batches" if mini_batches is None else f"{mini_batches} mini-batch(es)"
+
+
+def off_policy_entry(summary: MethodSummary | None) -> str:
+    """One cell of the off-policy table: final success / drop / mean collapse steps / mean optimiser steps a
+    sampled batch (over the seeds that logged them)."""
+    if summary is None:
+        return "–"
+    logged = [x.optimizer_steps for x in summary.seeds if math.isfinite(x.optimizer_steps)]
+    steps = f"{np.mean(logged):.1f}" if logged else "–"
+    final, drop = summary.estimate("final").text(), summary.estimate("drop").text()
+    return f"{final} / {drop} / {summary.collapses.mean:g} / {steps}"
+
+
 def definitions() -> list[str]:
     """How the report's numbers are computed, one item each (Markdown: only `code` spans)."""
     return [
@@ -137,7 +170,10 @@ def definitions() -> list[str]:
         "holds when gspo was stable and every tested tolerant method (sapo, cispo) collapsed (partly: some "
         "collapsed, the rest were stable), fails when gspo collapsed or every tolerant method was stable; "
         "sequence masking holds when sapo collapsed and sapo_seqmask was stable, fails when sapo_seqmask "
-        "collapsed. Anything else is inconclusive; a finding whose methods are absent is not tested on this run.",
+        "collapsed. Anything else is inconclusive; a finding whose methods are absent is not tested on this run. "
+        "Off-policy (cells `<preset>@mb<K>[+async]`): a preset collapses more when the paired difference of its "
+        "drops, most mini-batches − fewest on the sync trainer (or an asynchronous cell − its sync twin), has "
+        "its interval above 0; it does not when the interval lies below 0.",
         "What would decide an inconclusive finding: the number of seeds at which a normal 95% interval of the "
         "per-seed values (mean m, sample spread s) would leave the threshold t (0 for a comparison, "
         f"{findings_mod.DROP} for a drop), if m and s stayed as measured: n = ceil((1.96 s / |m − t|)²) over seeds "

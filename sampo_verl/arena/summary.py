@@ -37,6 +37,7 @@ import numpy as np
 from sampo_verl.arena.layout import Cell
 from sampo_verl.metrics import TRAIN_SUCCESS, VAL_SUCCESS, History, collapse_steps, metric_series, skip
 from sampo_verl.stats import Interval, bootstrap_mean
+from sampo_verl.trainer.staleness import OPTIMIZER_STEPS_METRIC
 from sampo_verl.trainer.val_outcomes import OUTCOMES_FILE, ValOutcomes, read_val_outcomes
 
 FORMAT_VALID = "sampo/format_valid_rate"
@@ -84,6 +85,7 @@ class SeedStats:
     train_s: float = math.nan  # of the wall time: training steps
     validation_s: float = math.nan  # and validations
     curve: tuple[float, ...] = ()  # the success metric at each logged step (final and best come from it)
+    optimizer_steps: float = math.nan  # optimiser steps a sampled batch, mean over the cell's steps
 
     @property
     def drop(self) -> float:
@@ -254,6 +256,7 @@ def seed_stats(
         success, outcomes = _common_validations(cell, steps, success, outcomes, skipped)
     _, valid_format = metric_series(history, FORMAT_VALID)
     train_s = metric_series(history, STEP_TIME)[1]
+    optimizer_steps = metric_series(history, OPTIMIZER_STEPS_METRIC)[1]
     done = cell.done(skipped)
     per_task = _per_task(cell, outcomes or {}, tasks) if metric == VAL_SUCCESS else {}
     return SeedStats(
@@ -267,6 +270,7 @@ def seed_stats(
         train_s=float(train_s.sum()) if train_s.size else math.nan,
         validation_s=_validation_time(history),
         curve=tuple(success.tolist()),
+        optimizer_steps=float(optimizer_steps.mean()) if optimizer_steps.size else math.nan,
         **per_task,
     )
 

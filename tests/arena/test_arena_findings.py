@@ -17,6 +17,7 @@ from sampo_verl.arena.findings import (
     UNCLEAR,
     collapse_state,
     judge_findings,
+    off_policy,
     seeds_needed,
 )
 from sampo_verl.arena.summary import Estimate, MethodSummary, SeedStats, largest_fall, paired, variance_parts
@@ -278,3 +279,29 @@ def test_only_inconclusive_findings_say_what_would_decide_them():
     masked = method("sapo_seqmask", [0.6, 0.6])
     assert finding("mask", method("sapo", [0.7, 0.7]), masked).needs.startswith("a run in which sapo collapses")
     assert finding("mask", sapo, masked).needs == ""  # held
+
+
+def test_off_policy_findings_ask_whether_the_drop_grows_with_the_mini_batches_and_under_async():
+    # per-task drops of 3 seeds: no fall at 1 mini-batch, 0.3 of the lakes lost at 4; 2 sits between (0.1)
+    rng = np.random.default_rng(0)
+    lost = lambda p: (rng.random((3, TASKS)) < p).astype(float)  # noqa: E731
+    best = np.ones((3, TASKS))
+    ladder = [tasks_method("sapo@mb1", best - lost(0.0), best), tasks_method("sapo@mb2", best - lost(0.1), best),
+              tasks_method("sapo@mb4", best - lost(0.3), best)]  # fmt: skip
+    same = [tasks_method("gspo@mb1", best - lost(0.05), best), tasks_method("gspo@mb4", best - lost(0.05), best)]
+    found = {f.key: f for f in off_policy({s.method: s for s in [*ladder, *same]})}
+    assert set(found) == {"sapo@mb", "gspo@mb"}
+    sapo = found["sapo@mb"]
+    assert sapo.verdict == HELD and "at 4 mini-batches than at 1" in sapo.claim
+    assert [part.split(" ")[0] for part in sapo.evidence.split("; ")[:3]] == ["sapo@mb1", "sapo@mb2", "sapo@mb4"]
+    assert "drop sapo@mb4 - sapo@mb1 = +0.3" in sapo.evidence and "final success -0.3" in sapo.evidence
+    assert found["gspo@mb"].verdict == INCONCLUSIVE and found["gspo@mb"].needs.startswith("gspo@mb4 - gspo@mb1: ")
+    # fewer falls at more mini-batches: did not hold; an async cell is judged against its sync twin
+    shrinks = [tasks_method("grpo@mb1", best - lost(0.4), best), tasks_method("grpo@mb4", best - lost(0.0), best),
+               tasks_method("grpo@mb4+async", best - lost(0.4), best)]  # fmt: skip
+    found = {f.key: f for f in off_policy({s.method: s for s in shrinks})}
+    assert found["grpo@mb"].verdict == NOT_HELD
+    assert found["grpo@mb4+async"].verdict == HELD and "asynchronous" in found["grpo@mb4+async"].claim
+    # a preset at one mini-batch count, or plain presets: nothing to ask
+    assert off_policy({s.method: s for s in [ladder[0], method("sapo", [0.5])]}) == []
+    assert "sapo@mb" in {f.key for f in judge_findings({s.method: s for s in ladder})}  # after the paper's

@@ -109,7 +109,8 @@ def test_the_report_tables_the_off_policy_axis(tmp_path):
     root = tmp_path / "arena"
     for method, success in {"gspo": [0.2, 0.4], "gspo@mb1": [0.2, 0.5], "gspo@mb4": [0.6, 0.3],
                             "gspo@mb4+async": [0.4, 0.4]}.items():  # fmt: skip
-        write_cell(root, "sokoban", method, 0, sokoban_lines(success, [0.9, 0.9]), wall=10.0)
+        steps = {"sampo/staleness/optimizer_steps": 5.0 if "mb1" in method else 19.0}
+        write_cell(root, "sokoban", method, 0, sokoban_lines(success, [0.9, 0.9], extra=steps), wall=10.0)
     page = build_report(root, tmp_path / "report").read_text(encoding="utf-8")
     table = page[page.index('<table class="off-policy">') : page.index("</table>", page.index('class="off-policy"'))]
     assert re.findall(r"<th>(\d+) mini-batch", table) == ["1", "4"]
@@ -117,4 +118,10 @@ def test_the_report_tables_the_off_policy_axis(tmp_path):
     assert set(rows) == {"gspo (sync)", "gspo (colocate_async)"}
     sync = re.findall(r"<td>(.*?)</td>", rows["gspo (sync)"])[1:]
     assert sync[0].startswith("0.500") and sync[1].startswith("0.300") and "/ 0.300" in sync[1]  # mb4 dropped 0.3
+    assert sync[0].endswith(" / 5.0") and sync[1].endswith(" / 19.0")  # optimiser steps a sampled batch
     assert re.findall(r"<td>(.*?)</td>", rows["gspo (colocate_async)"])[1] == "–"
+    # the Markdown report has the same table, and a finding per question the axis asks
+    markdown = (tmp_path / "report" / "results.md").read_text(encoding="utf-8")
+    assert "| preset (trainer) | 1 mini-batch(es) | 4 mini-batch(es) |" in markdown
+    assert f"| gspo (sync) | {sync[0]} | {sync[1]} |" in markdown
+    assert re.findall(r'<tr data-finding="([^"]+)">', page)[-2:] == ["gspo@mb", "gspo@mb4+async"]
