@@ -19,6 +19,10 @@ rule:
   Sequence masking held when SAPO collapsed and SAPO + masking was stable; did not hold when SAPO +
   masking collapsed; inconclusive otherwise (neither collapsed: nothing for masking to prevent).
 
+- *off-policy* (cells of the arena's off-policy axis, ``<preset>@mb<K>[+async]``): per preset, the drop at
+  the most mini-batches minus the drop at the fewest (sync trainer), and an asynchronous cell's minus its
+  sync twin's, paired; "collapses more" held when the interval lies above 0, did not hold below 0.
+
 A finding whose methods (or metric) are missing from the run is "not tested on this run".
 
 For an inconclusive finding, :func:`seeds_needed` projects what would decide it: the number of seeds n at
