@@ -39,7 +39,7 @@ def compare_runs(dir_a: str | Path, dir_b: str | Path) -> list[Comparison]:
     comparisons = []
     for env in sorted(runs_a.keys() & runs_b.keys()):
         cells_a, cells_b = runs_a[env], runs_b[env]
-        metric = success_metric([history for _, history in (*cells_a, *cells_b)])
+        metric = success_metric([*cells_a, *cells_b])
         recorded_a, recorded_b = ([cell_outcomes(cell) for cell, _ in cells] for cells in (cells_a, cells_b))
         tasks = sorted(set(task_list(recorded_a)) & set(task_list(recorded_b)))
         a = {s.method: s for s in summarise_methods(cells_a, metric, tasks, recorded_a)}

@@ -58,7 +58,7 @@ def env_results(
     env: str, cells: Sequence[tuple[Cell, History]], out: Path, served: Sequence[dict], skipped: list[str]
 ) -> EnvResults:
     """Summarise one environment's cells and draw its figures into ``out``."""
-    metric = success_metric([history for _, history in cells])
+    metric = success_metric(cells)
     runs: dict[str, list[History]] = {}
     events: dict[str, set[int]] = {}
     for cell, history in cells:

@@ -215,8 +215,11 @@ def paired(a: MethodSummary, b: MethodSummary, value: str) -> Estimate:
     return estimate([x - y for x, y in zip(left, right, strict=True)])
 
 
-def success_metric(histories: Sequence[History]) -> str:
-    """Validation success if every history logged it at a step > 0, else training success."""
+def success_metric(cells: Sequence[tuple[Cell, History]]) -> str:
+    """Validation success if every finished cell (every cell, when none finished) logged it at a step > 0,
+    else training success: a cell still short of its first validation does not switch the metric."""
+    finished = [history for cell, history in cells if cell.done() is not None]
+    histories = finished or [history for _, history in cells]
     validated = [metric_series(h, VAL_SUCCESS)[0] for h in histories]
     return VAL_SUCCESS if histories and all((steps > 0).any() for steps in validated) else TRAIN_SUCCESS
 

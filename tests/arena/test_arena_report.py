@@ -73,10 +73,14 @@ def test_cells_found_and_unfinished_cell_marked(arena_dir):
 
 def test_success_metric_choice(arena_dir):
     results = load_results(arena_dir)
-    assert success_metric([h for _, h in results["frozenlake"]]) == VAL_SUCCESS
-    assert success_metric([h for _, h in results["sokoban"]]) == TRAIN_SUCCESS
-    # validation only before training (step 0) does not count
-    assert success_metric([{0: {"val-core/x/acc/mean@1": 1.0}, 1: {"sampo/success_rate": 0.5}}]) == TRAIN_SUCCESS
+    assert success_metric(results["frozenlake"]) == VAL_SUCCESS
+    assert success_metric(results["sokoban"]) == TRAIN_SUCCESS
+    # validation only before training (step 0) does not count, but only a finished cell's history decides
+    early = {0: {"val-core/x/acc/mean@1": 1.0}, 1: {"sampo/success_rate": 0.5}}
+    finished = next(cell for cell, _ in results["frozenlake"] if cell.done() is not None)
+    unfinished = next(cell for cell, _ in results["sokoban"] if cell.done() is None)
+    assert success_metric([(finished, early)]) == TRAIN_SUCCESS
+    assert success_metric([*results["frozenlake"], (unfinished, early)]) == VAL_SUCCESS
 
 
 def test_sokoban_summary_numbers(arena_dir):

@@ -434,7 +434,7 @@ def test_report_reads_the_runners_results(arena):
     index = build_report(out)
     assert index.is_file() and (out / "report" / "sokoban_success.png").is_file()
     (cells,) = load_results(out).values()
-    metric = success_metric([history for _, history in cells])
+    metric = success_metric(cells)
     assert metric == "val-core/*/acc/mean@*"  # validated at step 2
     for summary in summarise_methods(cells, metric):
         (seed,) = summary.seeds

@@ -63,7 +63,7 @@ def test_later_cells_reuse_the_first_validation_and_report_it_as_not_spent(tmp_p
     assert read_val_outcomes(later / OUTCOMES_FILE) == read_val_outcomes(first / OUTCOMES_FILE)
     # the cost split: the first cell's untimed validation counts at the timed one's 7 s, the copy at 0
     cells = {cell.method: cell for cell in find_cells(tmp_path / "arena")}
-    metric = success_metric([read_metrics(c.metrics_path) for c in cells.values()])
+    metric = success_metric([(c, read_metrics(c.metrics_path)) for c in cells.values()])
     stats = {m: seed_stats(c, read_metrics(c.metrics_path), metric) for m, c in cells.items()}
     assert stats["grpo"].validation_s == 14.0 and stats["gspo"].validation_s == 7.0
 
