@@ -138,6 +138,25 @@ def test_kept_normaliser_by_hand():
     torch.testing.assert_close(grad[0], torch.full((3,), -s0 / 3))
 
 
+@pytest.mark.parametrize("seed", [0, 3, 5])
+def test_on_gspo_masking_drops_only_what_the_sequence_clip_silenced(seed):
+    """With D_i > delta >= -log(1 - eps_low) a masked sample's sequence ratio is below 1 - eps_low, where
+    GSPO's clip already gives a negative-advantage sample no gradient: masking with the batch normaliser
+    leaves GSPO's gradient exactly as it is, and the kept normaliser only scales it by n / n_kept (the
+    SAMPO+ preset: clip 3e-3, delta 3e-3)."""
+    eps = 0.003
+    batch = random_batch(batch=16, length=8, seed=seed, drift=0.01)
+    agg, delta = "seq-mean-token-mean", -math.log1p(-eps)
+    _, base_grad, _ = loss_and_grad(compute_policy_loss_gspo, *batch, agg, actor_config(clip=eps))
+    _, grad, metrics = loss_and_grad(get_policy_loss_fn("gspo_seqmask"), *batch, agg, actor_config(eps, delta))
+    masked = metrics["actor/seq_mask_frac"]
+    assert 0 < masked < 1
+    assert torch.equal(grad, base_grad)
+    kept_config = actor_config(eps, delta, normaliser="kept")
+    _, kept_grad, _ = loss_and_grad(get_policy_loss_fn("gspo_seqmask"), *batch, agg, kept_config)
+    torch.testing.assert_close(kept_grad, base_grad / (1 - masked))
+
+
 @pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean"])
 @pytest.mark.parametrize("name", MASKED_LOSSES)
 def test_kept_normaliser_equals_the_base_loss_on_the_kept_rows(name, agg):
