@@ -1,10 +1,11 @@
-"""``arena compare DIR_A DIR_B``: did a change (code, config) move an arena's results?
+"""``arena compare DIR_A DIR_B``: did a change (code, config, a guard) move an arena's results?
 
 For every (environment, method) in both results folders: final success in each, and the paired
 difference B - A over the seeds both ran and the held-out tasks both validated
 (:func:`~sampo_verl.arena.summary.paired`; per seed only where a folder has no per-task outcomes),
 with its 95% bootstrap interval. "B higher" when the interval lies above 0, "B lower" when it lies
-below 0, otherwise "no detectable change".
+below 0, otherwise "no detectable change". The largest fall (the collapse size) is paired the same
+way: a guard shows as a B - A drop below 0.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ class Comparison:
     a: Estimate
     b: Estimate
     change: Estimate  # B - A, paired
+    a_drop: Estimate
+    b_drop: Estimate
+    drop_change: Estimate  # B - A of the largest fall, paired
 
     @property
     def verdict(self) -> str:
@@ -45,10 +49,9 @@ def compare_runs(dir_a: str | Path, dir_b: str | Path) -> list[Comparison]:
         a = {s.method: s for s in summarise_methods(cells_a, metric, tasks, recorded_a)}
         b = {s.method: s for s in summarise_methods(cells_b, metric, tasks, recorded_b)}
         for method in [m for m in a if m in b]:
-            comparisons.append(
-                Comparison(env, method, a[method].estimate("final"), b[method].estimate("final"),
-                           paired(b[method], a[method], "final"))
-            )  # fmt: skip
+            finals, drops = ([a[method].estimate(v), b[method].estimate(v), paired(b[method], a[method], v)]
+                             for v in ("final", "drop"))  # fmt: skip
+            comparisons.append(Comparison(env, method, *finals, *drops))
     return comparisons
 
 
@@ -57,11 +60,13 @@ def comparison_table(comparisons: list[Comparison], dir_a: Path, dir_b: Path) ->
     lines = [
         f"A: {dir_a}",
         f"B: {dir_b}",
-        "env | method | paired over | A final success | B final success | B - A [95% interval] | verdict",
+        "env | method | paired over | A final success | B final success | B - A [95% interval] | verdict"
+        " | A largest fall | B largest fall | B - A fall",
     ]
     for c in comparisons:
         lines.append(
             f"{c.env} | {c.method} | {c.change.basis()} | {c.a.text()} | {c.b.text()} | "
-            f"{c.change.text(signed=True)} | {c.verdict}"
+            f"{c.change.text(signed=True)} | {c.verdict} | {c.a_drop.text()} | {c.b_drop.text()} | "
+            f"{c.drop_change.text(signed=True)}"
         )
     return "\n".join(lines)

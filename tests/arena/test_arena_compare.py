@@ -45,13 +45,36 @@ def test_a_changed_method_is_detected_and_the_rest_are_not(arena_dir, changed):
     assert gigpo.verdict == HIGHER and gigpo.change.mean == pytest.approx(0.35)
     assert gigpo.change.seeds == 2 and gigpo.change.tasks == 40 and gigpo.change.interval.low > 0.1
     assert gigpo.a.mean == pytest.approx(0.55) and gigpo.b.mean == pytest.approx(0.9)
+    assert gigpo.b_drop.mean == 0.0  # 4, 20, 36 of 40: never falls
+    assert gigpo.drop_change.mean == pytest.approx(-gigpo.a_drop.mean)
     assert {c.verdict for key, c in comparisons.items() if key != ("frozenlake", "gigpo")} == {SAME}
+
+
+@pytest.fixture
+def fallen(arena_dir, tmp_path):
+    """A copy of the fixture in which gigpo on frozenlake solves 30 of 40 tasks at step 2, then 10."""
+    root = tmp_path / "fallen"
+    shutil.copytree(arena_dir, root)
+    for seed in (0, 1):
+        path = cell_dir(root, "frozenlake", "gigpo", seed) / OUTCOMES_FILE
+        path.unlink()
+        for step, k in ((0, 4), (2, 30), (4, 10)):
+            append_outcomes(path, ValOutcomes(step, ["frozenlake"] * len(TASKS), TASKS, solved(k)))
+    return root
+
+
+def test_the_largest_fall_is_paired_too(changed, fallen):
+    """A guard's question: B (never falls) against A (falls 30 -> 10 of 40 in both seeds): B - A = -0.5."""
+    (gigpo,) = [c for c in compare_runs(fallen, changed) if c.method == "gigpo"]
+    assert gigpo.a_drop.mean == pytest.approx(0.5) and gigpo.b_drop.mean == 0.0
+    assert gigpo.drop_change.mean == pytest.approx(-0.5) and gigpo.drop_change.interval.high < 0
 
 
 def test_cli(arena_dir, changed, tmp_path, capsys):
     assert main(["compare", str(arena_dir), str(changed)]) == 0
     out = capsys.readouterr().out
     (line,) = [line for line in out.splitlines() if line.startswith("frozenlake | gigpo |")]
-    assert line.startswith("frozenlake | gigpo | 2 seed(s) x 40 tasks | 0.550 [") and line.endswith(f"| {HIGHER}")
+    assert line.startswith("frozenlake | gigpo | 2 seed(s) x 40 tasks | 0.550 [") and f"| {HIGHER} |" in line
+    assert line.endswith("| 0.000 [0.000, 0.000] | +0.000 [+0.000, +0.000]")  # gigpo fell in neither
     with pytest.raises(SystemExit, match="no arena cells under"):
         main(["compare", str(arena_dir), str(tmp_path / "empty")])
