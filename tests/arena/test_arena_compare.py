@@ -16,17 +16,23 @@ def solved(k):
     return [float(i < k) for i in range(len(TASKS))]
 
 
-@pytest.fixture
-def changed(arena_dir, tmp_path):
-    """A copy of the fixture in which gigpo on frozenlake ends at 36 of 40 tasks (was 24 and 20)."""
-    root = tmp_path / "b"
+def copy_with_gigpo_solving(arena_dir, root, counts):
+    """A copy of the fixture in which both seeds of gigpo on frozenlake solve ``counts`` of the 40 tasks
+    at steps 0, 2 and 4."""
     shutil.copytree(arena_dir, root)
     for seed in (0, 1):
         path = cell_dir(root, "frozenlake", "gigpo", seed) / OUTCOMES_FILE
         path.unlink()
-        for step, k in ((0, 4), (2, 20), (4, 36)):
+        for step, k in zip((0, 2, 4), counts, strict=True):
             append_outcomes(path, ValOutcomes(step, ["frozenlake"] * len(TASKS), TASKS, solved(k)))
-    shutil.rmtree(root / "sokoban")  # only in A: not compared
+    return root
+
+
+@pytest.fixture
+def changed(arena_dir, tmp_path):
+    """gigpo on frozenlake ends at 36 of 40 tasks (was 24 and 20); sokoban only in A: not compared."""
+    root = copy_with_gigpo_solving(arena_dir, tmp_path / "b", (4, 20, 36))
+    shutil.rmtree(root / "sokoban")
     return root
 
 
@@ -52,15 +58,8 @@ def test_a_changed_method_is_detected_and_the_rest_are_not(arena_dir, changed):
 
 @pytest.fixture
 def fallen(arena_dir, tmp_path):
-    """A copy of the fixture in which gigpo on frozenlake solves 30 of 40 tasks at step 2, then 10."""
-    root = tmp_path / "fallen"
-    shutil.copytree(arena_dir, root)
-    for seed in (0, 1):
-        path = cell_dir(root, "frozenlake", "gigpo", seed) / OUTCOMES_FILE
-        path.unlink()
-        for step, k in ((0, 4), (2, 30), (4, 10)):
-            append_outcomes(path, ValOutcomes(step, ["frozenlake"] * len(TASKS), TASKS, solved(k)))
-    return root
+    """gigpo on frozenlake solves 30 of 40 tasks at step 2, then 10."""
+    return copy_with_gigpo_solving(arena_dir, tmp_path / "fallen", (4, 30, 10))
 
 
 def test_the_largest_fall_is_paired_too(changed, fallen):
