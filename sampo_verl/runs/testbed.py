@@ -70,11 +70,24 @@ class Testbed:
     max_prompt_length: int = 1024
 
 
+def _file_values(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A testbed file's values over those of the testbed it names as ``base`` (a file beside it, whose
+    environment it keeps unless it names one), if any."""
+    values = dict(yaml.safe_load(path.read_text()) or {})
+    if "base" not in values:
+        return values
+    base = path.with_name(f"{values.pop('base')}.yaml")
+    if base in (*seen, path) or not base.is_file():
+        raise ValueError(f"testbed ({path}): base {base.stem!r} is {'a cycle' if base.is_file() else 'not a testbed'}")
+    return {"env": base.stem, **_file_values(base, (*seen, path)), **values}
+
+
 def load_testbed(path: Path) -> Testbed:
     """The testbed a ``conf/testbed/<name>.yaml`` file describes: the :class:`Testbed` defaults with the
     file's values (``model`` a :class:`ModelSize`'s; ``env`` the environment, default ``<name>``, so that
-    one environment can have several testbeds); an unknown or misspelt key fails naming the file."""
-    values = {"env": path.stem, **(yaml.safe_load(path.read_text()) or {})}
+    one environment can have several testbeds; ``base: <testbed>`` starts from that testbed's file instead);
+    an unknown or misspelt key fails naming the file."""
+    values = {"env": path.stem, **_file_values(path)}
     prefix = f"testbed ({path})"
     if values["env"] not in ENV_REGISTRY:
         raise ValueError(f"{prefix}: env {values['env']!r} is not an environment; known: {sorted(ENV_REGISTRY)}")

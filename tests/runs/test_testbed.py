@@ -18,7 +18,7 @@ from sampo_verl.runs.testbed import (
 
 
 def test_unknown_environment_names_the_known_ones():
-    known = "\\['frozenlake', 'frozenlake_long', 'sokoban', 'tir_math', 'webshop'\\]"
+    known = "\\['frozenlake', 'frozenlake_long', 'frozenlake_long_big', 'sokoban', 'tir_math', 'webshop'\\]"
     with pytest.raises(ValueError, match=f"no CPU testbed 'chess'; known: {known}"):
         cpu_testbed("chess")
 
@@ -50,6 +50,23 @@ def test_a_testbed_is_one_yaml_file_over_the_defaults(tmp_path):
     lakes.write_text("env_options: {size: 6}\n")
     with pytest.raises(ValueError, match=r"lakes_6x6.yaml\): env 'lakes_6x6' is not an environment; known: \["):
         load_testbed(lakes)
+    # a testbed over another: its values, then the file's; the base's environment unless it names one
+    (tmp_path / "frozenlake.yaml").write_text("max_turns: 6\nbc_steps: 300\n")
+    bigger = tmp_path / "bigger.yaml"
+    bigger.write_text("base: frozenlake\nbc_steps: 500\nmodel: {hidden: 128}\n")
+    tb = load_testbed(bigger)
+    assert (tb.env, tb.max_turns, tb.bc_steps, tb.model.hidden, tb.model.layers) == ("frozenlake", 6, 500, 128, 2)
+    lakes.write_text("base: bigger\nenv_options: {size: 6}\n")
+    assert (load_testbed(lakes).bc_steps, load_testbed(lakes).env_options) == (500, {"size": 6})
+    bigger.write_text("base: lakes_6x6\n")
+    with pytest.raises(ValueError, match=r"bigger.yaml\): base 'lakes_6x6' is a cycle"):
+        load_testbed(lakes)
+    bigger.write_text("base: chess\n")
+    with pytest.raises(ValueError, match=r"bigger.yaml\): base 'chess' is not a testbed"):
+        load_testbed(bigger)
+    assert TESTBEDS["frozenlake_long_big"] == cpu_testbed(
+        "frozenlake_long", model=ModelSize(hidden=128, layers=4, heads=4, kv_heads=2, head_dim=32, init_std=0.3)
+    )
 
 
 def test_the_committed_starts_stay_valid():
