@@ -37,36 +37,44 @@ def test_a_testbed_is_one_yaml_file_over_the_defaults(tmp_path):
     mine.write_text("max_turns: 4\nmodel: {hidden: 64, heads: 4, kv_heads: 2, head_dim: 32}\n")
     tb = load_testbed(mine)
     assert (tb.env, tb.max_turns, tb.model.head_dim, tb.bc_steps) == ("sokoban", 4, 32, 150)
-    mine.write_text("max_turn: 4\n")
-    with pytest.raises(ValueError, match=r"unknown testbed \(.*sokoban.yaml\) option\(s\) \['max_turn'\]"):
-        load_testbed(mine)
-    mine.write_text("model: {hidden: 64, head: 4}\n")
-    with pytest.raises(ValueError, match=r"unknown testbed \(.*sokoban.yaml\) model option\(s\) \['head'\]"):
-        load_testbed(mine)
     # a second testbed of one environment names it
     lakes = tmp_path / "lakes_6x6.yaml"
     lakes.write_text("env: frozenlake\nenv_options: {size: 6}\n")
     assert (load_testbed(lakes).env, load_testbed(lakes).env_options) == ("frozenlake", {"size": 6})
-    lakes.write_text("env_options: {size: 6}\n")
-    with pytest.raises(ValueError, match=r"lakes_6x6.yaml\): env 'lakes_6x6' is not an environment; known: \["):
-        load_testbed(lakes)
-    # a testbed over another: its values, then the file's; the base's environment unless it names one
+
+
+def test_a_testbed_can_start_from_another(tmp_path):
+    """Its values, then the file's; the base's environment unless it names one."""
     (tmp_path / "frozenlake.yaml").write_text("max_turns: 6\nbc_steps: 300\n")
-    bigger = tmp_path / "bigger.yaml"
-    bigger.write_text("base: frozenlake\nbc_steps: 500\nmodel: {hidden: 128}\n")
-    tb = load_testbed(bigger)
+    (tmp_path / "bigger.yaml").write_text("base: frozenlake\nbc_steps: 500\nmodel: {hidden: 128}\n")
+    tb = load_testbed(tmp_path / "bigger.yaml")
     assert (tb.env, tb.max_turns, tb.bc_steps, tb.model.hidden, tb.model.layers) == ("frozenlake", 6, 500, 128, 2)
-    lakes.write_text("base: bigger\nenv_options: {size: 6}\n")
-    assert (load_testbed(lakes).bc_steps, load_testbed(lakes).env_options) == (500, {"size": 6})
-    bigger.write_text("base: lakes_6x6\n")
-    with pytest.raises(ValueError, match=r"bigger.yaml\): base 'lakes_6x6' is a cycle"):
-        load_testbed(lakes)
-    bigger.write_text("base: chess\n")
-    with pytest.raises(ValueError, match=r"bigger.yaml\): base 'chess' is not a testbed"):
-        load_testbed(bigger)
+    (tmp_path / "lakes.yaml").write_text("base: bigger\nenv_options: {size: 6}\n")
+    lakes = load_testbed(tmp_path / "lakes.yaml")
+    assert (lakes.env, lakes.bc_steps, lakes.env_options) == ("frozenlake", 500, {"size": 6})
     assert TESTBEDS["frozenlake_long_big"] == cpu_testbed(
         "frozenlake_long", model=ModelSize(hidden=128, layers=4, heads=4, kv_heads=2, head_dim=32, init_std=0.3)
     )
+
+
+@pytest.mark.parametrize(
+    ("files", "error"),
+    [
+        ({"sokoban": "max_turn: 4"}, r"unknown testbed \(.*sokoban.yaml\) option\(s\) \['max_turn'\]"),
+        (
+            {"sokoban": "model: {hidden: 64, head: 4}"},
+            r"unknown testbed \(.*sokoban.yaml\) model option\(s\) \['head'\]",
+        ),
+        ({"lakes": "env_options: {size: 6}"}, r"lakes.yaml\): env 'lakes' is not an environment; known: \["),
+        ({"lakes": "base: bigger", "bigger": "base: lakes"}, r"bigger.yaml\): base 'lakes' is a cycle"),
+        ({"lakes": "base: chess"}, r"lakes.yaml\): base 'chess' is not a testbed"),
+    ],
+)
+def test_a_bad_testbed_file_is_named(tmp_path, files, error):
+    for name, text in files.items():
+        (tmp_path / f"{name}.yaml").write_text(text + "\n")
+    with pytest.raises(ValueError, match=error):
+        load_testbed(tmp_path / f"{next(iter(files))}.yaml")
 
 
 def test_the_committed_starts_stay_valid():
