@@ -17,6 +17,15 @@ def test_every_command_reaches_its_modules_parser(command, capsys):
     assert stopped.value.code == 0 and f"usage: sampo-verl {command}" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("subcommand", ["run", "report", "compare"])
+def test_arena_help_prints_percent_signs_once(subcommand, capsys):
+    # argparse %-formats help strings but prints descriptions as written: a doubled % shows doubled
+    with pytest.raises(SystemExit):
+        cli.main(["arena", subcommand, "--help"])
+    printed = capsys.readouterr().out
+    assert f"usage: sampo-verl arena {subcommand}" in printed and "%%" not in printed
+
+
 def test_a_command_runs_with_its_arguments(tmp_path):
     assert cli.main(["dataset", "--env", "frozenlake", "--train", "3", "--val", "2", "--out", str(tmp_path)]) == 0
     assert len(pd.read_parquet(tmp_path / "train.parquet")) == 3 and len(pd.read_parquet(tmp_path / "val.parquet")) == 2

@@ -140,8 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser(
         "compare",
         help="paired difference B - A of two results folders' cells (e.g. before/after a code change)",
-        description="Final success of every (env, method) in both folders, and B - A paired over their common "
-        "seeds and held-out tasks with a 95%% bootstrap interval.",
+        description="Final success and largest fall of every (env, method) in both folders, and B - A paired "
+        "over their common seeds and held-out tasks with a 95% bootstrap interval.",
     )
     compare.add_argument("dir_a", type=Path, help="results folder A (the baseline)")
     compare.add_argument("dir_b", type=Path, help="results folder B")
