@@ -21,7 +21,9 @@ rule:
 
 - *off-policy* (cells of the arena's off-policy axis, ``<preset>@mb<K>[+async]``): per preset, the drop at
   the most mini-batches minus the drop at the fewest (sync trainer), and an asynchronous cell's minus its
-  sync twin's, paired; "collapses more" held when the interval lies above 0, did not hold below 0.
+  sync twin's, paired; "collapses more" held when the interval lies above 0, did not hold below 0. Pooled:
+  the same differences of every preset that ran the same pair of cells as one sample, each preset's seed a
+  row, so that the question "does collapse grow with staleness?" gets the seeds of all presets.
 
 A finding whose methods (or metric) are missing from the run is "not tested on this run".
 
@@ -43,7 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sampo_verl.arena.summary import Estimate, MethodSummary, paired
+from sampo_verl.arena.summary import Estimate, MethodSummary, paired, pooled_paired
 from sampo_verl.arena.variants import VARIANT_SEP, Variant, parse_variant
 
 # the methods of the paper's table besides SAMPO (sampo_plus is ours, not the paper's)
@@ -225,22 +227,53 @@ def _collapses_more(summaries: Mapping[str, MethodSummary], key: str, ladder: Se
     return Finding(key, claim, verdict, evidence, needs)
 
 
+def _collapses_more_pooled(
+    summaries: Mapping[str, MethodSummary], key: str, pairs: Sequence[tuple[str, str]], what: str
+) -> Finding:
+    """Off-policy rule over presets: each ``(less, more)`` off-policy pair's drop difference, every preset's
+    seeds pooled into one sample (:func:`~sampo_verl.arena.summary.pooled_paired`); held when its interval
+    lies above 0."""
+    claim = f"Off-policy, presets pooled: the presets collapse more {what} (their drops averaged)"
+    duos = [(summaries[more], summaries[less]) for less, more in pairs]
+    d, final = (pooled_paired(duos, value) for value in ("drop", "final"))
+    verdict = {1: HELD, -1: NOT_HELD, 0: INCONCLUSIVE}[d.side()]
+    each = ", ".join(f"{more} {paired(summaries[more], summaries[less], 'drop').mean:+.3f}" for less, more in pairs)
+    evidence = (
+        f"drop, more - less off-policy, per preset: {each}; pooled {d.text(signed=True)}, final success "
+        f"{final.text(signed=True)} (over {len(pairs)} presets, {d.basis()})"
+    )
+    needs = f"{seeds_needed(d)}, a seed being one preset's (divide by {len(pairs)})" if verdict == INCONCLUSIVE else ""
+    return Finding(key, claim, verdict, evidence, needs)
+
+
 def off_policy(summaries: Mapping[str, MethodSummary]) -> list[Finding]:
     """The off-policy axis (:mod:`.variants`): per preset, does its drop grow from the fewest mini-batches
-    run to the most (sync trainer), and from a sync cell to its asynchronous twin?"""
+    run to the most (sync trainer), and from a sync cell to its asynchronous twin? Then the same two
+    questions over every preset that has the same pair of cells, pooled."""
     variants = {name: parse_variant(name) for name in sorted(summaries) if VARIANT_SEP in name}
     findings = []
+    ladders: dict[tuple[int, int], list[tuple[str, str]]] = {}  # (fewest, most) mini-batches -> (cell, cell)
+    twins: list[tuple[str, str]] = []  # (sync cell, its asynchronous twin)
     for preset in sorted({v.preset for v in variants.values()}):
         sync = {v.mini_batches: name for name, v in variants.items() if v.preset == preset and not v.colocate_async}
         counts = sorted(sync)  # every sync variant names its mini-batches
         if len(counts) >= 2:
             what = f"at {counts[-1]} mini-batches than at {counts[0]}"
             findings.append(_collapses_more(summaries, f"{preset}@mb", [sync[k] for k in counts], what))
+            ladders.setdefault((counts[0], counts[-1]), []).append((sync[counts[0]], sync[counts[-1]]))
         for name, v in variants.items():
             twin = Variant(v.preset, v.mini_batches).name
             if v.preset == preset and v.colocate_async and twin in summaries:
                 what = "on the asynchronous trainer than on the sync one"
                 findings.append(_collapses_more(summaries, name, [twin, name], what))
+                twins.append((twin, name))
+    for (fewest, most), pairs in sorted(ladders.items()):
+        if len(pairs) >= 2:
+            what = f"at {most} mini-batches than at {fewest}"
+            findings.append(_collapses_more_pooled(summaries, f"pooled@mb{fewest}-{most}", pairs, what))
+    if len(twins) >= 2:
+        what = "on the asynchronous trainer than on the sync one"
+        findings.append(_collapses_more_pooled(summaries, "pooled+async", twins, what))
     return findings
 
 

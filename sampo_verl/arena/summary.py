@@ -206,13 +206,27 @@ def _rows(summary: MethodSummary, value: str, per_task: bool, seeds: Sequence[in
     return rows if per_task else [np.asarray([row.mean()]) for row in rows]
 
 
+def paired_rows(a: MethodSummary, b: MethodSummary, value: str, per_task: bool = True) -> list[np.ndarray]:
+    """Per common seed, ``value`` of ``a`` minus that of ``b``: per task when both recorded the same tasks
+    (and ``per_task``), else the seed means' difference."""
+    seeds = sorted({s.seed for s in a.seeds} & {s.seed for s in b.seeds})
+    per_task = per_task and a.per_task and b.per_task and a.tasks == b.tasks
+    left, right = _rows(a, value, per_task, seeds), _rows(b, value, per_task, seeds)
+    return [x - y for x, y in zip(left, right, strict=True)]
+
+
 def paired(a: MethodSummary, b: MethodSummary, value: str) -> Estimate:
     """``value`` of ``a`` minus that of ``b``, paired over their common seeds (and tasks, when both
     recorded them), with its interval."""
-    seeds = sorted({s.seed for s in a.seeds} & {s.seed for s in b.seeds})
-    per_task = a.per_task and b.per_task and a.tasks == b.tasks
-    left, right = _rows(a, value, per_task, seeds), _rows(b, value, per_task, seeds)
-    return estimate([x - y for x, y in zip(left, right, strict=True)])
+    return estimate(paired_rows(a, b, value))
+
+
+def pooled_paired(pairs: Sequence[tuple[MethodSummary, MethodSummary]], value: str) -> Estimate:
+    """The :func:`paired` differences of several ``(a, b)`` pairs as one sample, each pair's seed a row (per
+    task when every pair has the same tasks): the mean difference over pairs and seeds, with its interval."""
+    tasks = {a.tasks if a.per_task and b.per_task else 0 for a, b in pairs}
+    per_task = len(tasks) == 1 and 0 not in tasks
+    return estimate([row for a, b in pairs for row in paired_rows(a, b, value, per_task)])
 
 
 def success_metric(cells: Sequence[tuple[Cell, History]]) -> str:

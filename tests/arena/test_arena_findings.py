@@ -20,7 +20,15 @@ from sampo_verl.arena.findings import (
     off_policy,
     seeds_needed,
 )
-from sampo_verl.arena.summary import Estimate, MethodSummary, SeedStats, largest_fall, paired, variance_parts
+from sampo_verl.arena.summary import (
+    Estimate,
+    MethodSummary,
+    SeedStats,
+    largest_fall,
+    paired,
+    pooled_paired,
+    variance_parts,
+)
 from sampo_verl.stats import Interval
 
 TASKS = 256
@@ -290,7 +298,7 @@ def test_off_policy_findings_ask_whether_the_drop_grows_with_the_mini_batches_an
               tasks_method("sapo@mb4", best - lost(0.3), best)]  # fmt: skip
     same = [tasks_method("gspo@mb1", best - lost(0.05), best), tasks_method("gspo@mb4", best - lost(0.05), best)]
     found = {f.key: f for f in off_policy({s.method: s for s in [*ladder, *same]})}
-    assert set(found) == {"sapo@mb", "gspo@mb"}
+    assert set(found) == {"sapo@mb", "gspo@mb", "pooled@mb1-4"}
     sapo = found["sapo@mb"]
     assert sapo.verdict == HELD and "at 4 mini-batches than at 1" in sapo.claim
     assert [part.split(" ")[0] for part in sapo.evidence.split("; ")[:3]] == ["sapo@mb1", "sapo@mb2", "sapo@mb4"]
@@ -300,8 +308,40 @@ def test_off_policy_findings_ask_whether_the_drop_grows_with_the_mini_batches_an
     shrinks = [tasks_method("grpo@mb1", best - lost(0.4), best), tasks_method("grpo@mb4", best - lost(0.0), best),
                tasks_method("grpo@mb4+async", best - lost(0.4), best)]  # fmt: skip
     found = {f.key: f for f in off_policy({s.method: s for s in shrinks})}
+    assert "pooled@mb1-4" not in found and "pooled+async" not in found  # one preset: nothing to pool
     assert found["grpo@mb"].verdict == NOT_HELD
     assert found["grpo@mb4+async"].verdict == HELD and "asynchronous" in found["grpo@mb4+async"].claim
     # a preset at one mini-batch count, or plain presets: nothing to ask
     assert off_policy({s.method: s for s in [ladder[0], method("sapo", [0.5])]}) == []
     assert "sapo@mb" in {f.key for f in judge_findings({s.method: s for s in ladder})}  # after the paper's
+
+
+def test_pooled_off_policy_findings_average_every_presets_seeds():
+    # drops (best - final) at 1 mini-batch: none; at 4: sapo 0.3 and 0.4, grpo 0.2 and 0.3 -> pooled mean 0.3
+    cells = [method("sapo@mb1", [0.5, 0.5]), method("sapo@mb4", [0.2, 0.1], [0.5, 0.5]),
+             method("grpo@mb1", [0.6, 0.6]), method("grpo@mb4", [0.4, 0.3], [0.6, 0.6]),
+             method("sapo@mb1+async", [0.6, 0.5]), method("grpo@mb1+async", [0.6, 0.6], [0.7, 0.8])]  # fmt: skip
+    found = {f.key: f for f in off_policy({s.method: s for s in cells})}
+    pooled = found["pooled@mb1-4"]
+    assert pooled.verdict == HELD and "at 4 mini-batches than at 1" in pooled.claim
+    assert "grpo@mb4 +0.250, sapo@mb4 +0.350; pooled +0.300 [" in pooled.evidence
+    assert "over 2 presets, 4 seed(s)" in pooled.evidence
+    # asynchronous twins: sapo's drop unchanged (0), grpo's grows by 0.1 and 0.2 -> pooled +0.075
+    twins = found["pooled+async"]
+    assert "grpo@mb1+async +0.150, sapo@mb1+async +0.000; pooled +0.075" in twins.evidence
+    assert twins.verdict == INCONCLUSIVE and "a seed being one preset's (divide by 2)" in twins.needs
+    # the other way round: did not hold
+    shrinks = [method("sapo@mb1", [0.2, 0.1], [0.5, 0.5]), method("sapo@mb4", [0.5, 0.5]),
+               method("grpo@mb1", [0.4, 0.3], [0.6, 0.6]), method("grpo@mb4", [0.6, 0.6])]  # fmt: skip
+    assert {f.key: f for f in off_policy({s.method: s for s in shrinks})}["pooled@mb1-4"].verdict == NOT_HELD
+
+
+def test_pooled_pairs_fall_back_to_seed_means_when_a_pair_lacks_per_task_outcomes():
+    best = np.ones((2, 4))
+    per_task = (tasks_method("a@mb4", best - np.eye(2, 4), best), tasks_method("a@mb1", best, best))
+    plain = (method("b@mb4", [0.5, 0.7], [1.0, 1.0]), method("b@mb1", [1.0, 1.0]))
+    alone = pooled_paired([per_task], "drop")
+    assert alone.tasks == 4 and alone.mean == pytest.approx(0.25)  # one lost task of 4 in each seed
+    mixed = pooled_paired([per_task, plain], "drop")
+    assert mixed.tasks == 0 and mixed.seeds == 4
+    assert mixed.mean == pytest.approx((0.25 + 0.25 + 0.5 + 0.3) / 4)
