@@ -21,7 +21,9 @@ rule:
 
 - *off-policy* (cells of the arena's off-policy axis, ``<preset>@mb<K>[+async]``): per preset, the drop at
   the most mini-batches minus the drop at the fewest (sync trainer), and an asynchronous cell's minus its
-  sync twin's, paired; "collapses more" held when the interval lies above 0, did not hold below 0. Pooled:
+  sync twin's, paired; "collapses more" held when the interval lies above 0, did not hold below 0. The
+  evidence adds the paired lowest success after the start (a fall from the start before any rise shows
+  there, not in the drop) and the final success. Pooled:
   the same differences of every preset that ran the same pair of cells as one sample, each preset's seed a
   row, so that the question "does collapse grow with staleness?" gets the seeds of all presets.
 
@@ -216,12 +218,12 @@ def _collapses_more(summaries: Mapping[str, MethodSummary], key: str, ladder: Se
     the first, paired; held when its interval lies above 0."""
     base, most = ladder[0], ladder[-1]
     claim = f"Off-policy: {parse_variant(base).preset} collapses more {what} (its drop grows)"
-    d, final = (paired(summaries[most], summaries[base], value) for value in ("drop", "final"))
+    d, low, final = (paired(summaries[most], summaries[base], value) for value in ("drop", "low", "final"))
     verdict = {1: HELD, -1: NOT_HELD, 0: INCONCLUSIVE}[d.side()]
     states = "; ".join(collapse_state(summaries[m])[1] for m in ladder)
     evidence = (
-        f"{states}; drop {most} - {base} = {d.text(signed=True)}, final success {final.text(signed=True)} "
-        f"(paired over {d.basis()})"
+        f"{states}; drop {most} - {base} = {d.text(signed=True)}, lowest success after the start "
+        f"{low.text(signed=True)}, final success {final.text(signed=True)} (paired over {d.basis()})"
     )
     needs = f"{most} - {base}: {seeds_needed(d)}" if verdict == INCONCLUSIVE else ""
     return Finding(key, claim, verdict, evidence, needs)
@@ -235,12 +237,13 @@ def _collapses_more_pooled(
     lies above 0."""
     claim = f"Off-policy, presets pooled: the presets collapse more {what} (their drops averaged)"
     duos = [(summaries[more], summaries[less]) for less, more in pairs]
-    d, final = (pooled_paired(duos, value) for value in ("drop", "final"))
+    d, low, final = (pooled_paired(duos, value) for value in ("drop", "low", "final"))
     verdict = {1: HELD, -1: NOT_HELD, 0: INCONCLUSIVE}[d.side()]
     each = ", ".join(f"{more} {paired(summaries[more], summaries[less], 'drop').mean:+.3f}" for less, more in pairs)
     evidence = (
-        f"drop, more - less off-policy, per preset: {each}; pooled {d.text(signed=True)}, final success "
-        f"{final.text(signed=True)} (over {len(pairs)} presets, {d.basis()})"
+        f"drop, more - less off-policy, per preset: {each}; pooled {d.text(signed=True)}, lowest success after "
+        f"the start {low.text(signed=True)}, final success {final.text(signed=True)} (over {len(pairs)} presets, "
+        f"{d.basis()})"
     )
     needs = f"{seeds_needed(d)}, a seed being one preset's (divide by {len(pairs)})" if verdict == INCONCLUSIVE else ""
     return Finding(key, claim, verdict, evidence, needs)

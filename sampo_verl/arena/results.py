@@ -173,8 +173,10 @@ def definitions() -> list[str]:
         "collapsed. Anything else is inconclusive; a finding whose methods are absent is not tested on this run. "
         "Off-policy (cells `<preset>@mb<K>[+async]`): a preset collapses more when the paired difference of its "
         "drops, most mini-batches − fewest on the sync trainer (or an asynchronous cell − its sync twin), has "
-        "its interval above 0; it does not when the interval lies below 0. Pooled: the same differences of every "
-        "preset that ran the same pair of cells, each preset's seed one row of a single sample.",
+        "its interval above 0; it does not when the interval lies below 0. Beside it: the paired lowest success "
+        "after the start (a fall before any rise shows there, not in the drop) and final success. Pooled: the "
+        "same differences of every preset that ran the same pair of cells, each preset's seed one row of a single "
+        "sample.",
         "What would decide an inconclusive finding: the number of seeds at which a normal 95% interval of the "
         "per-seed values (mean m, sample spread s) would leave the threshold t (0 for a comparison, "
         f"{findings_mod.DROP} for a drop), if m and s stayed as measured: n = ceil((1.96 s / |m − t|)²) over seeds "

@@ -82,10 +82,17 @@ class SeedStats:
     final_tasks: tuple[float, ...] | None = None  # per task of the environment's task list; None: not recorded
     best_tasks: tuple[float, ...] | None = None
     drop_tasks: tuple[float, ...] | None = None  # the largest fall's first minus its second validation, per task
+    low_tasks: tuple[float, ...] | None = None  # the lowest validation after the start's, per task
     train_s: float = math.nan  # of the wall time: training steps
     validation_s: float = math.nan  # and validations
     curve: tuple[float, ...] = ()  # the success metric at each logged step (final and best come from it)
     optimizer_steps: float = math.nan  # optimiser steps a sampled batch, mean over the cell's steps
+
+    @property
+    def low(self) -> float:
+        """The curve's lowest value after its first (the start's): how far training took it down, whether or
+        not it rose first (NaN with fewer than two values)."""
+        return float(min(self.curve[1:])) if len(self.curve) > 1 else math.nan
 
     @property
     def drop(self) -> float:
@@ -249,17 +256,19 @@ def task_list(outcomes: Sequence[dict[int, ValOutcomes]]) -> list[int]:
 
 
 def _per_task(cell: Cell, outcomes: dict[int, ValOutcomes], tasks: Sequence[int]) -> dict[str, tuple]:
-    """The final and best validations' per-task success (the best: highest mean, the earliest of ties) and
-    the per-task difference across the seed's largest fall."""
+    """The final and best validations' per-task success (the best: highest mean, the earliest of ties), the
+    per-task difference across the seed's largest fall, and the lowest validation after the first."""
     if not outcomes or not tasks:
         return {}
     success = np.stack([outcomes[step].success(tasks, cell.env) for step in sorted(outcomes)])
     means = success.mean(axis=1)
     peak, trough = largest_fall(means)
+    low = {"low_tasks": tuple(success[1 + int(np.argmin(means[1:]))].tolist())} if len(means) > 1 else {}
     return {
         "final_tasks": tuple(success[-1].tolist()),
         "best_tasks": tuple(success[int(np.argmax(means))].tolist()),
         "drop_tasks": tuple((success[peak] - success[trough]).tolist()),
+        **low,
     }
 
 

@@ -303,6 +303,7 @@ def test_off_policy_findings_ask_whether_the_drop_grows_with_the_mini_batches_an
     assert sapo.verdict == HELD and "at 4 mini-batches than at 1" in sapo.claim
     assert [part.split(" ")[0] for part in sapo.evidence.split("; ")[:3]] == ["sapo@mb1", "sapo@mb2", "sapo@mb4"]
     assert "drop sapo@mb4 - sapo@mb1 = +0.3" in sapo.evidence and "final success -0.3" in sapo.evidence
+    assert "lowest success after the start -0.3" in sapo.evidence
     assert found["gspo@mb"].verdict == INCONCLUSIVE and found["gspo@mb"].needs.startswith("gspo@mb4 - gspo@mb1: ")
     # fewer falls at more mini-batches: did not hold; an async cell is judged against its sync twin
     shrinks = [tasks_method("grpo@mb1", best - lost(0.4), best), tasks_method("grpo@mb4", best - lost(0.0), best),
@@ -325,6 +326,7 @@ def test_pooled_off_policy_findings_average_every_presets_seeds():
     pooled = found["pooled@mb1-4"]
     assert pooled.verdict == HELD and "at 4 mini-batches than at 1" in pooled.claim
     assert "grpo@mb4 +0.250, sapo@mb4 +0.350; pooled +0.300 [" in pooled.evidence
+    assert "lowest success after the start -0.300 [" in pooled.evidence  # the finals: 0.2 and 0.1 below 0.5, ...
     assert "over 2 presets, 4 seed(s)" in pooled.evidence
     # asynchronous twins: sapo's drop unchanged (0), grpo's grows by 0.1 and 0.2 -> pooled +0.075
     twins = found["pooled+async"]

@@ -277,6 +277,31 @@ def test_per_task_drop_is_read_across_the_largest_fall(tmp_path):
     assert seed.drop == pytest.approx(0.75) and seed.best - seed.final == pytest.approx(0.25)
     assert seed.drop_tasks == (1.0, 1.0, 1.0, 0.0)
     assert summary.estimate("drop").mean == pytest.approx(0.75)
+    assert seed.low == 0.0 and seed.low_tasks == (0.0,) * 4  # step 4: the lowest after the start
+
+
+def test_the_lowest_success_after_the_start_counts_a_fall_before_any_rise(tmp_path):
+    """A cell at 0.5, 0.25, 0.5, 0.75 fell from its start before it rose: drop and lowest both say 0.25; one
+    that only rose has its lowest above the start and no drop; the start itself is never the lowest."""
+    import json
+
+    from sampo_verl.arena.layout import cell_dir
+    from sampo_verl.trainer.val_outcomes import ValOutcomes, append_outcomes
+
+    runs = {"sapo": {0: [1, 1, 0, 0], 2: [1, 0, 0, 0], 4: [0, 1, 1, 0], 6: [1, 1, 1, 0]},
+            "gspo": {0: [1, 1, 0, 0], 2: [1, 1, 1, 0], 4: [1, 1, 1, 1]}}  # fmt: skip
+    for method, acc in runs.items():
+        cell = cell_dir(tmp_path, "frozenlake", method, 0)
+        cell.mkdir(parents=True)
+        lines = [{"step": step, "data": {VAL_KEY: sum(a) / 4}} for step, a in acc.items()]
+        (cell / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+        for step, a in acc.items():
+            append_outcomes(cell / "val_outcomes.jsonl", ValOutcomes(step, ["frozenlake"] * 4, [7, 8, 9, 10], a))
+    summaries = {s.method: s for s in summarise_methods(load_results(tmp_path)["frozenlake"], VAL_SUCCESS)}
+    (fell,), (rose,) = summaries["sapo"].seeds, summaries["gspo"].seeds
+    assert fell.low == 0.25 and fell.low_tasks == (1.0, 0.0, 0.0, 0.0) and fell.drop == 0.25
+    assert rose.low == 0.75 and rose.low_tasks == (1.0, 1.0, 1.0, 0.0) and rose.drop == 0.0
+    assert summaries["gspo"].estimate("low").mean == pytest.approx(0.75)
 
 
 def test_a_damaged_results_folder_still_gives_a_report_that_lists_what_it_left_out(arena_dir, tmp_path, capsys):
