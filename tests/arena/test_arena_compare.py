@@ -67,6 +67,9 @@ def test_the_largest_fall_is_paired_too(changed, fallen):
     (gigpo,) = [c for c in compare_runs(fallen, changed) if c.method == "gigpo"]
     assert gigpo.a_drop.mean == pytest.approx(0.5) and gigpo.b_drop.mean == 0.0
     assert gigpo.drop_change.mean == pytest.approx(-0.5) and gigpo.drop_change.interval.high < 0
+    # lowest after the start: A 10 of 40 (step 4), B 20 of 40 (step 2)
+    assert gigpo.a_low.mean == pytest.approx(0.25) and gigpo.b_low.mean == pytest.approx(0.5)
+    assert gigpo.low_change.mean == pytest.approx(0.25) and gigpo.low_change.interval.low > 0
 
 
 def test_cli(arena_dir, changed, tmp_path, capsys):
@@ -74,6 +77,8 @@ def test_cli(arena_dir, changed, tmp_path, capsys):
     out = capsys.readouterr().out
     (line,) = [line for line in out.splitlines() if line.startswith("frozenlake | gigpo |")]
     assert line.startswith("frozenlake | gigpo | 2 seed(s) x 40 tasks | 0.550 [") and f"| {HIGHER} |" in line
-    assert line.endswith("| 0.000 [0.000, 0.000] | +0.000 [+0.000, +0.000]")  # gigpo fell in neither
+    columns = line.split(" | ")
+    assert columns[8:10] == ["0.000 [0.000, 0.000]", "+0.000 [+0.000, +0.000]"]  # gigpo fell in neither
+    assert len(columns) == 13 and columns[11].startswith("0.500 [")  # B's lowest after the start: 20 of 40
     with pytest.raises(SystemExit, match="no arena cells under"):
         main(["compare", str(arena_dir), str(tmp_path / "empty")])
