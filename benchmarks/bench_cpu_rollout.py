@@ -46,6 +46,7 @@ for _name, _value in VLLM_ENV.items():
     os.environ.setdefault(_name, _value)
 
 from sampo_verl.cpu.hf_server import HFServer  # noqa: E402
+from sampo_verl.runs.agent_run import engine_list  # noqa: E402
 from sampo_verl.runs.assets import ModelSize, build_assets  # noqa: E402
 
 HEAD_SIZE = 32
@@ -139,13 +140,6 @@ async def bench_engine(name: str, model_dir: Path, prompts: list[list[int]], arg
             await tokens_per_second(generate, prompts, WARM_UP_TOKENS, concurrency)
         rates = {c: await tokens_per_second(generate, prompts, args.max_tokens, c) for c in args.concurrency}
     return EngineResult(start_up, rates)
-
-
-def engine_list(text: str) -> list[str]:
-    engines = text.split(",")
-    if unknown := set(engines) - set(ENGINES):
-        raise argparse.ArgumentTypeError(f"unknown engines {sorted(unknown)}; known: {list(ENGINES)}")
-    return engines
 
 
 def int_list(text: str) -> list[int]:

@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 
 from sampo_verl.metrics import History
-from sampo_verl.runs.agent_run import CPU_PRESETS, prepare_model, run_agent
+from sampo_verl.runs.agent_run import CPU_PRESETS, engine_list, prepare_model, run_agent
 from sampo_verl.runs.assets import ModelSize
 from sampo_verl.runs.testbed import cpu_testbed, rl_config
 
@@ -101,13 +101,6 @@ def servable_size(size: ModelSize) -> ModelSize:
     return dataclasses.replace(size, heads=heads, kv_heads=max(heads // 2, 1))
 
 
-def engine_list(text: str) -> list[str]:
-    engines = text.split(",")
-    if unknown := set(engines) - set(CPU_PRESETS):
-        raise argparse.ArgumentTypeError(f"unknown engines {sorted(unknown)}; known: {list(CPU_PRESETS)}")
-    return engines
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--engines", type=engine_list, default=list(CPU_PRESETS), help="e.g. hf,vllm or hf")
@@ -146,6 +139,7 @@ def main() -> None:
             f" ({limit_trainer:.2f}s); whole step {means[name]['step'] / (limit_trainer + forward):.1f}x that plus"
             f" a prefill forward ({limit_trainer + forward:.2f}s)"
         )
+
 
 if __name__ == "__main__":
     main()

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sampo_verl.runs.agent_run import CPU_PRESETS, run_agent
+from sampo_verl.runs.agent_run import CPU_PRESETS, engine_list, run_agent
 from sampo_verl.runs.testbed import cpu_testbed, rl_config
 from sampo_verl.trainer.val_outcomes import OUTCOMES_FILE, ValOutcomes, read_val_outcomes
 
@@ -40,13 +40,6 @@ def validate(workdir: Path, start: Path, engine: str, args: argparse.Namespace, 
     frozen = ["actor_rollout_ref.actor.optim.lr=0.0", *overrides]
     history = run_agent(workdir, start / "bc", config, frozen, data_dir=start / "rl_data", timeout=args.timeout)
     return history[STEP]["timing_s/testing"], read_val_outcomes(workdir / OUTCOMES_FILE)[STEP]
-
-
-def engine_list(text: str) -> list[str]:
-    engines = text.split(",")
-    if unknown := set(engines) - set(CPU_PRESETS):
-        raise argparse.ArgumentTypeError(f"unknown engines {sorted(unknown)}; known: {list(CPU_PRESETS)}")
-    return engines
 
 
 def main() -> None:

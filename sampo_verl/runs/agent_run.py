@@ -71,6 +71,14 @@ def add_engine_flag(parser: argparse.ArgumentParser, what: str) -> None:
     )
 
 
+def engine_list(text: str) -> list[str]:
+    """An argparse type: comma-separated rollout engines (``hf,vllm``), each one of :data:`CPU_PRESETS`."""
+    engines = text.split(",")
+    if unknown := set(engines) - set(CPU_PRESETS):
+        raise argparse.ArgumentTypeError(f"unknown engines {sorted(unknown)}; known: {list(CPU_PRESETS)}")
+    return engines
+
+
 def is_built(marker: Path, settings: Mapping[str, Any]) -> bool:
     """Whether the build that wrote ``marker`` (:func:`mark_built`) used exactly ``settings``."""
     return marker.exists() and json.loads(marker.read_text()) == json.loads(json.dumps(settings))

@@ -1,15 +1,23 @@
 """The CPU agent run: task files reused while their settings hold, the overrides it composes, the
 child environment it launches with, and a user's environment module reaching the trainer's workers."""
 
+import argparse
 import os
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
-from sampo_verl.runs.agent_run import AgentRunConfig, agent_overrides, prepare_data, run_agent
+from sampo_verl.runs.agent_run import AgentRunConfig, agent_overrides, engine_list, prepare_data, run_agent
 from sampo_verl.processes.launch import EXTERNAL_MODULES_ENV, child_env, with_sampo_module
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_engine_lists_name_known_engines_only():
+    assert engine_list("hf,vllm") == ["hf", "vllm"] and engine_list("vllm") == ["vllm"]
+    with pytest.raises(argparse.ArgumentTypeError, match=r"unknown engines \['sglang'\]; known: \['hf', 'vllm'\]"):
+        engine_list("hf,sglang")
 
 
 def test_task_files_follow_the_run_settings(tmp_path):
