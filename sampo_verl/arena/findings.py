@@ -23,9 +23,9 @@ rule:
   the most mini-batches minus the drop at the fewest (sync trainer), and an asynchronous cell's minus its
   sync twin's, paired; "collapses more" held when the interval lies above 0, did not hold below 0. The
   evidence adds the paired lowest success after the start (a fall from the start before any rise shows
-  there, not in the drop) and the final success. Pooled:
-  the same differences of every preset that ran the same pair of cells as one sample, each preset's seed a
-  row, so that the question "does collapse grow with staleness?" gets the seeds of all presets.
+  there, not in the drop) and the final success. Pooled: the same differences of every preset that ran the
+  same pair of cells as one sample, each preset's seed a row, so that the question "does collapse grow
+  with staleness?" gets the seeds of all presets.
 
 A finding whose methods (or metric) are missing from the run is "not tested on this run".
 
@@ -256,7 +256,7 @@ def off_policy(summaries: Mapping[str, MethodSummary]) -> list[Finding]:
     variants = {name: parse_variant(name) for name in sorted(summaries) if VARIANT_SEP in name}
     findings = []
     ladders: dict[tuple[int, int], list[tuple[str, str]]] = {}  # (fewest, most) mini-batches -> (cell, cell)
-    twins: list[tuple[str, str]] = []  # (sync cell, its asynchronous twin)
+    twins: dict[int | None, list[tuple[str, str]]] = {}  # mini-batches -> (sync cell, its asynchronous twin)
     for preset in sorted({v.preset for v in variants.values()}):
         sync = {v.mini_batches: name for name, v in variants.items() if v.preset == preset and not v.colocate_async}
         counts = sorted(sync)  # every sync variant names its mini-batches
@@ -269,14 +269,16 @@ def off_policy(summaries: Mapping[str, MethodSummary]) -> list[Finding]:
             if v.preset == preset and v.colocate_async and twin in summaries:
                 what = "on the asynchronous trainer than on the sync one"
                 findings.append(_collapses_more(summaries, name, [twin, name], what))
-                twins.append((twin, name))
+                twins.setdefault(v.mini_batches, []).append((twin, name))
     for (fewest, most), pairs in sorted(ladders.items()):
         if len(pairs) >= 2:
             what = f"at {most} mini-batches than at {fewest}"
             findings.append(_collapses_more_pooled(summaries, f"pooled@mb{fewest}-{most}", pairs, what))
-    if len(twins) >= 2:
-        what = "on the asynchronous trainer than on the sync one"
-        findings.append(_collapses_more_pooled(summaries, "pooled+async", twins, what))
+    for mini_batches, pairs in sorted(twins.items(), key=lambda item: item[0] or 0):
+        if len(pairs) >= 2:
+            what = "on the asynchronous trainer than on the sync one"
+            key = "pooled" + Variant("", mini_batches, colocate_async=True).name  # e.g. pooled@mb1+async
+            findings.append(_collapses_more_pooled(summaries, key, pairs, what))
     return findings
 
 

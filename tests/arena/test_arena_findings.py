@@ -309,7 +309,7 @@ def test_off_policy_findings_ask_whether_the_drop_grows_with_the_mini_batches_an
     shrinks = [tasks_method("grpo@mb1", best - lost(0.4), best), tasks_method("grpo@mb4", best - lost(0.0), best),
                tasks_method("grpo@mb4+async", best - lost(0.4), best)]  # fmt: skip
     found = {f.key: f for f in off_policy({s.method: s for s in shrinks})}
-    assert "pooled@mb1-4" not in found and "pooled+async" not in found  # one preset: nothing to pool
+    assert "pooled@mb1-4" not in found and "pooled@mb4+async" not in found  # one preset: nothing to pool
     assert found["grpo@mb"].verdict == NOT_HELD
     assert found["grpo@mb4+async"].verdict == HELD and "asynchronous" in found["grpo@mb4+async"].claim
     # a preset at one mini-batch count, or plain presets: nothing to ask
@@ -326,10 +326,10 @@ def test_pooled_off_policy_findings_average_every_presets_seeds():
     pooled = found["pooled@mb1-4"]
     assert pooled.verdict == HELD and "at 4 mini-batches than at 1" in pooled.claim
     assert "grpo@mb4 +0.250, sapo@mb4 +0.350; pooled +0.300 [" in pooled.evidence
-    assert "lowest success after the start -0.300 [" in pooled.evidence  # the finals: 0.2 and 0.1 below 0.5, ...
+    assert "lowest success after the start -0.300 [" in pooled.evidence  # lowest = final: 0.2, 0.1 vs 0.5; 0.4, 0.3 vs 0.6
     assert "over 2 presets, 4 seed(s)" in pooled.evidence
     # asynchronous twins: sapo's drop unchanged (0), grpo's grows by 0.1 and 0.2 -> pooled +0.075
-    twins = found["pooled+async"]
+    twins = found["pooled@mb1+async"]
     assert "grpo@mb1+async +0.150, sapo@mb1+async +0.000; pooled +0.075" in twins.evidence
     assert twins.verdict == INCONCLUSIVE and "a seed being one preset's (divide by 2)" in twins.needs
     # the other way round: did not hold
