@@ -326,7 +326,7 @@ def test_pooled_off_policy_findings_average_every_presets_seeds():
     pooled = found["pooled@mb1-4"]
     assert pooled.verdict == HELD and "at 4 mini-batches than at 1" in pooled.claim
     assert "grpo@mb4 +0.250, sapo@mb4 +0.350; pooled +0.300 [" in pooled.evidence
-    assert "lowest success after the start -0.300 [" in pooled.evidence  # lowest = final: 0.2, 0.1 vs 0.5; 0.4, 0.3 vs 0.6
+    assert "lowest success after the start -0.300 [" in pooled.evidence  # lowest = final: 0.2, 0.1 / 0.4, 0.3
     assert "over 2 presets, 4 seed(s)" in pooled.evidence
     # asynchronous twins: sapo's drop unchanged (0), grpo's grows by 0.1 and 0.2 -> pooled +0.075
     twins = found["pooled@mb1+async"]
