@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sampo_verl.arena.summary import Estimate, MethodSummary, paired, pooled_paired
+from sampo_verl.arena.summary import Estimate, MethodSummary, paired, paired_rows, pooled_paired
 from sampo_verl.arena.variants import VARIANT_SEP, Variant, parse_variant
 
 # the methods of the paper's table besides SAMPO (sampo_plus is ours, not the paper's)
@@ -239,7 +239,9 @@ def _collapses_more_pooled(
     duos = [(summaries[more], summaries[less]) for less, more in pairs]
     d, low, final = (pooled_paired(duos, value) for value in ("drop", "low", "final"))
     verdict = {1: HELD, -1: NOT_HELD, 0: INCONCLUSIVE}[d.side()]
-    each = ", ".join(f"{more} {paired(summaries[more], summaries[less], 'drop').mean:+.3f}" for less, more in pairs)
+    each = ", ".join(  # each preset's mean difference, without a bootstrap of its own
+        f"{more} {np.mean(paired_rows(summaries[more], summaries[less], 'drop')):+.3f}" for less, more in pairs
+    )
     evidence = (
         f"drop, more - less off-policy, per preset: {each}; pooled {d.text(signed=True)}, lowest success after "
         f"the start {low.text(signed=True)}, final success {final.text(signed=True)} (over {len(pairs)} presets, "
