@@ -255,12 +255,15 @@ def task_list(outcomes: Sequence[dict[int, ValOutcomes]]) -> list[int]:
     return sorted({seed for cell in outcomes for record in cell.values() for seed in record.task_seed})
 
 
-def _per_task(cell: Cell, outcomes: dict[int, ValOutcomes], tasks: Sequence[int]) -> dict[str, tuple]:
+def _per_task(outcomes: dict[int, ValOutcomes], tasks: Sequence[int]) -> dict[str, tuple]:
     """The final and best validations' per-task success (the best: highest mean, the earliest of ties), the
-    per-task difference across the seed's largest fall, and the lowest validation after the first."""
+    per-task difference across the seed's largest fall, and the lowest validation after the first.
+
+    A cell validates one environment, so every record counts whatever its data source: a CPU testbed's
+    cell is named for the testbed (``frozenlake_long_big``), its episodes for the environment (``frozenlake``)."""
     if not outcomes or not tasks:
         return {}
-    success = np.stack([outcomes[step].success(tasks, cell.env) for step in sorted(outcomes)])
+    success = np.stack([outcomes[step].success(tasks) for step in sorted(outcomes)])
     means = success.mean(axis=1)
     peak, trough = largest_fall(means)
     low = {"low_tasks": tuple(success[1 + int(np.argmin(means[1:]))].tolist())} if len(means) > 1 else {}
@@ -284,7 +287,7 @@ def seed_stats(
     train_s = metric_series(history, STEP_TIME)[1]
     optimizer_steps = metric_series(history, OPTIMIZER_STEPS_METRIC)[1]
     done = cell.done(skipped)
-    per_task = _per_task(cell, outcomes or {}, tasks) if metric == VAL_SUCCESS else {}
+    per_task = _per_task(outcomes or {}, tasks) if metric == VAL_SUCCESS else {}
     return SeedStats(
         seed=cell.seed,
         finished=done is not None,

@@ -109,7 +109,7 @@ def summarise_run(
     last = max(val)
     best_step = max(val, key=lambda s: (val[s], -s))
     seeds = list(task_seeds or [])
-    per_task = {step: o.success(seeds, env).tolist() for step, o in (outcomes or {}).items()} if seeds else {}
+    per_task = {step: o.success(seeds).tolist() for step, o in (outcomes or {}).items()} if seeds else {}
     change = None
     if 0 in per_task and last in per_task:
         interval = paired_change(per_task[0], per_task[last])

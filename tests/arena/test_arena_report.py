@@ -280,6 +280,27 @@ def test_per_task_drop_is_read_across_the_largest_fall(tmp_path):
     assert seed.low == 0.0 and seed.low_tasks == (0.0,) * 4  # step 4: the lowest after the start
 
 
+def test_a_testbed_cell_reads_its_environments_outcomes(tmp_path):
+    """A CPU testbed's cell is named for the testbed (frozenlake_long_big) while its episodes' data source is
+    the environment (frozenlake): its per-task values are the validations' own, not zeros."""
+    import json
+
+    from sampo_verl.arena.layout import cell_dir
+    from sampo_verl.trainer.val_outcomes import ValOutcomes, append_outcomes
+
+    cell = cell_dir(tmp_path, "frozenlake_long_big", "sampo", 0)
+    cell.mkdir(parents=True)
+    acc = {0: [1, 0, 0, 0], 2: [1, 1, 0, 0], 4: [1, 1, 1, 0]}
+    lines = [{"step": step, "data": {VAL_KEY: sum(a) / 4}} for step, a in acc.items()]
+    (cell / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    for step, a in acc.items():
+        append_outcomes(cell / "val_outcomes.jsonl", ValOutcomes(step, ["frozenlake"] * 4, [7, 8, 9, 10], a))
+    (summary,) = summarise_methods(load_results(tmp_path)["frozenlake_long_big"], VAL_SUCCESS)
+    (seed,) = summary.seeds
+    assert seed.final_tasks == (1.0, 1.0, 1.0, 0.0) and seed.low_tasks == (1.0, 1.0, 0.0, 0.0)
+    assert summary.estimate("final").mean == pytest.approx(0.75)
+
+
 def test_the_lowest_success_after_the_start_counts_a_fall_before_any_rise(tmp_path):
     """A cell at 0.5, 0.25, 0.5, 0.75 fell from its start before it rose: drop and lowest both say 0.25; one
     that only rose has its lowest above the start and no drop; the start itself is never the lowest."""

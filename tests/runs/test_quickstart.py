@@ -51,14 +51,15 @@ def test_summary_by_hand():
     assert "collapse warnings: 1 at steps [3]" in text and "RL 1m30s" in text
 
 
-def test_summary_with_per_task_outcomes_has_the_paired_interval():
+@pytest.mark.parametrize("testbed", ["sokoban", "sokoban_long"])  # a testbed named apart from its environment
+def test_summary_with_per_task_outcomes_has_the_paired_interval(testbed):
     seeds = list(range(10, 18))
     outcomes = {  # the history's means: 2/8, 4/8, 3/8
         0: ValOutcomes(0, ["sokoban"] * 8, seeds[::-1], [0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0]),
         2: ValOutcomes(2, ["sokoban"] * 8, seeds, [1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]),
         4: ValOutcomes(4, ["sokoban"] * 7, seeds[:7], [1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0], missing=1),
     }
-    summary = summarise_run(history_fixture(), "sokoban", "sampo", 1, 8, 30.0, 90.0, outcomes, seeds)
+    summary = summarise_run(history_fixture(), testbed, "sampo", 1, 8, 30.0, 90.0, outcomes, seeds)
     assert summary.task_seeds == seeds
     assert summary.task_success[0] == [0, 1, 1, 0, 0, 0, 0, 0]  # in the order of the seeds
     assert summary.task_success[4] == [1, 1, 1, 0, 0, 0, 0, 0]  # seed 17 did not start: failed
