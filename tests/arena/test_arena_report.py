@@ -258,20 +258,27 @@ def test_per_task_outcomes_of_a_resumed_cell(tmp_path):
     assert summary.tasks == 4
 
 
-def test_per_task_drop_is_read_across_the_largest_fall(tmp_path):
-    """A cell at 0.5, 0.75, 0.0, 0.5: its drop is step 2 minus step 4 (0.75), per task too, not best - final."""
+def write_validated_cell(root, env: str, method: str, acc: dict[int, list[int]]):
+    """One seed-0 cell validated at ``acc``'s steps on tasks 7-10 (episodes named ``frozenlake``): its
+    metrics.jsonl with each validation's mean and its val_outcomes.jsonl with the per-task outcomes."""
     import json
 
     from sampo_verl.arena.layout import cell_dir
     from sampo_verl.trainer.val_outcomes import ValOutcomes, append_outcomes
 
-    cell = cell_dir(tmp_path, "frozenlake", "sapo", 0)
+    cell = cell_dir(root, env, method, 0)
     cell.mkdir(parents=True)
-    acc = {0: [1, 1, 0, 0], 2: [1, 1, 1, 0], 4: [0, 0, 0, 0], 6: [0, 1, 1, 0]}
     lines = [{"step": step, "data": {VAL_KEY: sum(a) / 4}} for step, a in acc.items()]
     (cell / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     for step, a in acc.items():
         append_outcomes(cell / "val_outcomes.jsonl", ValOutcomes(step, ["frozenlake"] * 4, [7, 8, 9, 10], a))
+
+
+def test_per_task_drop_is_read_across_the_largest_fall(tmp_path):
+    """A cell at 0.5, 0.75, 0.0, 0.5: its drop is step 2 minus step 4 (0.75), per task too, not best - final."""
+    write_validated_cell(
+        tmp_path, "frozenlake", "sapo", {0: [1, 1, 0, 0], 2: [1, 1, 1, 0], 4: [0, 0, 0, 0], 6: [0, 1, 1, 0]}
+    )
     (summary,) = summarise_methods(load_results(tmp_path)["frozenlake"], VAL_SUCCESS)
     (seed,) = summary.seeds
     assert seed.drop == pytest.approx(0.75) and seed.best - seed.final == pytest.approx(0.25)
@@ -283,18 +290,7 @@ def test_per_task_drop_is_read_across_the_largest_fall(tmp_path):
 def test_a_testbed_cell_reads_its_environments_outcomes(tmp_path):
     """A CPU testbed's cell is named for the testbed (frozenlake_long_big) while its episodes' data source is
     the environment (frozenlake): its per-task values are the validations' own, not zeros."""
-    import json
-
-    from sampo_verl.arena.layout import cell_dir
-    from sampo_verl.trainer.val_outcomes import ValOutcomes, append_outcomes
-
-    cell = cell_dir(tmp_path, "frozenlake_long_big", "sampo", 0)
-    cell.mkdir(parents=True)
-    acc = {0: [1, 0, 0, 0], 2: [1, 1, 0, 0], 4: [1, 1, 1, 0]}
-    lines = [{"step": step, "data": {VAL_KEY: sum(a) / 4}} for step, a in acc.items()]
-    (cell / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
-    for step, a in acc.items():
-        append_outcomes(cell / "val_outcomes.jsonl", ValOutcomes(step, ["frozenlake"] * 4, [7, 8, 9, 10], a))
+    write_validated_cell(tmp_path, "frozenlake_long_big", "sampo", {0: [1, 0, 0, 0], 2: [1, 1, 0, 0], 4: [1, 1, 1, 0]})
     (summary,) = summarise_methods(load_results(tmp_path)["frozenlake_long_big"], VAL_SUCCESS)
     (seed,) = summary.seeds
     assert seed.final_tasks == (1.0, 1.0, 1.0, 0.0) and seed.low_tasks == (1.0, 1.0, 0.0, 0.0)
@@ -304,20 +300,10 @@ def test_a_testbed_cell_reads_its_environments_outcomes(tmp_path):
 def test_the_lowest_success_after_the_start_counts_a_fall_before_any_rise(tmp_path):
     """A cell at 0.5, 0.25, 0.5, 0.75 fell from its start before it rose: drop and lowest both say 0.25; one
     that only rose has its lowest above the start and no drop; the start itself is never the lowest."""
-    import json
-
-    from sampo_verl.arena.layout import cell_dir
-    from sampo_verl.trainer.val_outcomes import ValOutcomes, append_outcomes
-
     runs = {"sapo": {0: [1, 1, 0, 0], 2: [1, 0, 0, 0], 4: [0, 1, 1, 0], 6: [1, 1, 1, 0]},
             "gspo": {0: [1, 1, 0, 0], 2: [1, 1, 1, 0], 4: [1, 1, 1, 1]}}  # fmt: skip
     for method, acc in runs.items():
-        cell = cell_dir(tmp_path, "frozenlake", method, 0)
-        cell.mkdir(parents=True)
-        lines = [{"step": step, "data": {VAL_KEY: sum(a) / 4}} for step, a in acc.items()]
-        (cell / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
-        for step, a in acc.items():
-            append_outcomes(cell / "val_outcomes.jsonl", ValOutcomes(step, ["frozenlake"] * 4, [7, 8, 9, 10], a))
+        write_validated_cell(tmp_path, "frozenlake", method, acc)
     summaries = {s.method: s for s in summarise_methods(load_results(tmp_path)["frozenlake"], VAL_SUCCESS)}
     (fell,), (rose,) = summaries["sapo"].seeds, summaries["gspo"].seeds
     assert fell.low == 0.25 and fell.low_tasks == (1.0, 0.0, 0.0, 0.0) and fell.drop == 0.25
