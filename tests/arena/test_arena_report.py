@@ -261,15 +261,13 @@ def test_per_task_outcomes_of_a_resumed_cell(tmp_path):
 def write_validated_cell(root, env: str, method: str, acc: dict[int, list[int]]):
     """One seed-0 cell validated at ``acc``'s steps on tasks 7-10 (episodes named ``frozenlake``): its
     metrics.jsonl with each validation's mean and its val_outcomes.jsonl with the per-task outcomes."""
-    import json
+    from conftest import write_cell
 
     from sampo_verl.arena.layout import cell_dir
     from sampo_verl.trainer.val_outcomes import ValOutcomes, append_outcomes
 
+    write_cell(root, env, method, 0, [{"step": step, "data": {VAL_KEY: sum(a) / 4}} for step, a in acc.items()], None)
     cell = cell_dir(root, env, method, 0)
-    cell.mkdir(parents=True)
-    lines = [{"step": step, "data": {VAL_KEY: sum(a) / 4}} for step, a in acc.items()]
-    (cell / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     for step, a in acc.items():
         append_outcomes(cell / "val_outcomes.jsonl", ValOutcomes(step, ["frozenlake"] * 4, [7, 8, 9, 10], a))
 
